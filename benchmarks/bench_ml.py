@@ -1,0 +1,214 @@
+"""Benchmark one active-learning ML step: ``course_utils.ml`` versus the tutorial's pipeline.
+
+The tutorial refitted ``Pipeline([MorganFingerprintTransformer, KNeighborsRegressor(jaccard)])``
+and re-fingerprinted the whole search space from SMILES on every iteration. Both approaches
+are timed in one process on the same data, so the ratio is meaningful on any machine.
+
+Usage::
+
+    python benchmarks/bench_ml.py              # full QM9 search space (130,831 molecules)
+    python benchmarks/bench_ml.py --n 5000     # first 5,000 molecules, for a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.pipeline import Pipeline
+
+from course_utils import ml
+
+TARGET_SPEEDUP = 10.0
+
+# Used only when the QM9 search space cannot be loaded and --n was given (smoke tests).
+_FALLBACK_HEADS = ["C", "CC", "CCC", "CC(C)", "C=C", "C#C", "C1CC1", "OCC", "NCC", "COC"]
+_FALLBACK_TAILS = ["", "O", "N", "C#N", "C=O", "F", "OC", "C(N)=O", "CO", "C#C", "C1CC1"]
+
+
+class LegacyMorganTransformer(BaseEstimator, TransformerMixin):
+    """The tutorial's transformer: deprecated RDKit call, one SMILES at a time."""
+
+    def __init__(self, length: int = 256, radius: int = 4) -> None:
+        self.length = length
+        self.radius = radius
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X, y=None):
+        from rdkit import Chem, DataStructs, rdBase
+        from rdkit.Chem import AllChem
+
+        rows = []
+        # Current RDKit logs a deprecation line per call; the tutorial's RDKit did not, so
+        # silence it rather than time terminal output.
+        with rdBase.BlockLogs():
+            for smiles in X:
+                mol = Chem.MolFromSmiles(smiles)
+                fp = AllChem.GetMorganFingerprintAsBitVect(mol, self.radius, nBits=self.length)
+                arr = np.zeros((0,), dtype=bool)
+                DataStructs.ConvertToNumpyArray(fp, arr)
+                rows.append(arr)
+        return np.vstack(rows)
+
+
+def original_pipeline() -> Pipeline:
+    return Pipeline(
+        [
+            ("fingerprint", LegacyMorganTransformer(length=256, radius=4)),
+            (
+                "knn",
+                KNeighborsRegressor(n_neighbors=4, weights="distance", metric="jaccard", n_jobs=-1),
+            ),
+        ]
+    )
+
+
+def _fallback_smiles(n: int) -> list[str]:
+    combos = [h + t for h in _FALLBACK_HEADS for t in _FALLBACK_TAILS]
+    return [combos[i % len(combos)] for i in range(n)]
+
+
+def load_smiles(n: int | None) -> tuple[list[str], str]:
+    """QM9 (optionally its first n molecules); a synthetic list only for --n smoke runs."""
+    try:
+        from course_utils.search_space import load_search_space
+
+        smiles = load_search_space("qm9")["smiles"].tolist()
+        source = "QM9 search space"
+    except (ImportError, OSError) as exc:
+        if n is None:
+            raise
+        print(f"NOTE: QM9 search space unavailable ({exc}); using synthetic molecules")
+        smiles, source = _fallback_smiles(n), "synthetic molecules"
+    if n is not None:
+        smiles = smiles[:n]
+    return smiles, source
+
+
+@contextmanager
+def _temporary_cache_dir() -> Iterator[str]:
+    """Isolate the benchmark from (and keep it out of) the user's fingerprint cache."""
+    old = os.environ.get("COURSE_UTILS_CACHE_DIR")
+    with tempfile.TemporaryDirectory(prefix="bench_ml_cache_") as tmp:
+        os.environ["COURSE_UTILS_CACHE_DIR"] = tmp
+        ml.clear_memory_cache()
+        try:
+            yield tmp
+        finally:
+            ml.clear_memory_cache()
+            if old is None:
+                os.environ.pop("COURSE_UTILS_CACHE_DIR", None)
+            else:
+                os.environ["COURSE_UTILS_CACHE_DIR"] = old
+
+
+def _timed(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return times, result
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=None, help="use only the first N molecules")
+    parser.add_argument("--train-size", type=int, default=24, help="training molecules")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of ours")
+    parser.add_argument(
+        "--original-repeats", type=int, default=2, help="timed runs of the original"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.original_repeats < 1:
+        parser.error("repeat counts must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    """Run the benchmark, print a table, and return the medians (used by the smoke test)."""
+    args = _parse_args(argv)
+    smiles, source = load_smiles(args.n)
+    if len(smiles) < args.train_size:
+        raise SystemExit(f"need at least {args.train_size} molecules, got {len(smiles)}")
+    rng = np.random.default_rng(args.seed)
+    train_idx = rng.choice(len(smiles), size=args.train_size, replace=False)
+    train = pd.DataFrame(
+        {
+            "smiles": [smiles[i] for i in train_idx],
+            "ie": rng.normal(13.5, 1.0, size=args.train_size),
+        }
+    )
+    print(
+        f"{source}: {len(smiles):,} molecules; training set: {args.train_size} random "
+        f"molecules (seed {args.seed}) with made-up ie ~ N(13.5, 1.0) eV "
+        "(values do not affect timing)"
+    )
+    print(f"cache threshold: inputs < {ml.CACHE_MIN_SIZE} SMILES are never cached")
+
+    def ours() -> pd.DataFrame:
+        return ml.run_model(ml.train_model(train), smiles)
+
+    def original() -> np.ndarray:
+        return original_pipeline().fit(train["smiles"], train["ie"]).predict(smiles)
+
+    with _temporary_cache_dir():
+        cold, _ = _timed(lambda: ml.fingerprints(smiles), 1)
+        ml.clear_memory_cache()  # as in a fresh process/notebook with the .npy on disk
+        disk, _ = _timed(lambda: ml.fingerprints(smiles), 1)
+        ours()  # warm-up pass
+        ours_times, ours_result = _timed(ours, args.repeats)
+        orig_times, orig_result = _timed(original, args.original_repeats)
+
+    diff = np.abs(ours_result["ie"].to_numpy() - orig_result)
+    results = {
+        "n_molecules": float(len(smiles)),
+        "cold_fingerprints_s": cold[0],
+        "disk_cache_fingerprints_s": disk[0],
+        "ours_s": statistics.median(ours_times),
+        "original_s": statistics.median(orig_times),
+        "max_abs_diff": float(diff.max()),
+        "n_exactly_equal": float((diff == 0).sum()),
+    }
+    results["speedup"] = results["original_s"] / results["ours_s"]
+
+    rows = [
+        ("cold fingerprinting, one time (empty caches)", cold),
+        ("fingerprints from disk cache (new process)", disk),
+        ("ours: train_model + run_model (warm cache)", ours_times),
+        ("original: sklearn Pipeline fit + predict", orig_times),
+    ]
+    print()
+    print(f"{'step':<48}{'median s':>10}{'runs':>6}")
+    print("-" * 64)
+    for label, times in rows:
+        print(f"{label:<48}{statistics.median(times):>10.4f}{len(times):>6}")
+    print("-" * 64)
+    print(
+        f"predictions: max |ours - original| = {results['max_abs_diff']:.3g} eV; "
+        f"{int(results['n_exactly_equal']):,}/{len(smiles):,} bit-identical"
+    )
+    print(
+        f"ML iteration speed-up (original / ours, warm cache): {results['speedup']:.1f}x  "
+        f"[target >= {TARGET_SPEEDUP:.0f}x]"
+    )
+    sys.stdout.flush()
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Parsl configurations: a laptop/CI one and a Polaris one, each built fresh by a function.
+
+A ``Config`` object must not be reused after ``parsl.clear()``, and nothing here may read the
+environment (``PBS_NODEFILE``, network interfaces) at import time, so every call builds a new
+one. Notebooks use ``with parsl.load(make_config(name, ...)):``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from parsl.config import Config
+from parsl.executors import HighThroughputExecutor
+from parsl.launchers import MpiExecLauncher
+from parsl.providers import LocalProvider, PBSProProvider
+
+CONFIG_NAMES = ("local", "polaris")
+EXECUTOR_LABEL = "htex"
+POLARIS_CORES_PER_NODE = 32
+POLARIS_INTERFACE = "bond0"
+POLARIS_FILESYSTEMS = "home:eagle"
+
+
+def thread_exports(xtb_threads: int = 1) -> str:
+    """Shell exports that keep each worker's xTB (OpenMP) and BLAS to ``xtb_threads`` threads.
+
+    Without them two concurrent simulations took 7 s each instead of 0.3 s (oversubscription).
+    """
+    if xtb_threads < 1:
+        raise ValueError(f"xtb_threads must be >= 1, got {xtb_threads}")
+    n = int(xtb_threads)
+    return (
+        f"export OMP_NUM_THREADS={n} OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 "
+        f"COURSE_UTILS_XTB_THREADS={n}"
+    )
+
+
+def _repo_activate_script() -> Path | None:
+    script = Path(__file__).resolve().parents[1] / "activate_env.sh"
+    return script if script.is_file() else None
+
+
+def _check_workers(workers: int | None, name: str = "workers") -> None:
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"{name} must be a positive integer or None, got {workers!r}")
+
+
+def make_local_config(
+    workers: int | None = None,
+    run_dir: str | os.PathLike | None = None,
+    *,
+    xtb_threads: int = 1,
+    retries: int = 0,
+) -> Config:
+    """HighThroughputExecutor here: ``workers`` single-threaded workers (default: all cores).
+
+    Workers listen on the loopback interface only, so this works offline and on CI.
+    """
+    _check_workers(workers)
+    n_workers = workers or os.cpu_count() or 1
+    executor = HighThroughputExecutor(
+        label=EXECUTOR_LABEL,
+        address="127.0.0.1",
+        max_workers_per_node=n_workers,
+        cores_per_worker=1,
+        cpu_affinity="none",
+        prefetch_capacity=0,
+        provider=LocalProvider(
+            init_blocks=1,
+            min_blocks=1,
+            max_blocks=1,
+            worker_init=thread_exports(xtb_threads),
+        ),
+    )
+    return Config(
+        executors=[executor],
+        run_dir=str(run_dir) if run_dir is not None else "runinfo",
+        retries=retries,
+        usage_tracking=0,
+        # Parsl starts the first block on the strategy's first tick: 1 s instead of 5 s.
+        strategy_period=1,
+    )
+
+
+def polaris_worker_init(
+    activate_script: str | os.PathLike | None = None, xtb_threads: int = 1
+) -> str:
+    """Commands each Polaris worker node runs first: the course environment, then thread limits."""
+    script = activate_script or _repo_activate_script()
+    lines = []
+    if script is not None:
+        lines.append(f"source {script}")
+    lines.append(thread_exports(xtb_threads))
+    return "; ".join(lines)
+
+
+def make_polaris_config(
+    *,
+    account: str | None = None,
+    queue: str = "debug",
+    walltime: str = "01:00:00",
+    nodes: int = 1,
+    workers_per_node: int = POLARIS_CORES_PER_NODE,
+    interactive: bool | None = None,
+    run_dir: str | os.PathLike | None = None,
+    address: str | None = None,
+    interface: str = POLARIS_INTERFACE,
+    worker_init: str | None = None,
+    xtb_threads: int = 1,
+    cpu_affinity: str = "block",
+    launcher_overrides: str | None = None,
+    retries: int = 0,
+) -> Config:
+    """Workers on Polaris compute nodes: one manager per node via ``mpiexec``, CPU-pinned workers.
+
+    ``interactive=True`` (default when ``PBS_NODEFILE`` is set at call time) uses the nodes of
+    the job this runs in (``qsub -I``, a batch job); otherwise Parsl submits its own PBS Pro job
+    with ``account``/``queue``/``walltime``/``nodes``.
+    """
+    _check_workers(workers_per_node, "workers_per_node")
+    if not isinstance(nodes, int) or nodes < 1:
+        raise ValueError(f"nodes must be a positive integer, got {nodes!r}")
+    if interactive is None:
+        interactive = bool(os.environ.get("PBS_NODEFILE"))
+    if not interactive and not account:
+        raise ValueError(
+            "make_polaris_config needs account='YOUR_ALCF_PROJECT' to submit a PBS job "
+            "(or run inside a job, e.g. `qsub -I`, and pass interactive=True)."
+        )
+    if address is None:
+        from parsl.addresses import address_by_interface
+
+        address = address_by_interface(interface)
+    depth = POLARIS_CORES_PER_NODE * 2  # all hardware threads of the node belong to its manager
+    if launcher_overrides is None:
+        launcher_overrides = f"--depth={depth} --ppn 1"
+    launcher = MpiExecLauncher(bind_cmd="--cpu-bind", overrides=launcher_overrides)
+    init = worker_init if worker_init is not None else polaris_worker_init(xtb_threads=xtb_threads)
+    provider: Any
+    if interactive:
+        provider = LocalProvider(
+            nodes_per_block=nodes,
+            launcher=launcher,
+            init_blocks=1,
+            min_blocks=1,
+            max_blocks=1,
+            worker_init=init,
+        )
+    else:
+        provider = PBSProProvider(
+            account=account,
+            queue=queue,
+            walltime=walltime,
+            nodes_per_block=nodes,
+            launcher=launcher,
+            scheduler_options=f"#PBS -l filesystems={POLARIS_FILESYSTEMS}\n#PBS -l place=scatter",
+            select_options="ngpus=4",
+            cpus_per_node=POLARIS_CORES_PER_NODE * 2,
+            init_blocks=1,
+            min_blocks=0,
+            max_blocks=1,
+            worker_init=init,
+        )
+    executor = HighThroughputExecutor(
+        label=EXECUTOR_LABEL,
+        address=address,
+        max_workers_per_node=workers_per_node,
+        cores_per_worker=1,
+        cpu_affinity=cpu_affinity,
+        prefetch_capacity=0,
+        heartbeat_period=15,
+        heartbeat_threshold=120,
+        provider=provider,
+    )
+    return Config(
+        executors=[executor],
+        run_dir=str(run_dir) if run_dir is not None else "runinfo",
+        retries=retries,
+        usage_tracking=0,
+    )
+
+
+def make_config(name: str = "local", **kwargs: Any) -> Config:
+    """Build a configuration by name (``"local"`` or ``"polaris"``), passing options through."""
+    key = str(name).strip().lower()
+    if key == "local":
+        return make_local_config(**kwargs)
+    if key == "polaris":
+        return make_polaris_config(**kwargs)
+    raise ValueError(f"Unknown Parsl config {name!r}; choose one of {', '.join(CONFIG_NAMES)}.")

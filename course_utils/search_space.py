@@ -1,0 +1,438 @@
+"""The molecules a campaign may choose from, and seeded ways to draw from them.
+
+The default search space is QM9 (130,831 molecules) bundled as a small
+``qm9_search_space.csv.gz``; see ``data/QM9_PROVENANCE.md`` and
+``scripts/build_qm9_search_space.py``. Students may bring their own CSV/TSV
+of SMILES instead. Bad rows in such files are a classic silent failure (a
+simulation task that crashes an hour into a run, or a molecule counted twice),
+so they are removed, but *always* reported: attached to the result as
+``df.attrs["report"]`` and emitted as a :class:`SearchSpaceWarning`.
+
+Importing this module is cheap: pandas, numpy and RDKit are imported on first use.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = [
+    "QM9_SIZE",
+    "RowIssue",
+    "SearchSpaceError",
+    "SearchSpaceReport",
+    "SearchSpaceWarning",
+    "iter_unseen",
+    "load_search_space",
+    "sample_smiles",
+]
+
+QM9_SIZE = 130_831
+_QM9_RESOURCE = "qm9_search_space.csv.gz"
+_TAB_SUFFIXES = {".tsv", ".tab"}
+_SNIFF_DELIMITERS = ",\t;|"
+_MAX_EXAMPLES = 5
+
+_qm9_cache: pandas.DataFrame | None = None
+_qm9_lock = threading.Lock()
+
+
+class SearchSpaceError(ValueError):
+    """A search space could not be loaded, or contained rows the caller refused to accept."""
+
+    def __init__(self, message: str, report: SearchSpaceReport | None = None) -> None:
+        super().__init__(message)
+        # Kept so callers (and notebooks) can inspect exactly which rows were at fault.
+        self.report = report
+
+
+class SearchSpaceFileNotFoundError(SearchSpaceError, FileNotFoundError):
+    """The search-space file does not exist; catchable as either parent class."""
+
+
+class SearchSpaceWarning(UserWarning):
+    """Rows were removed from a user search space; the message says which and why."""
+
+
+class RowIssue(NamedTuple):
+    """One rejected row; ``line`` is the 1-based line in the file, header included."""
+
+    line: int
+    smiles: str
+    reason: str
+
+
+@dataclass
+class SearchSpaceReport:
+    """What happened to every row read, so nothing is dropped without a trace."""
+
+    source: str
+    n_rows_read: int
+    n_valid: int
+    invalid: list[RowIssue] = field(default_factory=list)
+    empty: list[RowIssue] = field(default_factory=list)
+    duplicates: list[RowIssue] = field(default_factory=list)
+    validated: bool = True
+
+    @property
+    def n_removed(self) -> int:
+        return len(self.invalid) + len(self.empty) + len(self.duplicates)
+
+    @property
+    def has_issues(self) -> bool:
+        return self.n_removed > 0
+
+    def summary(self, max_examples: int = _MAX_EXAMPLES) -> str:
+        """Human-readable account, short enough for a warning but naming line numbers."""
+        lines = [
+            f"Search space {self.source}: read {self.n_rows_read} rows, "
+            f"kept {self.n_valid} valid unique SMILES, removed {self.n_removed}."
+        ]
+        if not self.validated:
+            lines.append("  (SMILES were not checked with RDKit; pass validate=True to check.)")
+        groups = (
+            ("invalid row(s)", self.invalid),
+            ("empty SMILES", self.empty),
+            ("duplicate(s) of an earlier row", self.duplicates),
+        )
+        for title, issues in groups:
+            if not issues:
+                continue
+            lines.append(f"  {len(issues)} {title}:")
+            for issue in issues[:max_examples]:
+                if issue.smiles.strip():
+                    lines.append(f"    line {issue.line}: {issue.smiles!r} ({issue.reason})")
+                else:
+                    lines.append(f"    line {issue.line}: {issue.reason}")
+            if len(issues) > max_examples:
+                lines.append(f"    ... and {len(issues) - max_examples} more")
+        return "\n".join(lines)
+
+
+def load_search_space(
+    source: str | os.PathLike[str] = "qm9",
+    *,
+    validate: bool | None = None,
+    on_invalid: str = "report",
+) -> pandas.DataFrame:
+    """Load the bundled QM9 set (``"qm9"``) or a user CSV/TSV with a ``smiles`` column.
+
+    ``validate`` defaults to False for QM9 (checked when the file was built, so loading
+    stays fast) and True for user files. Removed rows are listed in
+    ``df.attrs["report"]`` and warned about; ``on_invalid="raise"`` raises
+    :class:`SearchSpaceError` instead. Without RDKit validation, empty rows and exact
+    duplicate strings are still removed and reported, since they are never usable.
+    """
+    if on_invalid not in ("report", "raise"):
+        raise ValueError(f"on_invalid must be 'report' or 'raise', not {on_invalid!r}")
+
+    if isinstance(source, str) and source == "qm9":
+        df = _load_qm9().copy()
+        if validate:
+            df, report = _validate(df, [i + 2 for i in range(len(df))], "'qm9'", rdkit=True)
+        else:
+            report = SearchSpaceReport("'qm9'", len(df), len(df), validated=False)
+    else:
+        path = Path(source).expanduser()
+        df, line_numbers, bad_shape = _read_table(path)
+        df, report = _validate(
+            df, line_numbers, f"'{path}'", rdkit=True if validate is None else validate
+        )
+        if bad_shape:
+            report.invalid = sorted(report.invalid + bad_shape)
+            report.n_rows_read += len(bad_shape)
+
+    if report.n_valid == 0:
+        raise SearchSpaceError(
+            f"No valid SMILES left in {report.source}.\n{report.summary()}", report
+        )
+    if report.has_issues:
+        if on_invalid == "raise":
+            raise SearchSpaceError(report.summary(), report)
+        warnings.warn(report.summary(), SearchSpaceWarning, stacklevel=2)
+    df.attrs["report"] = report
+    return df
+
+
+def sample_smiles(
+    search_space: pandas.DataFrame | Sequence[str],
+    n: int,
+    *,
+    seed: int,
+    exclude: Iterable[str] = (),
+) -> list[str]:
+    """Draw ``n`` distinct SMILES, reproducibly, never returning any in ``exclude``.
+
+    The result is the first ``n`` items of ``iter_unseen(search_space, seed=seed,
+    exclude=exclude)``, so a larger ``n`` extends a smaller sample with the same seed.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    pool = _smiles_pool(search_space)
+    excluded = set(exclude)
+    available = sum(1 for smi in pool if smi not in excluded)
+    if n > available:
+        raise ValueError(
+            f"Cannot sample {n} SMILES: only {available} available "
+            f"({len(pool)} distinct in the search space, {len(pool) - available} excluded)."
+        )
+    stream = iter_unseen(pool, seed=seed, exclude=excluded)
+    return [next(stream) for _ in range(n)]
+
+
+def iter_unseen(
+    search_space: pandas.DataFrame | Sequence[str],
+    *,
+    seed: int,
+    exclude: Iterable[str] = (),
+) -> Iterator[str]:
+    """Yield never-seen SMILES in a seeded random order, e.g. to replace failed simulations.
+
+    The order is a fixed permutation of the search space for a given seed; excluded
+    SMILES are skipped. If ``exclude`` is a set it is consulted lazily, so SMILES added
+    to it while iterating (say, molecules submitted elsewhere) are skipped too.
+    """
+    import numpy as np
+
+    pool = _smiles_pool(search_space)
+    excluded = exclude if isinstance(exclude, AbstractSet) else frozenset(exclude)
+    order = np.random.default_rng(seed).permutation(len(pool))
+
+    def generate() -> Iterator[str]:
+        yielded: set[str] = set()
+        for i in order.tolist():
+            smi = pool[i]
+            if smi in excluded or smi in yielded:
+                continue
+            yielded.add(smi)
+            yield smi
+
+    return generate()
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _load_qm9() -> pandas.DataFrame:
+    """Parse the bundled file once per process; callers get copies of the cached frame."""
+    global _qm9_cache
+    with _qm9_lock:
+        if _qm9_cache is None:
+            import pandas as pd
+
+            ref = resources.files("course_utils").joinpath("data", _QM9_RESOURCE)
+            with ref.open("rb") as raw:
+                df = pd.read_csv(
+                    raw,
+                    compression="gzip",
+                    dtype={"qm9_index": "int64", "smiles": str},
+                    na_filter=False,
+                )
+            if len(df) != QM9_SIZE or list(df.columns) != ["qm9_index", "smiles"]:
+                raise SearchSpaceError(
+                    f"Bundled {_QM9_RESOURCE} looks corrupted ({len(df)} rows, columns "
+                    f"{list(df.columns)}); rebuild it with scripts/build_qm9_search_space.py."
+                )
+            _qm9_cache = df
+        return _qm9_cache
+
+
+def _smiles_pool(search_space: pandas.DataFrame | Sequence[str]) -> list[str]:
+    """Distinct SMILES in first-seen order: the order fixes what a seed means."""
+    if isinstance(search_space, str):
+        raise TypeError("search_space must be a DataFrame or a sequence of SMILES, not a str")
+    columns = getattr(search_space, "columns", None)
+    if columns is not None:
+        if "smiles" not in columns:
+            raise SearchSpaceError(
+                f"search_space DataFrame has no 'smiles' column (columns: {list(columns)})"
+            )
+        values = search_space["smiles"].tolist()  # type: ignore[index]
+    else:
+        values = list(search_space)
+    return list(dict.fromkeys(values))
+
+
+@contextmanager
+def _quiet_rdkit() -> Iterator[None]:
+    """RDKit logs every parse failure to stderr; we report them ourselves instead."""
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        yield
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+
+
+def _open_text(path: Path) -> IO[str]:
+    # utf-8-sig: spreadsheet exports often start with a byte-order mark.
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _delimiter(path: Path, sample: str) -> str:
+    """Trust .tsv/.tab; otherwise sniff, since ';'-separated "CSV" is common."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    if suffixes and suffixes[-1] in _TAB_SUFFIXES:
+        return "\t"
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_SNIFF_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _read_table(path: Path) -> tuple[pandas.DataFrame, list[int], list[RowIssue]]:
+    """Read with the csv module, not pandas, to keep exact line numbers and blank rows."""
+    import pandas as pd
+
+    if not path.exists():
+        raise SearchSpaceFileNotFoundError(f"Search-space file not found: {path}")
+    if not path.is_file():
+        raise SearchSpaceError(f"Search-space path is not a file: {path}")
+    try:
+        with _open_text(path) as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise SearchSpaceError(f"Could not read search-space file {path}: {exc}") from exc
+    if not text.strip():
+        raise SearchSpaceError(f"Search-space file is empty: {path}")
+
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(path, text[:65536]))
+    header = [name.strip() for name in next(reader)]
+    names = _column_names(header)
+    smiles_col = _find_smiles_column(names, path)
+
+    rows: list[list[str]] = []
+    line_numbers: list[int] = []
+    bad_shape: list[RowIssue] = []
+    next_line = reader.line_num + 1
+    for record in reader:
+        # Report the first physical line of a record; quoted fields may span lines.
+        line, next_line = next_line, reader.line_num + 1
+        if len(record) > len(names):
+            if any(value.strip() for value in record[len(names) :]):
+                smi = record[smiles_col] if smiles_col < len(record) else ""
+                reason = f"{len(record)} fields but the header has {len(names)}"
+                bad_shape.append(RowIssue(line, smi, reason))
+                continue
+            record = record[: len(names)]
+        rows.append(record + [""] * (len(names) - len(record)))
+        line_numbers.append(line)
+
+    df = pd.DataFrame(rows, columns=names, dtype=object)
+    for name in names:
+        if name != names[smiles_col]:
+            df[name] = _infer_column(df[name])
+    df = df.rename(columns={names[smiles_col]: "smiles"})
+    df["smiles"] = df["smiles"].astype(str)
+    return df, line_numbers, bad_shape
+
+
+def _column_names(header: list[str]) -> list[str]:
+    """Name blank headers and de-duplicate repeats, as pandas would, so no column is lost."""
+    names: list[str] = []
+    for i, name in enumerate(header):
+        base = name or f"Unnamed: {i}"
+        candidate, k = base, 1
+        while candidate in names:
+            candidate, k = f"{base}.{k}", k + 1
+        names.append(candidate)
+    return names
+
+
+def _find_smiles_column(names: list[str], path: Path) -> int:
+    if "smiles" in names:
+        return names.index("smiles")
+    matches = [i for i, name in enumerate(names) if name.lower() == "smiles"]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        found = [names[i] for i in matches]
+        raise SearchSpaceError(f"{path} has several SMILES columns {found}; keep only one.")
+    raise SearchSpaceError(
+        f"{path} has no 'smiles' column (matched case-insensitively). "
+        f"Columns found: {names}. Rename the column holding the SMILES to 'smiles'."
+    )
+
+
+def _infer_column(values: pandas.Series) -> pandas.Series:
+    """Give numeric side columns (e.g. known energies) numeric dtypes, like read_csv would."""
+    import pandas as pd
+
+    stripped = values.str.strip()
+    try:
+        return pd.to_numeric(stripped.mask(stripped == ""))
+    except (ValueError, TypeError):
+        return values.astype(str)
+
+
+def _validate(
+    df: pandas.DataFrame, line_numbers: list[int], source: str, *, rdkit: bool
+) -> tuple[pandas.DataFrame, SearchSpaceReport]:
+    """Split rows into kept and rejected; the first occurrence of a molecule is the one kept."""
+    report = SearchSpaceReport(source, len(df), 0, validated=rdkit)
+    keep: list[bool] = []
+    first_seen: dict[str, tuple[int, str]] = {}
+    with _quiet_rdkit() if rdkit else nullcontext():
+        for line, raw in zip(line_numbers, df["smiles"].tolist(), strict=True):
+            smi = raw.strip()
+            if not smi:
+                report.empty.append(RowIssue(line, raw, "empty SMILES"))
+                keep.append(False)
+                continue
+            key, problem = _identify(smi, rdkit)
+            if problem is not None:
+                report.invalid.append(RowIssue(line, raw, problem))
+            elif key in first_seen:
+                first_line, first_smi = first_seen[key]
+                reason = f"same molecule as line {first_line} ({first_smi!r})"
+                report.duplicates.append(RowIssue(line, raw, reason))
+            else:
+                first_seen[key] = (line, smi)
+                keep.append(True)
+                continue
+            keep.append(False)
+    if report.has_issues:
+        df = df.loc[keep].reset_index(drop=True)
+    # Surrounding whitespace would otherwise reach the simulation tools verbatim.
+    df["smiles"] = df["smiles"].str.strip()
+    report.n_valid = len(df)
+    return df, report
+
+
+def _identify(smi: str, rdkit: bool) -> tuple[str, str | None]:
+    """Return (duplicate key, why unusable or None); RDKit's own diagnosis where it has one."""
+    if any(ch.isspace() for ch in smi):
+        return smi, "contains whitespace (is the file space-separated?)"
+    if not rdkit:
+        return smi, None
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smi)
+    if mol is not None:
+        return Chem.MolToSmiles(mol), None
+    unsanitized = Chem.MolFromSmiles(smi, sanitize=False)
+    if unsanitized is None:
+        return smi, "RDKit cannot parse this SMILES (e.g. unclosed ring or bracket)"
+    problems = Chem.DetectChemistryProblems(unsanitized)
+    if problems:
+        return smi, f"RDKit rejects this molecule: {problems[0].Message()}"
+    return smi, "RDKit cannot sanitize this molecule"

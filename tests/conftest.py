@@ -1,0 +1,30 @@
+"""Shared fixtures: one real local HighThroughputExecutor for the whole session.
+
+Starting Parsl costs seconds, so tests that only need *a* running executor share this one
+(loopback address, a temporary run_dir), as Colmena's tests do.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Keep fingerprint caches of the test run out of the user's home directory."""
+    if "COURSE_UTILS_CACHE_DIR" not in os.environ:
+        os.environ["COURSE_UTILS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def parsl_local(tmp_path_factory):
+    import parsl
+
+    from course_utils.configs import make_local_config
+
+    run_dir = tmp_path_factory.mktemp("runinfo")
+    with parsl.load(make_local_config(workers=2, run_dir=run_dir)) as dfk:
+        yield dfk

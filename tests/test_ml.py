@@ -1,0 +1,372 @@
+"""Tests for course_utils.ml: equivalence with the tutorial's sklearn pipeline, and caching."""
+
+from __future__ import annotations
+
+import importlib.util
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.metrics import pairwise_distances
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.pipeline import Pipeline
+
+from course_utils import ml
+
+# Small QM9-like molecules (C, N, O, F; <= 9 heavy atoms), written for these tests.
+# fmt: off
+BASE_SMILES = [
+    "C", "N", "O", "C#C", "C#N", "C=O", "CC", "CO", "CN", "CF",
+    "C=C", "CC#C", "CC#N", "CC=O", "CCO", "CCN", "COC", "CNC", "OCO", "NC=O",
+    "CC(C)C", "CC(C)O", "CC(=O)C", "CC(=O)O", "CC(=O)N", "OCC=O", "NCC#N", "C1CC1", "C1CO1",
+    "C1CN1", "C1CCC1", "C1COC1", "C1CCCC1", "C1CCOC1", "C1CCNC1", "O=C1CCC1", "C1CCCCC1",
+    "c1ccccc1", "c1ccncc1", "c1ccoc1", "c1cc[nH]c1", "c1ncc[nH]1", "c1cnoc1", "Cc1ccccc1",
+    "Oc1ccccc1", "Nc1ccccc1", "Fc1ccccc1", "N#Cc1ccccc1", "CC1=CC=CC1", "C1=CCC=C1",
+    "CC(C)(C)O", "CCCCO", "CCOC=O", "COCC#N", "CC(O)C#C", "OC1CC1", "NC1CC1C#N",
+    "CC12CC1C2", "C1C2CC1C2", "O=C1NC=CC1", "CN(C)C=O", "OCC(O)CO", "FC(F)F", "CC(F)(F)C",
+]
+# fmt: on
+# Combinations give many near-duplicate pairs, hence many tied distances, like QM9.
+_HEADS = ["C", "CC", "CCC", "CC(C)", "C=C", "C#C", "C1CC1", "OCC", "NCC", "COC", "CC(=O)"]
+_TAILS = ["O", "N", "C#N", "C=O", "F", "OC", "C(N)=O", "CO", "C#C", "C(F)(F)F", "C1CC1"]
+
+
+def _canonical(smiles: list[str]) -> list[str]:
+    from rdkit import Chem
+
+    seen: dict[str, None] = {}
+    for smi in smiles:
+        seen.setdefault(Chem.MolToSmiles(Chem.MolFromSmiles(smi)), None)
+    return list(seen)
+
+
+MOLECULES = _canonical(BASE_SMILES + [h + t for h in _HEADS for t in _TAILS])
+
+
+def legacy_fingerprint(smiles: str, length: int = 256, radius: int = 4) -> np.ndarray:
+    """The tutorial's fingerprint: deprecated RDKit call, unpacked to bools."""
+    from rdkit import Chem, rdBase
+    from rdkit.Chem import AllChem
+
+    with rdBase.BlockLogs():  # silence the per-call deprecation message
+        fp = AllChem.GetMorganFingerprintAsBitVect(Chem.MolFromSmiles(smiles), radius, length)
+    return np.array(list(fp), dtype=bool)
+
+
+class MorganFingerprintTransformer(BaseEstimator, TransformerMixin):
+    """Re-implementation of the tutorial's transformer, as the reference model."""
+
+    def __init__(self, length: int = 256, radius: int = 4) -> None:
+        self.length = length
+        self.radius = radius
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X, y=None):
+        return np.vstack([legacy_fingerprint(s, self.length, self.radius) for s in X])
+
+
+def original_model() -> Pipeline:
+    return Pipeline(
+        [
+            ("fingerprint", MorganFingerprintTransformer(length=256, radius=4)),
+            (
+                "knn",
+                KNeighborsRegressor(n_neighbors=4, weights="distance", metric="jaccard", n_jobs=-1),
+            ),
+        ]
+    )
+
+
+def unpack(fp: np.ndarray, length: int = 256) -> np.ndarray:
+    """Documented layout: bit i is bit i % 64 (LSB first) of word i // 64."""
+    bits = np.unpackbits(fp.astype("<u8").view(np.uint8), axis=1, bitorder="little")
+    return bits[:, :length].astype(bool)
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    """Per-test cache directory and empty memory cache, so tests cannot see each other."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("COURSE_UTILS_CACHE_DIR", str(directory))
+    ml.clear_memory_cache()
+    yield directory
+    ml.clear_memory_cache()
+
+
+@pytest.fixture
+def split() -> tuple[pd.DataFrame, list[str]]:
+    """Seeded train/query split; queries include exact copies of training molecules."""
+    rng = np.random.default_rng(7)
+    order = rng.permutation(len(MOLECULES))
+    train_idx, query_idx = order[:80], order[80:]
+    train = pd.DataFrame(
+        {
+            "smiles": [MOLECULES[i] for i in train_idx],
+            "ie": rng.normal(13.5, 1.0, size=len(train_idx)),
+        }
+    )
+    queries = [MOLECULES[i] for i in query_idx] + list(train["smiles"][:5])
+    return train, queries
+
+
+# ------------------------------------------------------------------------ fingerprints
+
+
+def test_generator_matches_legacy_bits(cache_dir):
+    assert len(MOLECULES) >= 150
+    packed = ml.fingerprints(MOLECULES)
+    assert packed.shape == (len(MOLECULES), 4) and packed.dtype == np.uint64
+    legacy = np.vstack([legacy_fingerprint(s) for s in MOLECULES])
+    np.testing.assert_array_equal(unpack(packed), legacy)
+
+
+def test_other_radius_and_length(cache_dir):
+    packed = ml.fingerprints(MOLECULES[:30], radius=2, length=128)
+    assert packed.shape == (30, 2)
+    legacy = np.vstack([legacy_fingerprint(s, 128, 2) for s in MOLECULES[:30]])
+    np.testing.assert_array_equal(unpack(packed, 128), legacy)
+
+
+@pytest.mark.parametrize("length", [0, 100, -64])
+def test_bad_length_rejected(length):
+    with pytest.raises(ValueError, match="multiple of 64"):
+        ml.fingerprints(["C"], length=length)
+
+
+def test_invalid_smiles_named(cache_dir):
+    with pytest.raises(ml.InvalidSmilesError, match=r"position 2: 'C1CC'") as info:
+        ml.fingerprints(["CCO", "CC", "C1CC", "CN"])
+    assert isinstance(info.value, ml.FingerprintError)
+    assert isinstance(info.value, ValueError)
+    assert info.value.smiles == "C1CC" and info.value.position == 2
+    with pytest.raises(ml.InvalidSmilesError, match="position 1: None"):
+        ml.fingerprints(["CCO", None])  # type: ignore[list-item]
+
+
+def test_progress_bar_runs(cache_dir):
+    out = ml.fingerprints(MOLECULES[:10], progress=True)
+    assert out.shape == (10, 4)
+
+
+# -------------------------------------------------------------------------- caching
+
+
+def test_disk_cache_reused_without_recomputing(cache_dir, monkeypatch):
+    monkeypatch.setattr(ml, "CACHE_MIN_SIZE", 1)
+    first = ml.fingerprints(MOLECULES)
+    files = list(cache_dir.glob("fp-*.npy"))
+    assert len(files) == 1 and len(files[0].stem) == len("fp-") + 64
+    assert not list(cache_dir.glob("*.tmp")), "temporary file left behind"
+    assert ml.fingerprints(MOLECULES) is first  # memory hit
+    assert not first.flags.writeable  # cached arrays must not be mutated by callers
+
+    def boom(*args, **kwargs):
+        raise AssertionError("fingerprints were recomputed")
+
+    ml.clear_memory_cache()
+    monkeypatch.setattr(ml, "_compute_fingerprints", boom)
+    second = ml.fingerprints(MOLECULES)
+    np.testing.assert_array_equal(second, first)
+    # A different parameter set is a different key, so it must compute (and hit boom).
+    with pytest.raises(AssertionError, match="recomputed"):
+        ml.fingerprints(MOLECULES, radius=3)
+
+
+def test_cache_dir_read_at_call_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(ml, "CACHE_MIN_SIZE", 1)
+    monkeypatch.delenv("COURSE_UTILS_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert ml.default_cache_dir() == tmp_path / "xdg" / "course_utils"
+    monkeypatch.setenv("COURSE_UTILS_CACHE_DIR", str(tmp_path / "env"))
+    assert ml.default_cache_dir() == tmp_path / "env"
+    ml.clear_memory_cache()
+    ml.fingerprints(MOLECULES[:20])
+    assert len(list((tmp_path / "env").glob("fp-*.npy"))) == 1
+    explicit = tmp_path / "explicit"
+    ml.clear_memory_cache()
+    ml.fingerprints(MOLECULES[:20], cache_dir=explicit)
+    assert len(list(explicit.glob("fp-*.npy"))) == 1
+    ml.clear_memory_cache()
+
+
+def test_unwritable_cache_dir_does_not_crash(tmp_path, monkeypatch):
+    # A regular file where the directory should be fails even for root.
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setattr(ml, "CACHE_MIN_SIZE", 1)
+    ml.clear_memory_cache()
+    with pytest.warns(RuntimeWarning, match="disk cache disabled"):
+        out = ml.fingerprints(MOLECULES[:20], cache_dir=blocker / "sub")
+    np.testing.assert_array_equal(out, ml._compute_fingerprints(MOLECULES[:20], 4, 256, False))
+    ml.clear_memory_cache()
+
+
+def test_corrupt_cache_file_is_recomputed(cache_dir, monkeypatch):
+    monkeypatch.setattr(ml, "CACHE_MIN_SIZE", 1)
+    good = ml.fingerprints(MOLECULES[:20]).copy()
+    (path,) = cache_dir.glob("fp-*.npy")
+    path.write_bytes(b"garbage")
+    ml.clear_memory_cache()
+    np.testing.assert_array_equal(ml.fingerprints(MOLECULES[:20]), good)
+    np.testing.assert_array_equal(np.load(path), good)  # repaired on the way
+
+
+def test_small_inputs_skip_caches(cache_dir):
+    ml.fingerprints(MOLECULES[:10])
+    assert not cache_dir.exists() or not list(cache_dir.iterdir())
+
+
+# ------------------------------------------------------------------------ distances
+
+
+def test_tanimoto_matches_sklearn_jaccard(cache_dir, monkeypatch):
+    fps = ml.fingerprints(MOLECULES)
+    empty = np.zeros((1, 4), dtype=np.uint64)  # all-false row: 0/0 is defined as 0
+    query = np.vstack([fps[:60], empty])
+    train = np.vstack([fps[60:], empty])
+    expected = pairwise_distances(unpack(query), unpack(train), metric="jaccard")
+    got = ml.tanimoto_distances(query, train)
+    np.testing.assert_array_equal(got, expected)  # bit-identical, not just close
+    assert got[-1, -1] == 0.0
+    monkeypatch.setattr(ml, "_MAX_BLOCK_ELEMENTS", 50)  # force many query chunks
+    np.testing.assert_array_equal(ml.tanimoto_distances(query, train), expected)
+
+
+def test_tanimoto_rejects_mismatched_inputs():
+    with pytest.raises(ValueError, match="lengths differ"):
+        ml.tanimoto_distances(np.zeros((2, 4), np.uint64), np.zeros((2, 2), np.uint64))
+    with pytest.raises(ValueError, match="uint64"):
+        ml.tanimoto_distances(np.zeros((2, 256), bool), np.zeros((2, 4), np.uint64))
+
+
+# --------------------------------------------------------------------------- model
+
+
+def test_run_model_matches_original_pipeline(cache_dir, split):
+    train, queries = split
+    reference = original_model().fit(train["smiles"], train["ie"])
+    expected = reference.predict(queries)
+
+    model = ml.train_model(train)
+    result = ml.run_model(model, queries)
+    assert list(result.columns) == ["smiles", "ie", "ie_spread"]
+    assert result["smiles"].tolist() == queries
+    np.testing.assert_allclose(result["ie"], expected, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(result["ie"], expected)  # in fact bit-identical
+
+    # The split really exercises exact matches and ties at the k-th neighbour.
+    dist = pairwise_distances(
+        reference[0].transform(queries), reference[0].transform(train["smiles"]), "jaccard"
+    )
+    ordered = np.sort(dist, axis=1)
+    assert (ordered[:, 0] == 0).sum() >= 5
+    assert (ordered[:, 3] == ordered[:, 4]).sum() >= 5
+
+    # Exact copies of training molecules predict (the mean of) their own value.
+    for smi in train["smiles"][:5]:
+        same = unpack(ml.fingerprints([smi]))
+        matches = (unpack(model.train_fps) == same).all(axis=1)
+        row = result.index[result["smiles"] == smi][0]
+        assert result.loc[row, "ie"] == pytest.approx(train["ie"][matches].mean(), abs=1e-12)
+
+
+def test_neighbours_and_spread_match_sklearn(cache_dir, split):
+    train, queries = split
+    reference = original_model().fit(train["smiles"], train["ie"])
+    ref_dist, ref_ind = reference[1].kneighbors(reference[0].transform(queries))
+    model = ml.train_model(train)
+    dist, ind = model.kneighbors(queries)
+    np.testing.assert_array_equal(ind, ref_ind)
+    np.testing.assert_array_equal(dist, ref_dist)
+    # sklearn is NOT stable by training index (argpartition + quicksort): a stable sort would
+    # pick a different neighbour set for some tied queries here, so this test discriminates.
+    stable = np.argsort(
+        pairwise_distances(
+            reference[0].transform(queries), reference[0].transform(train["smiles"]), "jaccard"
+        ),
+        axis=1,
+        kind="stable",
+    )[:, :4]
+    assert (np.sort(stable, axis=1) != np.sort(ref_ind, axis=1)).any()
+    _, spread = model.predict_with_spread(queries)
+    np.testing.assert_allclose(spread, np.std(train["ie"].to_numpy()[ref_ind], axis=1))
+    assert (spread >= 0).all()
+
+
+def test_ties_resolved_like_sklearn(cache_dir):
+    """Six identical training fingerprints with distinct targets, k=4: which four win."""
+    train = pd.DataFrame(
+        {
+            "smiles": ["CCO"] * 6 + ["CCN", "c1ccccc1", "CC(=O)O", "C1CC1"],
+            "ie": [10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 9.0, 9.5, 16.0, 8.0],
+        }
+    )
+    queries = ["CCCO", "OCCO", "CCO", "CCC", "CC(C)O"]
+    expected = original_model().fit(train["smiles"], train["ie"]).predict(queries)
+    np.testing.assert_array_equal(ml.train_model(train).predict(queries), expected)
+
+
+def test_predict_accepts_fingerprints_and_single_smiles(cache_dir, split):
+    train, queries = split
+    model = ml.train_model(train)
+    fps = ml.fingerprints(queries)
+    np.testing.assert_array_equal(model.predict(fps), model.predict(queries))
+    assert model.predict(queries[0]).shape == (1,)
+    with pytest.raises(ValueError, match="words"):
+        model.predict(fps[:, :2].copy())
+
+
+def test_run_model_keeps_series_index(cache_dir, split):
+    train, queries = split
+    model = ml.train_model(train)
+    index = [100, 101, 102, 102, 7, 6, 5, 5, 5, 0]  # unsorted, with duplicate labels
+    series = pd.Series(queries[:10], index=index, name="SMILES")
+    result = ml.run_model(model, series)
+    assert result.index.tolist() == index
+    assert list(result.columns) == ["smiles", "ie", "ie_spread"]
+    assert result["smiles"].tolist() == queries[:10]
+    np.testing.assert_array_equal(result["ie"], ml.run_model(model, queries[:10])["ie"])
+
+
+def test_train_model_validation():
+    few = pd.DataFrame({"smiles": ["C", "CC", "CCC"], "ie": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match="need at least 4 training molecules, got 3"):
+        ml.train_model(few)
+    with pytest.raises(ValueError, match="missing column"):
+        ml.train_model(pd.DataFrame({"smiles": ["C"] * 5}))
+    nan = pd.DataFrame({"smiles": ["C", "CC", "CCC", "CO"], "ie": [1.0, np.nan, 3.0, 4.0]})
+    with pytest.raises(ValueError, match="NaN.*'CC'"):
+        ml.train_model(nan)
+    with pytest.raises(ml.InvalidSmilesError, match="position 1"):
+        ml.train_model(pd.DataFrame({"smiles": ["C", "C1C", "CCC", "CO"], "ie": [1.0] * 4}))
+
+
+def test_model_pickle_round_trip(cache_dir, split):
+    train, queries = split
+    model = ml.train_model(train)
+    clone = pickle.loads(pickle.dumps(model))
+    assert clone.train_smiles == model.train_smiles and clone.n_neighbors == 4
+    np.testing.assert_array_equal(clone.predict(queries), model.predict(queries))
+    run = pickle.loads(pickle.dumps(ml.run_model))  # sent to Parsl workers by reference
+    pd.testing.assert_frame_equal(run(clone, queries), ml.run_model(model, queries))
+
+
+# ---------------------------------------------------------------------- benchmark
+
+
+def test_benchmark_smoke(capsys):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_ml.py"
+    spec = importlib.util.spec_from_file_location("bench_ml", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = bench.main(["--n", "300", "--repeats", "1", "--original-repeats", "1"])
+    out = capsys.readouterr().out
+    assert "ML iteration speed-up (original / ours, warm cache):" in out
+    assert results["speedup"] > 0
+    assert results["max_abs_diff"] <= 1e-9
