@@ -78,9 +78,8 @@ class InvalidSmilesError(FingerprintError):
     def __init__(self, smiles: object, position: int) -> None:
         self.smiles = smiles
         self.position = position
-        super().__init__(
-            f"invalid SMILES at position {position}: {smiles!r} (RDKit could not parse it)"
-        )
+        reason = "RDKit could not parse it" if isinstance(smiles, str) else "not a string"
+        super().__init__(f"invalid SMILES at position {position}: {smiles!r} ({reason})")
 
 
 # ----------------------------------------------------------------------------- caching
@@ -162,6 +161,7 @@ def _disk_save(directory: Path, path: Path, arr: np.ndarray) -> None:
         ) as fh:
             tmp_name = fh.name
             np.save(fh, arr, allow_pickle=False)
+        os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would hide a shared (class-wide) cache
         os.replace(tmp_name, path)
         tmp_name = None
     except OSError as exc:
@@ -275,8 +275,8 @@ def _check_packed(fp: np.ndarray, name: str) -> np.ndarray:
     fp = np.asarray(fp)
     if fp.ndim != 2 or fp.dtype != np.uint64:
         raise ValueError(
-            f"{name} must be a 2-D uint64 packed fingerprint array, got "
-            f"{fp.dtype} with shape {fp.shape}"
+            f"{name} must be a 2-D uint64 packed fingerprint array, "
+            f"got {fp.dtype} with shape {fp.shape}"
         )
     return fp
 
@@ -286,7 +286,7 @@ def tanimoto_distances(query_fp: np.ndarray, train_fp: np.ndarray) -> np.ndarray
 
     Computed as ``(|a|b| - |a&b|) / |a|b|`` (the same integer ratio scipy divides, so the
     float64 results match sklearn bit for bit) and 0 when both fingerprints are empty.
-    The query is processed in chunks so temporaries stay a few tens of MB.
+    The query is processed in chunks so temporaries stay a few MB whatever the input size.
     """
     query_fp = _check_packed(query_fp, "query_fp")
     train_fp = _check_packed(train_fp, "train_fp")
@@ -361,8 +361,8 @@ class KNNModel:
             fps = _check_packed(smiles_or_fps, "query fingerprints")
             if fps.shape[1] != self.length // 64:
                 raise ValueError(
-                    f"query fingerprints have {fps.shape[1]} words, model expects "
-                    f"{self.length // 64}"
+                    f"query fingerprints have {fps.shape[1]} words, "
+                    f"model expects {self.length // 64}"
                 )
             return fps
         return fingerprints(_as_smiles_list(smiles_or_fps), radius=self.radius, length=self.length)
