@@ -198,7 +198,7 @@ class Campaign:
     def __post_init__(self) -> None:
         from course_utils.search_space import load_search_space
 
-        self.out_dir = Path(self.out_dir)
+        self.out_dir = Path(self.out_dir).resolve()  # the kernel may change directory later
         space = load_search_space(self.parameters.search_space)
         self.space: list[str] = space["smiles"].tolist()
         self.parameters.validate(len(self.space))
@@ -374,7 +374,6 @@ class Campaign:
         from tqdm.auto import tqdm
 
         p = self.parameters
-        status, message = "interrupted", "stopped before finishing"
         if self.progress:
             self._bar = tqdm(total=p.max_training_count, desc="successful simulations",
                              unit="sim", initial=min(self.n_ok, p.max_training_count))
@@ -385,17 +384,27 @@ class Campaign:
                 self._run_batches()
             elif self.n_ok >= p.initial_training_count:
                 self._run_streaming()
-            status, message = "complete", ""
-            if self.n_ok < p.max_training_count:
-                status = "stopped"
-                message = (f"stopped with {self.n_ok} of {p.max_training_count} successful "
-                           f"simulations after {self.n_failed} failures "
-                           f"(max_failures={self.max_failures}); see failures")
-        finally:
+        except BaseException:  # Ctrl-C included: keep what finished, say how to go on
             self._cancel_pending()
+            self._write_results("interrupted", "stopped before finishing; run again to resume")
+            raise
+        finally:
             if self._bar is not None:
                 self._bar.close()
-            results = self._write_results(status, message)
+        return self.finish(*self.outcome())
+
+    def outcome(self) -> tuple[str, str]:
+        """("complete", "") once the budget is met, else ("stopped", why)."""
+        p = self.parameters
+        if self.n_ok >= p.max_training_count:
+            return "complete", ""
+        return "stopped", (f"stopped with {self.n_ok} of {p.max_training_count} successful "
+                           f"simulations after {self.n_failed} failures "
+                           f"(max_failures={self.max_failures}); see failures")
+
+    def finish(self, status: str = "complete", message: str = "") -> CampaignResult:
+        """Last step: write the results file and the plot; return everything the run produced."""
+        results = self._write_results(status, message)
         plot_path = self._plot()
         self._notify("done", status=status)
         return CampaignResult(self.out_dir, results, rec.read_simulations(self.out_dir),

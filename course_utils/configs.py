@@ -182,11 +182,44 @@ def make_polaris_config(
     )
 
 
+def shutdown() -> None:
+    """Stop the loaded Parsl configuration, if any; safe to call twice (a re-run last cell)."""
+    import parsl
+    from parsl.errors import NoDataFlowKernelError
+
+    try:
+        dfk = parsl.dfk()
+    except NoDataFlowKernelError:
+        return
+    if not getattr(dfk, "cleanup_called", False):
+        dfk.cleanup()
+    parsl.clear()
+
+
+def load_fresh(name: str = "local", **kwargs: Any):
+    """Load a new configuration, first shutting down one that an earlier cell left loaded.
+
+    For notebooks whose Parsl work spans several cells, where ``with parsl.load(...)`` cannot:
+    re-running the cell never fails with "already loaded".
+    """
+    import parsl
+
+    shutdown()
+    return parsl.load(make_config(name, **kwargs))
+
+
 def make_config(name: str = "local", **kwargs: Any) -> Config:
-    """Build a configuration by name (``"local"`` or ``"polaris"``), passing options through."""
+    """Build a configuration by name (``"local"`` or ``"polaris"``), passing options through.
+
+    ``workers`` means workers on this machine for ``local`` and workers per node for ``polaris``.
+    """
     key = str(name).strip().lower()
     if key == "local":
         return make_local_config(**kwargs)
     if key == "polaris":
+        if "workers" in kwargs:  # notebooks say "workers"; on Polaris that means per node
+            workers = kwargs.pop("workers")
+            if workers is not None:
+                kwargs.setdefault("workers_per_node", workers)
         return make_polaris_config(**kwargs)
     raise ValueError(f"Unknown Parsl config {name!r}; choose one of {', '.join(CONFIG_NAMES)}.")

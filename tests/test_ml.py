@@ -144,8 +144,14 @@ def test_invalid_smiles_named(cache_dir):
     assert isinstance(info.value, ml.FingerprintError)
     assert isinstance(info.value, ValueError)
     assert info.value.smiles == "C1CC" and info.value.position == 2
-    with pytest.raises(ml.InvalidSmilesError, match="position 1: None"):
+    with pytest.raises(ml.InvalidSmilesError, match="position 1: None .not a string"):
         ml.fingerprints(["CCO", None])  # type: ignore[list-item]
+
+
+def test_non_string_in_cached_input_named(cache_dir, monkeypatch):
+    monkeypatch.setattr(ml, "CACHE_MIN_SIZE", 1)  # the cache key is hashed first
+    with pytest.raises(ml.InvalidSmilesError, match="position 3: nan"):
+        ml.fingerprints(pd.Series(["C", "CC", "CCC", np.nan, "CO"]))
 
 
 def test_progress_bar_runs(cache_dir):
@@ -162,6 +168,7 @@ def test_disk_cache_reused_without_recomputing(cache_dir, monkeypatch):
     files = list(cache_dir.glob("fp-*.npy"))
     assert len(files) == 1 and len(files[0].stem) == len("fp-") + 64
     assert not list(cache_dir.glob("*.tmp")), "temporary file left behind"
+    assert files[0].stat().st_mode & 0o044 == 0o044  # readable by a shared class cache
     assert ml.fingerprints(MOLECULES) is first  # memory hit
     assert not first.flags.writeable  # cached arrays must not be mutated by callers
 

@@ -1,0 +1,103 @@
+"""Notebooks 3 and 4 executed through papermill with small parameters, as CI and students do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+import pytest
+from jupyter_client import kernelspec
+
+from course_utils import records as rec
+from course_utils.campaign import run_campaign
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+KERNEL = "ml-in-the-loop" if "ml-in-the-loop" in kernelspec.find_kernel_specs() else None
+SMALL = {"seed": 7, "initial_training_count": 6, "max_training_count": 14, "batch_size": 4}
+
+
+def _execute(name: str, tmp_path: Path, **parameters) -> tuple[nbformat.NotebookNode, Path]:
+    out = tmp_path / "out"
+    executed = tmp_path / name
+    pm.execute_notebook(NOTEBOOKS / name, executed, parameters={**parameters,
+                        "output_dir": str(out)}, kernel_name=KERNEL, cwd=str(NOTEBOOKS),
+                        progress_bar=False)
+    nb = nbformat.read(executed, as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    return nb, out
+
+
+def _check_run(out: Path, expected: int) -> dict:
+    results = json.loads((out / rec.RESULTS_FILE).read_text())
+    sims = rec.read_simulations(out)
+    ok = sims[sims["status"] == "ok"]
+    assert len(ok) == expected and ok["smiles"].nunique() == expected
+    assert results["status"] == "complete"
+    assert results["best"]["ie"] == pytest.approx(ok["ie"].max(), abs=1e-9)
+    assert (out / rec.PLOT_FILE).read_bytes()[:4] == b"\x89PNG"
+    return results
+
+
+@pytest.fixture(scope="module")
+def notebook3_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("nb3")
+    nb, out = _execute("3_ml_in_the_loop.ipynb", tmp, **SMALL)
+    return nb, out
+
+
+def test_notebook3_small_run_has_14_distinct_successes(notebook3_run):
+    nb, out = notebook3_run
+    _check_run(out, 14)
+    its = rec.read_iterations(out)
+    assert its["training_size"].tolist() == [6, 10]
+    text = json.dumps(nb.cells[-6:])  # the results cells print energies with their unit
+    assert "eV" in text and " Ha" not in text
+
+
+def test_notebook3_and_the_campaign_engine_agree(notebook3_run, parsl_local, tmp_path):
+    _, out = notebook3_run
+    engine = run_campaign({**SMALL, "workers": 2}, tmp_path / "engine", progress=False)
+    notebook = rec.read_simulations(out)
+    assert set(notebook["smiles"]) == set(engine.simulations["smiles"])
+    assert json.loads((out / rec.RESULTS_FILE).read_text())["best"]["smiles"] == \
+        engine.best["smiles"]
+
+
+def test_notebook3_runs_twice_in_one_kernel(tmp_path):
+    """Re-running every cell (as a student does) must not fail on Parsl being loaded already."""
+    from nbclient import NotebookClient
+
+    prepared = tmp_path / "prepared.ipynb"
+    pm.execute_notebook(NOTEBOOKS / "3_ml_in_the_loop.ipynb", prepared, prepare_only=True,
+                        parameters={"initial_training_count": 4, "max_training_count": 6,
+                                    "batch_size": 2, "seed": 3,
+                                    "output_dir": str(tmp_path / "out")})
+    nb = nbformat.read(prepared, as_version=4)
+    client = NotebookClient(nb, kernel_name=KERNEL or "python3", resources={
+        "metadata": {"path": str(NOTEBOOKS)}}, timeout=600)
+    with client.setup_kernel():
+        for _ in range(2):
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type == "code":
+                    client.execute_cell(cell, index)  # raises CellExecutionError on any error
+    _check_run(tmp_path / "out", 6)
+
+
+def test_notebook4_headless_uses_the_parameters_cell(tmp_path):
+    nb, out = _execute("4_homework.ipynb", tmp_path, seed=2, initial_training_count=4,
+                       max_training_count=8, batch_size=2, acquisition="ucb")
+    results = _check_run(out, 8)
+    assert results["parameters"]["acquisition"] == "ucb"
+    widgets = [o for c in nb.cells for o in c.get("outputs", [])
+               if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+               and "VBox" in o["data"].get("text/plain", "")]
+    assert not widgets, "the interactive panel was shown in a headless run"
+
+
+def test_notebook4_rejects_impossible_parameters(tmp_path):
+    with pytest.raises(pm.PapermillExecutionError, match="initial_training_count"):
+        _execute("4_homework.ipynb", tmp_path, initial_training_count=24, max_training_count=24)
