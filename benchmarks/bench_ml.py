@@ -24,56 +24,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.neighbors import KNeighborsRegressor
-from sklearn.pipeline import Pipeline
 
 from course_utils import ml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from original_tutorial import original_pipeline  # noqa: E402  (the tutorial's model)
 
 TARGET_SPEEDUP = 10.0
 
 # Used only when the QM9 search space cannot be loaded and --n was given (smoke tests).
 _FALLBACK_HEADS = ["C", "CC", "CCC", "CC(C)", "C=C", "C#C", "C1CC1", "OCC", "NCC", "COC"]
 _FALLBACK_TAILS = ["", "O", "N", "C#N", "C=O", "F", "OC", "C(N)=O", "CO", "C#C", "C1CC1"]
-
-
-class LegacyMorganTransformer(BaseEstimator, TransformerMixin):
-    """The tutorial's transformer: deprecated RDKit call, one SMILES at a time."""
-
-    def __init__(self, length: int = 256, radius: int = 4) -> None:
-        self.length = length
-        self.radius = radius
-
-    def fit(self, X, y=None):
-        return self
-
-    def transform(self, X, y=None):
-        from rdkit import Chem, DataStructs, rdBase
-        from rdkit.Chem import AllChem
-
-        rows = []
-        # Current RDKit logs a deprecation line per call; the tutorial's RDKit did not, so
-        # silence it rather than time terminal output.
-        with rdBase.BlockLogs():
-            for smiles in X:
-                mol = Chem.MolFromSmiles(smiles)
-                fp = AllChem.GetMorganFingerprintAsBitVect(mol, self.radius, nBits=self.length)
-                arr = np.zeros((0,), dtype=bool)
-                DataStructs.ConvertToNumpyArray(fp, arr)
-                rows.append(arr)
-        return np.vstack(rows)
-
-
-def original_pipeline() -> Pipeline:
-    return Pipeline(
-        [
-            ("fingerprint", LegacyMorganTransformer(length=256, radius=4)),
-            (
-                "knn",
-                KNeighborsRegressor(n_neighbors=4, weights="distance", metric="jaccard", n_jobs=-1),
-            ),
-        ]
-    )
 
 
 def _fallback_smiles(n: int) -> list[str]:

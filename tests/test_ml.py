@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.metrics import pairwise_distances
-from sklearn.neighbors import KNeighborsRegressor
-from sklearn.pipeline import Pipeline
 
 from course_utils import ml
 
@@ -46,40 +44,9 @@ def _canonical(smiles: list[str]) -> list[str]:
 MOLECULES = _canonical(BASE_SMILES + [h + t for h in _HEADS for t in _TAILS])
 
 
-def legacy_fingerprint(smiles: str, length: int = 256, radius: int = 4) -> np.ndarray:
-    """The tutorial's fingerprint: deprecated RDKit call, unpacked to bools."""
-    from rdkit import Chem, rdBase
-    from rdkit.Chem import AllChem
-
-    with rdBase.BlockLogs():  # silence the per-call deprecation message
-        fp = AllChem.GetMorganFingerprintAsBitVect(Chem.MolFromSmiles(smiles), radius, length)
-    return np.array(list(fp), dtype=bool)
-
-
-class MorganFingerprintTransformer(BaseEstimator, TransformerMixin):
-    """Re-implementation of the tutorial's transformer, as the reference model."""
-
-    def __init__(self, length: int = 256, radius: int = 4) -> None:
-        self.length = length
-        self.radius = radius
-
-    def fit(self, X, y=None):
-        return self
-
-    def transform(self, X, y=None):
-        return np.vstack([legacy_fingerprint(s, self.length, self.radius) for s in X])
-
-
-def original_model() -> Pipeline:
-    return Pipeline(
-        [
-            ("fingerprint", MorganFingerprintTransformer(length=256, radius=4)),
-            (
-                "knn",
-                KNeighborsRegressor(n_neighbors=4, weights="distance", metric="jaccard", n_jobs=-1),
-            ),
-        ]
-    )
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from original_tutorial import legacy_fingerprint  # noqa: E402  (the tutorial's own code path)
+from original_tutorial import original_pipeline as original_model  # noqa: E402
 
 
 def unpack(fp: np.ndarray, length: int = 256) -> np.ndarray:
