@@ -45,7 +45,10 @@ def _grade_parser(sub) -> None:
     grade.add_argument("paths", nargs="+", type=Path,
                        help="executed homework notebooks and/or output folders")
     grade.add_argument("--out", type=Path, default=Path("grading"),
-                       help="folder for leaderboard.csv and the comparison figure")
+                       help="folder for leaderboard.csv, leaderboard.png and not_ranked.csv")
+    grade.add_argument("--no-verify", action="store_true",
+                       help="do not recompute each run's best molecule with xTB")
+    grade.add_argument("--engine", default=None, help="xtb|tblite for the check (default: auto)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -84,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from course_utils.grading import grade_main
 
-    return grade_main(args.paths, args.out)
+    return grade_main(args.paths, args.out, verify=not args.no_verify, engine=args.engine)
 
 
 def _fail(message: str) -> int:

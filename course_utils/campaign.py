@@ -547,7 +547,7 @@ def run_campaign(
         parsl.dfk()
     except NoDataFlowKernelError:
         options = {"run_dir": str(Path(out_dir) / "runinfo"), **(config_options or {})}
-        if parameters.config == "local":
+        if parameters.workers is not None:  # per node on Polaris
             options.setdefault("workers", parameters.workers)
         with parsl.load(make_config(parameters.config, **options)):
             return campaign.run()

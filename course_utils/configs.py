@@ -84,6 +84,19 @@ def make_local_config(
     )
 
 
+def job_node_count(nodefile: str | os.PathLike | None = None) -> int:
+    """Nodes of the running job: lines of ``PBS_NODEFILE`` (one per node on Polaris, as ALCF's
+    ``wc -l < $PBS_NODEFILE``), read when called; 1 outside a job."""
+    path = nodefile or os.environ.get("PBS_NODEFILE")
+    if not path:
+        return 1
+    try:
+        hosts = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError as err:
+        raise ValueError(f"cannot read the PBS node file {path}: {err}") from None
+    return max(len(hosts), 1)
+
+
 def polaris_worker_init(
     activate_script: str | os.PathLike | None = None, xtb_threads: int = 1
 ) -> str:
@@ -101,7 +114,7 @@ def make_polaris_config(
     account: str | None = None,
     queue: str = "debug",
     walltime: str = "01:00:00",
-    nodes: int = 1,
+    nodes: int | None = None,
     workers_per_node: int = POLARIS_CORES_PER_NODE,
     interactive: bool | None = None,
     run_dir: str | os.PathLike | None = None,
@@ -111,19 +124,24 @@ def make_polaris_config(
     xtb_threads: int = 1,
     cpu_affinity: str = "block",
     launcher_overrides: str | None = None,
+    bind_cmd: str = "--cpu-bind",
     retries: int = 0,
 ) -> Config:
     """Workers on Polaris compute nodes: one manager per node via ``mpiexec``, CPU-pinned workers.
 
     ``interactive=True`` (default when ``PBS_NODEFILE`` is set at call time) uses the nodes of
-    the job this runs in (``qsub -I``, a batch job); otherwise Parsl submits its own PBS Pro job
-    with ``account``/``queue``/``walltime``/``nodes``.
+    the job this runs in (``qsub -I``, a batch job; ``nodes`` defaults to all of them); otherwise
+    Parsl submits its own PBS Pro job with ``account``/``queue``/``walltime``/``nodes``.
+    ``bind_cmd`` and ``launcher_overrides`` are Cray PALS ``mpiexec`` options on Polaris; the
+    tests pass MPICH's (``--bind-to``, ``--ppn 1``) to run this same path on one machine.
     """
     _check_workers(workers_per_node, "workers_per_node")
-    if not isinstance(nodes, int) or nodes < 1:
-        raise ValueError(f"nodes must be a positive integer, got {nodes!r}")
     if interactive is None:
         interactive = bool(os.environ.get("PBS_NODEFILE"))
+    if nodes is None:
+        nodes = job_node_count() if interactive else 1
+    if not isinstance(nodes, int) or nodes < 1:
+        raise ValueError(f"nodes must be a positive integer, got {nodes!r}")
     if not interactive and not account:
         raise ValueError(
             "make_polaris_config needs account='YOUR_ALCF_PROJECT' to submit a PBS job "
@@ -136,7 +154,7 @@ def make_polaris_config(
     depth = POLARIS_CORES_PER_NODE * 2  # all hardware threads of the node belong to its manager
     if launcher_overrides is None:
         launcher_overrides = f"--depth={depth} --ppn 1"
-    launcher = MpiExecLauncher(bind_cmd="--cpu-bind", overrides=launcher_overrides)
+    launcher = MpiExecLauncher(bind_cmd=bind_cmd, overrides=launcher_overrides)
     init = worker_init if worker_init is not None else polaris_worker_init(xtb_threads=xtb_threads)
     provider: Any
     if interactive:

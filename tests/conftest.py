@@ -7,6 +7,7 @@ Starting Parsl costs seconds, so tests that only need *a* running executor share
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +29,16 @@ def parsl_local(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runinfo")
     with parsl.load(make_local_config(workers=2, run_dir=run_dir)) as dfk:
         yield dfk
+
+
+@pytest.fixture(scope="session")
+def small_space(tmp_path_factory) -> Path:
+    """200 seeded QM9 molecules as a user search-space file: real molecules, fast campaigns."""
+    import pandas as pd
+
+    from course_utils.search_space import load_search_space, sample_smiles
+
+    path = tmp_path_factory.mktemp("space") / "space.csv"
+    pd.DataFrame({"smiles": sample_smiles(load_search_space("qm9"), 200, seed=11)}).to_csv(
+        path, index=False)
+    return path

@@ -24,7 +24,7 @@ from course_utils.campaign import (
     rank_candidates,
     run_campaign,
 )
-from course_utils.search_space import load_search_space, sample_smiles
+from course_utils.search_space import sample_smiles
 
 REPO = Path(__file__).resolve().parents[1]
 UNEMBEDDABLE = [f"{r}C1C#C1" for r in ("", "O", "N", "F", "C", "OC", "CC", "N#C", "C=", "CO", "CN",
@@ -96,14 +96,6 @@ def test_random_search_ignores_predictions_and_never_repeats():
 
 
 # --- real campaigns on a small search space ------------------------------------------------------
-@pytest.fixture(scope="module")
-def small_space(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("space") / "space.csv"
-    pd.DataFrame({"smiles": sample_smiles(load_search_space("qm9"), 200, seed=11)}).to_csv(
-        path, index=False)
-    return path
-
-
 def _check_outputs(out: Path, expected_ok: int) -> dict:
     results = json.loads((out / rec.RESULTS_FILE).read_text())
     sims = rec.read_simulations(out)

@@ -80,6 +80,21 @@ def test_polaris_inside_a_job_uses_its_nodes(monkeypatch, tmp_path):
     assert isinstance(provider.launcher, MpiExecLauncher)
 
 
+def test_polaris_job_node_count_comes_from_the_node_file_when_called(monkeypatch, tmp_path):
+    nodefile = tmp_path / "nodes"
+    nodefile.write_text("node-a\nnode-b\nnode-c\n")
+    monkeypatch.setenv("PBS_NODEFILE", str(nodefile))
+    cfg = make_config("polaris", workers=4, address="127.0.0.1", bind_cmd="--bind-to",
+                      launcher_overrides="--ppn 1")
+    (ex,) = cfg.executors
+    assert ex.provider.nodes_per_block == 3 and ex.max_workers_per_node == 4
+    command = ex.provider.launcher("process_worker_pool.py", 1, ex.provider.nodes_per_block)
+    assert "mpiexec --bind-to none --ppn 1 -n $WORKERCOUNT" in command
+    assert "WORKERCOUNT=3" in command  # one manager per node
+    monkeypatch.delenv("PBS_NODEFILE")
+    assert configs.job_node_count() == 1
+
+
 def test_thread_exports_validate():
     assert "OMP_NUM_THREADS=4" in configs.thread_exports(4)
     with pytest.raises(ValueError):

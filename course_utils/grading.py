@@ -1,0 +1,395 @@
+"""Grading a class's homework: a leaderboard of runs ranked on what they really simulated.
+
+Every graded number comes from a submission's own simulation records. A submission that is
+missing files, whose notebook stopped with an error, that did not finish, or whose results file
+claims something its records do not back (a tampered file) is listed with the reason and never
+ranked. Nothing a student hands in can make the command crash.
+
+Ranking: best simulated IE (eV, higher first), then the wall time until it was found.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from course_utils import records as rec
+
+LEADERBOARD_CSV = "leaderboard.csv"
+LEADERBOARD_PNG = "leaderboard.png"
+NOT_RANKED_CSV = "not_ranked.csv"
+#: Two IEs closer than this (eV) are the same number written twice (CSV and JSON round trips).
+SAME_VALUE_EV = 1e-6
+#: A recomputed IE must agree with the recorded one this well (eV): engines agree to 1e-3.
+REPRODUCE_TOLERANCE_EV = 0.01
+PARAMETER_COLUMNS = ("initial_training_count", "max_training_count", "batch_size", "acquisition",
+                     "mode", "seed", "workers")
+
+
+@dataclass
+class Submission:
+    """One run handed in: its output folder and/or executed notebooks, and what is wrong with it."""
+
+    label: str
+    run_dir: Path | None = None
+    notebooks: list[Path] = field(default_factory=list)
+    problem: str = ""
+    row: dict[str, Any] = field(default_factory=dict)
+    curve: pd.DataFrame | None = None
+
+    @property
+    def ranked(self) -> bool:
+        return not self.problem
+
+
+class BrokenSubmission(Exception):
+    """Why a submission cannot be ranked, in one line."""
+
+
+# --- finding submissions -----------------------------------------------------------------
+def _is_run_dir(path: Path) -> bool:
+    return any((path / name).exists()
+               for name in (rec.RESULTS_FILE, rec.SIMULATIONS_FILE, rec.PARAMETERS_FILE))
+
+
+def _label(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
+    except ValueError:
+        return str(path)
+
+
+def _notebook_run_dir(notebook: Path) -> Path | None:
+    """Where an executed notebook wrote its outputs: its ``output_dir`` parameter, or beside it."""
+    candidates: list[Path] = []
+    try:
+        meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
+        output_dir = (meta.get("papermill") or {}).get("parameters", {}).get("output_dir")
+    except (OSError, ValueError, AttributeError):
+        output_dir = None
+    if output_dir:
+        given = Path(str(output_dir))
+        candidates += [given if given.is_absolute() else notebook.parent / given,
+                       notebook.parent / given.name]
+    candidates.append(notebook.parent)
+    for candidate in candidates:
+        if candidate.is_dir() and _is_run_dir(candidate):
+            return candidate
+    return None
+
+
+def find_submissions(paths: Iterable[str | os.PathLike]) -> list[Submission]:
+    """Submissions under the given paths: run folders, executed notebooks, or folders of them.
+
+    A notebook and the output folder it wrote count as one submission.
+    """
+    found: dict[Path, Submission] = {}
+
+    def add_run(run_dir: Path, label: str) -> Submission:
+        key = run_dir.resolve()
+        if key not in found:
+            found[key] = Submission(label=label, run_dir=run_dir)
+            found[key].notebooks += sorted(run_dir.glob("*.ipynb"))
+        return found[key]
+
+    def visit(path: Path) -> None:
+        if not path.exists():
+            found[path.absolute()] = Submission(label=_label(path), problem=f"not found: {path}")
+        elif path.is_dir() and _is_run_dir(path):
+            add_run(path, _label(path))
+        elif path.is_dir():
+            children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+            if not children:
+                found[path.resolve()] = Submission(label=_label(path),
+                                                   problem="empty folder: no results.json, "
+                                                           "simulations.csv or notebook")
+            for child in children:
+                if child.is_dir() or child.suffix == ".ipynb":
+                    visit(child)
+        elif path.suffix == ".ipynb":
+            run_dir = _notebook_run_dir(path)
+            if run_dir is None:
+                found[path.resolve()] = Submission(label=_label(path), notebooks=[path])
+            else:
+                sub = add_run(run_dir, _label(path))
+                if path.resolve() not in {n.resolve() for n in sub.notebooks}:
+                    sub.notebooks.append(path)
+        else:
+            found[path.resolve()] = Submission(
+                label=_label(path), problem="not a notebook (.ipynb) or an output folder")
+
+    for p in paths:
+        visit(Path(p))
+    return list(found.values())
+
+
+# --- checking one submission -------------------------------------------------------------
+def notebook_error(notebook: Path) -> str | None:
+    """A one-line description of why an executed notebook is not a finished run, or None."""
+    try:
+        nb = json.loads(notebook.read_text(encoding="utf-8"))
+        cells = nb["cells"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"{notebook.name} is not a readable notebook ({type(err).__name__})"
+    for index, cell in enumerate(cells):
+        for output in cell.get("outputs", []) or []:
+            if output.get("output_type") == "error":
+                return (f"{notebook.name} stopped with an error in cell {index + 1}: "
+                        f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"[:300])
+    papermill = nb.get("metadata", {}).get("papermill") or {}
+    if papermill.get("exception"):
+        return f"{notebook.name}: papermill recorded an exception"
+    code = [c for c in cells if c.get("cell_type") == "code" and c.get("source")]
+    if code and not any(c.get("execution_count") for c in code):
+        return f"{notebook.name} was never executed"
+    return None
+
+
+def _read_results(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    results_path, sims_path = run_dir / rec.RESULTS_FILE, run_dir / rec.SIMULATIONS_FILE
+    missing = [p.name for p in (results_path, sims_path) if not p.exists()]
+    if missing:
+        raise BrokenSubmission(f"missing {' and '.join(missing)} in {_label(run_dir)}")
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+        if not isinstance(results, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as err:
+        raise BrokenSubmission(f"results.json is not valid JSON ({err})") from None
+    try:
+        columns = set(pd.read_csv(sims_path, nrows=0).columns)
+        needed = {"smiles", "ie", "status", "error", "elapsed_s"}
+        if not needed <= columns:
+            raise BrokenSubmission(f"simulations.csv lacks columns {sorted(needed - columns)}")
+        sims = rec.read_simulations(run_dir)
+    except (ValueError, pd.errors.ParserError) as err:
+        raise BrokenSubmission(f"simulations.csv cannot be read ({err})") from None
+    return results, sims
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def check_records(results: dict[str, Any], sims: pd.DataFrame) -> dict[str, Any]:
+    """The graded numbers, derived from the simulation records and checked against results.json.
+
+    Raises :class:`BrokenSubmission` for unfinished runs and for claims the records do not back.
+    """
+    status = results.get("status")
+    totals = results.get("totals") or {}
+    params = results.get("parameters") or {}
+    best = results.get("best") or {}
+    ok = sims[sims["status"] == rec.STATUS_OK].copy()
+    ok["ie"] = pd.to_numeric(ok["ie"], errors="coerce")
+    ok["elapsed_s"] = pd.to_numeric(ok["elapsed_s"], errors="coerce")
+    budget = params.get("max_training_count")
+    if status != "complete":
+        raise BrokenSubmission(f"unfinished run (status {status!r}): {len(ok)} of {budget} "
+                               "successful simulations")
+    if ok.empty or not best:
+        raise BrokenSubmission("no successful simulation recorded")
+    if ok["ie"].isna().any() or ok["elapsed_s"].isna().any():
+        raise BrokenSubmission("simulations.csv has successful rows without an IE or a time")
+    if isinstance(budget, int) and len(ok) < budget:
+        raise BrokenSubmission(f"results.json says complete, but simulations.csv holds {len(ok)} "
+                               f"of {budget} successful simulations")
+    if _number(totals.get("successful")) != len(ok):
+        raise BrokenSubmission(f"results.json claims {totals.get('successful')} successful "
+                               f"simulations; simulations.csv holds {len(ok)}")
+    repeated = ok["smiles"][ok["smiles"].duplicated()].unique().tolist()
+    if repeated:
+        raise BrokenSubmission(f"simulations.csv repeats molecules: {', '.join(repeated[:3])}")
+    ok = ok.sort_values("elapsed_s", kind="stable").reset_index(drop=True)
+    top = ok.loc[ok["ie"].idxmax()]
+    claimed = _number(best.get("ie"))
+    if not abs(claimed - float(top["ie"])) <= SAME_VALUE_EV:
+        raise BrokenSubmission(f"best IE {claimed:.3f} eV in results.json is not backed by "
+                               f"simulations.csv (highest simulated: {float(top['ie']):.3f} eV)")
+    backing = ok[(ok["smiles"] == best.get("smiles"))
+                 & ((ok["ie"] - claimed).abs() <= SAME_VALUE_EV)]
+    if backing.empty:
+        raise BrokenSubmission(f"best molecule {best.get('smiles')!r} has no successful row with "
+                               f"IE {claimed:.3f} eV in simulations.csv")
+    time_to_best = float(backing["elapsed_s"].iloc[0])
+    claimed_time = _number(best.get("time_to_best_s"))
+    if not abs(claimed_time - time_to_best) <= 1e-3:
+        raise BrokenSubmission(f"time to best {claimed_time:.1f} s in results.json does not match "
+                               f"its simulation record ({time_to_best:.1f} s)")
+    total_time = _number(totals.get("wall_time_s"))
+    if not total_time >= time_to_best - 1e-3:
+        raise BrokenSubmission(f"total time {total_time:.1f} s is shorter than the time to best")
+    return {
+        "best_ie_ev": float(top["ie"]),
+        "best_smiles": str(top["smiles"]),
+        "time_to_best_s": time_to_best,
+        "simulations_to_best": int(backing.index[0]) + 1,
+        "successful": len(ok),
+        "failed": int(len(sims) - len(ok)),
+        "simulations": int(len(sims)),
+        "total_time_s": total_time,
+        **{name: params.get(name) for name in PARAMETER_COLUMNS},
+    }
+
+
+def _verify_best(row: dict[str, Any], engine: str | None) -> str:
+    """Recompute the best molecule's IE; returns how it went, raises if it does not reproduce."""
+    from course_utils.chemistry import ChemistryError, EngineUnavailableError, compute_vertical
+
+    try:
+        value = compute_vertical(row["best_smiles"], engine=engine)
+    except EngineUnavailableError:
+        return "not checked (no xTB engine)"
+    except ChemistryError as err:
+        raise BrokenSubmission(f"best molecule {row['best_smiles']!r} cannot be simulated "
+                               f"({type(err).__name__})") from None
+    if abs(value - row["best_ie_ev"]) > REPRODUCE_TOLERANCE_EV:
+        raise BrokenSubmission(f"best IE {row['best_ie_ev']:.3f} eV of {row['best_smiles']} does "
+                               f"not reproduce (recomputed: {value:.3f} eV)")
+    return "reproduced"
+
+
+def check_submission(sub: Submission, *, verify: bool = True, engine: str | None = None) -> None:
+    """Fill ``sub.row`` and ``sub.curve``, or ``sub.problem`` with the reason it is not ranked."""
+    if sub.problem:
+        return
+    try:
+        for notebook in sub.notebooks:
+            error = notebook_error(notebook)
+            if error:
+                raise BrokenSubmission(error)
+        if sub.run_dir is None:
+            raise BrokenSubmission("no output folder (results.json, simulations.csv) found "
+                                   "beside the notebook or at its output_dir")
+        results, sims = _read_results(sub.run_dir)
+        row = check_records(results, sims)
+        row["verified"] = _verify_best(row, engine) if verify else "not checked"
+    except BrokenSubmission as err:
+        sub.problem = str(err)
+        return
+    except Exception as err:  # noqa: BLE001  anything odd in a hand-in is a reason, not a crash
+        sub.problem = f"unreadable submission ({type(err).__name__}: {err})"[:300]
+        return
+    from course_utils.plotting import best_so_far
+
+    sub.row = {"run": sub.label, **row}
+    sub.curve = best_so_far(sims.assign(ie=pd.to_numeric(sims["ie"], errors="coerce"),
+                                        elapsed_s=pd.to_numeric(sims["elapsed_s"],
+                                                                errors="coerce")))
+
+
+# --- the leaderboard ---------------------------------------------------------------------
+def leaderboard(submissions: Sequence[Submission]) -> pd.DataFrame:
+    """Ranked runs: best simulated IE (high first), then time to reach it (short first)."""
+    rows = [s.row for s in submissions if s.ranked]
+    columns = ["rank", "run", "best_ie_ev", "best_smiles", "time_to_best_s", "simulations_to_best",
+               "successful", "failed", "simulations", "total_time_s", *PARAMETER_COLUMNS,
+               "verified"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    board = pd.DataFrame(rows).sort_values(["best_ie_ev", "time_to_best_s", "run"],
+                                           ascending=[False, True, True], kind="stable")
+    board.insert(0, "rank", range(1, len(board) + 1))
+    return board[columns].reset_index(drop=True)
+
+
+def plot_leaderboard(submissions: Sequence[Submission], board: pd.DataFrame, path: Path) -> Path:
+    """Best-so-far curves of every ranked run, against wall time and against simulations."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from course_utils.plotting import IE_LABEL
+
+    curves = {s.label: s.curve for s in submissions if s.ranked and s.curve is not None}
+    fig, (ax_t, ax_n) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
+    for _, entry in board.iterrows():
+        curve = curves[entry["run"]]
+        label = f"{entry['rank']}. {entry['run']} ({entry['best_ie_ev']:.3f} eV)"
+        best = curve["best_ie"].tolist()
+        # Curves run on to the end of the run: time spent after the best find counts too.
+        times = [*curve["elapsed_s"], max(entry["total_time_s"], curve["elapsed_s"].iloc[-1])]
+        line, = ax_t.step(times, [*best, best[-1]], where="post", lw=1.8, label=label)
+        ax_n.step(curve["n_simulations"], best, where="post", lw=1.8, color=line.get_color())
+        ax_t.plot([entry["time_to_best_s"]], [entry["best_ie_ev"]], "o", color=line.get_color())
+    ax_t.set_xlabel("wall time (s)")
+    ax_n.set_xlabel("successful simulations")
+    for ax in (ax_t, ax_n):
+        ax.set_ylabel(IE_LABEL)
+        ax.grid(alpha=0.3)
+    if len(board):
+        ax_t.legend(loc="lower right", fontsize=7 if len(board) <= 12 else 5,
+                    ncol=1 if len(board) <= 12 else 2)
+    fig.suptitle(f"Homework leaderboard: {len(board)} ranked runs (dot: best found)", fontsize=10)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+@dataclass
+class GradingReport:
+    board: pd.DataFrame
+    not_ranked: pd.DataFrame
+    csv_path: Path
+    figure_path: Path
+    not_ranked_path: Path
+
+
+def grade(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike = "grading", *,
+          verify: bool = True, engine: str | None = None) -> GradingReport:
+    """Rank the submissions under ``paths``; write the leaderboard CSV, figure and rejects."""
+    submissions = find_submissions(paths)
+    for sub in submissions:
+        check_submission(sub, verify=verify, engine=engine)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    board = leaderboard(submissions)
+    rejects = pd.DataFrame([{"run": s.label, "reason": s.problem}
+                            for s in submissions if not s.ranked], columns=["run", "reason"])
+    csv_path, rejects_path = out / LEADERBOARD_CSV, out / NOT_RANKED_CSV
+    board.to_csv(csv_path, index=False)
+    rejects.to_csv(rejects_path, index=False)
+    figure = plot_leaderboard(submissions, board, out / LEADERBOARD_PNG)
+    return GradingReport(board, rejects, csv_path, figure, rejects_path)
+
+
+def format_report(report: GradingReport) -> str:
+    """The leaderboard as a terminal table, then the runs that were not ranked and why."""
+    lines = []
+    if len(report.board):
+        shown = report.board.rename(columns={
+            "best_ie_ev": "best IE (eV)", "best_smiles": "best molecule",
+            "time_to_best_s": "time to best (s)", "simulations_to_best": "sims to best",
+            "simulations": "sims used", "total_time_s": "total time (s)",
+            "initial_training_count": "initial", "max_training_count": "max",
+            "batch_size": "batch"})
+        shown = shown.drop(columns=["successful", "failed", "workers"])
+        lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    else:
+        lines.append("No run could be ranked.")
+    if len(report.not_ranked):
+        lines.append("")
+        lines.append(f"Not ranked ({len(report.not_ranked)}):")
+        lines += [f"  {r.run}: {r.reason}" for r in report.not_ranked.itertuples()]
+    lines.append("")
+    lines.append(f"Wrote {report.csv_path}, {report.figure_path} and {report.not_ranked_path}")
+    return "\n".join(lines)
+
+
+def grade_main(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+               verify: bool = True, engine: str | None = None) -> int:
+    """CLI entry: print the report; exit 0 if at least one run was ranked, else 1."""
+    report = grade(paths, out_dir, verify=verify, engine=engine)
+    print(format_report(report))
+    return 0 if len(report.board) else 1

@@ -1,0 +1,172 @@
+"""Grading: real runs ranked on simulated values; broken, partial and tampered ones listed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from course_utils import records as rec
+from course_utils.campaign import run_campaign
+from course_utils.grading import grade, notebook_error
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = {
+    "alice": {"initial_training_count": 4, "max_training_count": 8, "batch_size": 2, "seed": 1},
+    "bob": {"initial_training_count": 5, "max_training_count": 9, "batch_size": 4, "seed": 2,
+            "acquisition": "ucb"},
+    "carol": {"initial_training_count": 4, "max_training_count": 7, "batch_size": 3, "seed": 3,
+              "acquisition": "random"},
+}
+
+
+@pytest.fixture(scope="module")
+def class_folder(parsl_local, small_space, tmp_path_factory) -> Path:
+    """Three real runs with different parameters, as a class would hand them in."""
+    root = tmp_path_factory.mktemp("class")
+    for student, params in RUNS.items():
+        run_campaign({**params, "search_space": str(small_space), "workers": 2},
+                     root / student, progress=False)
+    return root
+
+
+def _copy(class_folder: Path, tmp_path: Path, *names: str) -> Path:
+    root = tmp_path / "submissions"
+    for name in names:
+        shutil.copytree(class_folder / name, root / name)
+    return root
+
+
+def _errored_notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("run(params)", execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("error", ename="CampaignParameterError",
+                                           evalue="batch_size (0) must be at least 1",
+                                           traceback=[])]
+    nb.cells = [cell]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_leaderboard_ranks_simulated_values_and_lists_the_broken_one(class_folder, tmp_path):
+    root = _copy(class_folder, tmp_path, *RUNS)
+    _errored_notebook(root / "dave" / "4_homework.ipynb")
+    report = grade([root], tmp_path / "grading")
+
+    board = report.board
+    assert sorted(board["run"].str.split("/").str[-1]) == sorted(RUNS)
+    assert board["best_ie_ev"].is_monotonic_decreasing
+    assert board["rank"].tolist() == [1, 2, 3]
+    for entry in board.itertuples():
+        sims = rec.read_simulations(root / entry.run.split("/")[-1])
+        assert entry.best_ie_ev == pytest.approx(sims.loc[sims.status == "ok", "ie"].max())
+        assert entry.verified == "reproduced"
+    assert board.set_index(board["run"].str.split("/").str[-1]).loc["bob", "batch_size"] == 4
+
+    assert report.not_ranked["run"].str.contains("dave").tolist() == [True]
+    assert "CampaignParameterError" in report.not_ranked["reason"].iloc[0]
+    written = pd.read_csv(report.csv_path)
+    assert written["run"].tolist() == board["run"].tolist()
+    assert report.figure_path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tampered_best_ie_is_not_ranked(class_folder, tmp_path):
+    root = _copy(class_folder, tmp_path, "alice")
+    results_path = root / "alice" / rec.RESULTS_FILE
+    results = json.loads(results_path.read_text())
+    results["best"]["ie"] += 1.0
+    results_path.write_text(json.dumps(results))
+    report = grade([root / "alice"], tmp_path / "grading", verify=False)
+    assert report.board.empty
+    assert "not backed by simulations.csv" in report.not_ranked["reason"].iloc[0]
+
+
+def test_consistently_edited_records_fail_the_recomputation(class_folder, tmp_path):
+    """Raising the best IE in both files fools the cross-check but not xTB."""
+    root = _copy(class_folder, tmp_path, "bob")
+    out = root / "bob"
+    results = json.loads((out / rec.RESULTS_FILE).read_text())
+    sims = pd.read_csv(out / rec.SIMULATIONS_FILE)
+    row = sims["smiles"] == results["best"]["smiles"]
+    sims.loc[row, "ie"] += 2.0
+    results["best"]["ie"] = float(sims.loc[row, "ie"].iloc[0])
+    sims.to_csv(out / rec.SIMULATIONS_FILE, index=False)
+    (out / rec.RESULTS_FILE).write_text(json.dumps(results))
+    report = grade([out], tmp_path / "grading")
+    assert report.board.empty
+    assert "does not reproduce" in report.not_ranked["reason"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda out: (out / rec.RESULTS_FILE).unlink(), "missing results.json"),
+        (lambda out: (out / rec.RESULTS_FILE).write_text("{not json"), "not valid JSON"),
+        (lambda out: (out / rec.SIMULATIONS_FILE).write_text(
+            "\n".join((out / rec.SIMULATIONS_FILE).read_text().splitlines()[:-1]) + "\n"),
+         "simulations.csv holds"),
+        (lambda out: (out / rec.SIMULATIONS_FILE).write_text("smiles\n"), "lacks columns"),
+    ],
+)
+def test_broken_files_are_reasons_not_crashes(class_folder, tmp_path, damage, reason):
+    root = _copy(class_folder, tmp_path, "carol")
+    damage(root / "carol")
+    report = grade([root / "carol", tmp_path / "nobody"], tmp_path / "grading", verify=False)
+    reasons = dict(zip(report.not_ranked["run"].str.split("/").str[-1],
+                       report.not_ranked["reason"], strict=True))
+    assert reason in reasons["carol"]
+    assert reasons["nobody"].startswith("not found")
+
+
+def test_unfinished_run_is_listed_as_partial(class_folder, tmp_path):
+    root = _copy(class_folder, tmp_path, "alice")
+    results_path = root / "alice" / rec.RESULTS_FILE
+    results = json.loads(results_path.read_text())
+    results["status"] = "interrupted"
+    results_path.write_text(json.dumps(results))
+    report = grade([root / "alice"], tmp_path / "grading", verify=False)
+    assert "unfinished run (status 'interrupted')" in report.not_ranked["reason"].iloc[0]
+
+
+def test_executed_notebook_finds_its_output_folder(class_folder, tmp_path):
+    """A notebook handed in beside its outputs counts once, graded from those outputs."""
+    root = _copy(class_folder, tmp_path, "bob")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("1 + 1", execution_count=1)]
+    nb.metadata["papermill"] = {"parameters": {"output_dir": "/home/bob/elsewhere/bob"}}
+    notebook = root / "bob" / "4_homework.ipynb"
+    nbformat.write(nb, notebook)
+    report = grade([notebook, root], tmp_path / "grading", verify=False)
+    assert len(report.board) == 1 and report.not_ranked.empty
+    assert notebook_error(notebook) is None
+
+
+def test_cli_prints_sorted_table_and_reasons(class_folder, tmp_path):
+    root = _copy(class_folder, tmp_path, *RUNS)
+    (root / "erin").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "course_utils", "grade", str(root), "--out",
+                           str(tmp_path / "g"), "--no-verify"], capture_output=True, text=True,
+                          cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "best IE (eV)" in lines[0]
+    order = [next(n for n in RUNS if n in line) for line in lines[1:4]]
+    board = pd.read_csv(tmp_path / "g" / "leaderboard.csv")
+    assert order == board["run"].str.split("/").str[-1].tolist()
+    assert any("erin: empty folder" in line for line in lines)
+    assert (tmp_path / "g" / "leaderboard.png").exists()
+
+
+def test_cli_with_nothing_rankable_exits_1(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "course_utils", "grade", str(tmp_path / "x"),
+                           "--out", str(tmp_path / "g")], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 1
+    assert "No run could be ranked" in proc.stdout and "not found" in proc.stdout
