@@ -37,6 +37,17 @@ def thread_exports(xtb_threads: int = 1) -> str:
     )
 
 
+class RunDirMpiExecLauncher(MpiExecLauncher):
+    """Parsl's ``MpiExecLauncher``, but its de-duplicated node file goes into the run's
+    submit-script folder instead of the current directory (a notebook's folder, on Polaris)."""
+
+    def __call__(self, command: str, tasks_per_node: int, nodes_per_block: int,
+                 script_dir: str = "") -> str:
+        script = super().__call__(command, tasks_per_node, nodes_per_block, script_dir)
+        return script.replace('HOSTFILE="$JOBNAME.nodes"',
+                              'HOSTFILE="${SCRIPT_DIR:+$SCRIPT_DIR/}$JOBNAME.nodes"')
+
+
 def _repo_activate_script() -> Path | None:
     script = Path(__file__).resolve().parents[1] / "activate_env.sh"
     return script if script.is_file() else None
@@ -154,7 +165,7 @@ def make_polaris_config(
     depth = POLARIS_CORES_PER_NODE * 2  # all hardware threads of the node belong to its manager
     if launcher_overrides is None:
         launcher_overrides = f"--depth={depth} --ppn 1"
-    launcher = MpiExecLauncher(bind_cmd=bind_cmd, overrides=launcher_overrides)
+    launcher = RunDirMpiExecLauncher(bind_cmd=bind_cmd, overrides=launcher_overrides)
     init = worker_init if worker_init is not None else polaris_worker_init(xtb_threads=xtb_threads)
     provider: Any
     if interactive:

@@ -91,6 +91,8 @@ def test_polaris_job_node_count_comes_from_the_node_file_when_called(monkeypatch
     command = ex.provider.launcher("process_worker_pool.py", 1, ex.provider.nodes_per_block)
     assert "mpiexec --bind-to none --ppn 1 -n $WORKERCOUNT" in command
     assert "WORKERCOUNT=3" in command  # one manager per node
+    # Parsl's node file lands in the run directory, not in the notebook's folder.
+    assert 'HOSTFILE="${SCRIPT_DIR:+$SCRIPT_DIR/}$JOBNAME.nodes"' in command
     monkeypatch.delenv("PBS_NODEFILE")
     assert configs.job_node_count() == 1
 

@@ -164,6 +164,8 @@ def test_homework_job_runs_on_two_nodes_end_to_end(small_space, tmp_path):
     # Two managers (one per "node", each with one worker) both ran simulations.
     per_manager = ok.groupby(ok["manager"].astype(str)).size()
     assert len(per_manager) == 2 and (per_manager > 0).all(), per_manager
+    assert not list((REPO / "notebooks").glob("*.nodes"))  # nothing left beside the notebooks
+    assert list((out / "runinfo").rglob("*.nodes"))
     # The instructor's command grades what the job wrote.
     from course_utils.grading import grade
 
