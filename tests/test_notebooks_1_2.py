@@ -139,6 +139,9 @@ def test_notebook_1_cells_can_be_rerun_in_the_same_kernel(tmp_path):
             cell.outputs = []
     load_cells = [i for i, c in enumerate(nb.cells) if "load_fresh(" in c.source and c.cell_type == "code"]
     assert len(load_cells) == 1
+    with_cells = [i for i, c in enumerate(nb.cells)
+                  if c.cell_type == "code" and "with parsl.load(" in c.source]
+    assert len(with_cells) == 1
 
     client = NotebookClient(
         nb, kernel_name=KERNEL, timeout=CELL_TIMEOUT, resources={"metadata": {"path": str(tmp_path)}}
@@ -152,9 +155,10 @@ def test_notebook_1_cells_can_be_rerun_in_the_same_kernel(tmp_path):
                     continue
                 # On the first pass run the loading cell twice in a row, as an impatient
                 # student might; the second pass re-runs everything after the final shutdown.
-                repeats = 2 if (run == 0 and index in load_cells) else 1
+                repeats = 2 if (run == 0 and index in load_cells + with_cells) else 1
                 for _ in range(repeats):
                     client.execute_cell(cell, index)  # raises CellExecutionError on an error
                     errors += [o for o in cell.outputs if o.output_type == "error"]
     assert errors == []
+    assert "IE of c1ccccc1   14.215 eV" in nb.cells[with_cells[0]].outputs[0]["text"]
     assert (tmp_path / "outputs" / "1_run_simulation" / "simulations.csv").is_file()
