@@ -26,11 +26,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from course_utils.configs import POLARIS_FILESYSTEMS
+
 REPO = Path(__file__).resolve().parents[1]
 JOB_SCRIPT = REPO / "submit" / "run_notebook.pbs"
 HOMEWORK = "notebooks/4_homework.ipynb"
-QUEUES = ("debug", "debug-scaling", "prod", "preemptable", "demand")
-FILESYSTEMS = "home:eagle"
 _WALLTIME = re.compile(r"^\d{1,3}:[0-5]\d:[0-5]\d$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -71,6 +71,11 @@ class JobSpec:
         if self.params_file and not Path(self.params_file).is_file():
             raise SubmitError(f"--params-file {self.params_file!r} not found")
         check_parameters(notebook, self.parameters)
+
+    @property
+    def jobs_root(self) -> Path:
+        """Where job folders (and the kept job scripts) go."""
+        return Path(self.output_root or Path(self.course_root) / "outputs" / "jobs")
 
     @property
     def job_name(self) -> str:
@@ -139,7 +144,7 @@ def render_job_script(spec: JobSpec, template: str | os.PathLike = JOB_SCRIPT) -
         f"#PBS -l select={spec.nodes}:system=polaris",
         "#PBS -l place=scatter",
         f"#PBS -l walltime={spec.walltime}",
-        f"#PBS -l filesystems={FILESYSTEMS}",
+        f"#PBS -l filesystems={POLARIS_FILESYSTEMS}",
         "#PBS -j oe",
     ]
     return "\n".join([lines[0], *directives, *body]) + "\n"
@@ -170,8 +175,7 @@ def qsub_command(spec: JobSpec, script: str | os.PathLike) -> list[str]:
 def submit(spec: JobSpec, *, dry_run: bool = False) -> tuple[str, Path]:
     """Write the job script beside the outputs and ``qsub`` it; returns (job id, script path)."""
     spec.validate()
-    root = Path(spec.output_root or Path(spec.course_root) / "outputs" / "jobs")
-    scripts = root / "scripts"
+    scripts = spec.jobs_root / "scripts"
     scripts.mkdir(parents=True, exist_ok=True)
     script = scripts / f"{spec.job_name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.pbs"
     script.write_text(render_job_script(spec))
@@ -243,8 +247,6 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-root", default="", help="where job folders go (default outputs/jobs)")
     parser.add_argument("--params-file", default="", help="YAML file of further parameters")
     parser.add_argument("--workers-per-node", type=int, default=None, help="default 32")
-    parser.add_argument("--out-dir", default="",
-                        help="exact output folder (submit only); one holding a run resumes it")
     parser.add_argument("--dry-run", action="store_true",
                         help="write the job script and print the qsub command, do not submit")
 
@@ -254,12 +256,11 @@ def _spec(args: argparse.Namespace, parameters: dict[str, str], name: str) -> Jo
                    walltime=args.walltime, notebook=args.notebook, parameters=parameters,
                    name=name, output_root=args.out_root, params_file=args.params_file,
                    workers_per_node=args.workers_per_node,
-                   out_dir=getattr(args, "out_dir", "") if args.command == "submit" else "")
+                   out_dir=getattr(args, "out_dir", ""))
 
 
 def _report(spec: JobSpec, job: str, script: Path, dry_run: bool) -> None:
-    root = Path(spec.output_root or Path(spec.course_root) / "outputs" / "jobs")
-    where = spec.out_dir or f"{root}/{spec.name or Path(spec.notebook).stem}-<job id>/"
+    where = spec.out_dir or f"{spec.jobs_root}/{spec.name or Path(spec.notebook).stem}-<job id>/"
     if dry_run:
         print(f"job script: {script}\nwould run: {job}")
     else:
@@ -273,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     one = sub.add_parser("submit", help="submit one notebook run")
     _job_options(one)
+    one.add_argument("--out-dir", default="",
+                     help="exact output folder; one that holds a run is resumed")
     one.add_argument("parameters", nargs="*", help="notebook parameters as name=value")
     sweep = sub.add_parser("sweep", help="submit one job per line of a sweep file")
     _job_options(sweep)
