@@ -83,11 +83,10 @@ else
 fi
 
 # A named kernel lets JupyterLab and papermill (-k ml-in-the-loop) use exactly this environment.
-if ! jupyter kernelspec list 2>/dev/null | grep -q "^ *$COURSE_KERNEL_NAME "; then
-    python -m ipykernel install "$KERNEL_SCOPE" --name "$COURSE_KERNEL_NAME" \
-        --display-name "Python (ML in the loop)" >/dev/null ||
-        _course_fail "could not register the Jupyter kernel" || return 1
-fi
+# Its spec carries PATH and the thread limits, so it also works when a Jupyter server outside
+# this environment (a JupyterHub) starts it. Re-registered only when it is missing or stale.
+python -m course_utils.kernel --if-needed --name "$COURSE_KERNEL_NAME" "$KERNEL_SCOPE" ||
+    _course_fail "could not register the Jupyter kernel" || return 1
 unset KERNEL_SCOPE
 
 # One OpenMP thread per xTB simulation: workers run side by side, one per core.

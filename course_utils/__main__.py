@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -32,6 +33,12 @@ def _run_parser(sub) -> None:
     run.add_argument("--engine", default=None, help="xtb|tblite (default: auto)")
     run.add_argument("--simulation-walltime", type=float, default=defaults.simulation_walltime)
     run.add_argument("--max-failures", type=int, default=None)
+    run.add_argument("--ground-truth", default=None,
+                     help="replay: table file from `truth build` (default: the shipped table)")
+    run.add_argument("--simulator", default=defaults.simulator,
+                     help="xtb (real simulations) | replay (answers from the ground-truth table, "
+                          "instant, simulated clock; use --search-space truth:qm9 while the "
+                          "table is partial)")
     run.add_argument("--out", type=Path, required=True, help="output folder")
     run.add_argument("--account", default=None, help="Polaris: ALCF project to charge")
     run.add_argument("--queue", default=None, help="Polaris: debug|prod|...")
@@ -51,9 +58,63 @@ def _grade_parser(sub) -> None:
     grade.add_argument("--engine", default=None, help="xtb|tblite for the check (default: auto)")
 
 
+def _truth_parser(sub) -> None:
+    truth = sub.add_parser("truth", help="build or inspect the ground-truth table of a search space")
+    verbs = truth.add_subparsers(dest="verb", required=True)
+    build = verbs.add_parser("build", help="simulate every molecule not yet in the table (resumable)")
+    build.add_argument("--search-space", default="qm9")
+    build.add_argument("--config", default="local", help="local|polaris")
+    build.add_argument("--workers", type=int, default=None, help="workers (per node on Polaris)")
+    build.add_argument("--out", type=Path, default=None,
+                       help="CSV the results are appended to (default outputs/ground_truth/SPACE.csv)")
+    build.add_argument("--shard", default=None, help="i/n: only part i of n (split across jobs)")
+    build.add_argument("--limit", type=int, default=None, help="simulate at most this many now")
+    build.add_argument("--engine", default=None, help="xtb|tblite (default: auto)")
+    build.add_argument("--nodes", type=int, default=None, help="Polaris: nodes")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    status = verbs.add_parser("status", help="coverage, failures and remaining compute")
+    status.add_argument("--search-space", default="qm9")
+    status.add_argument("--out", type=Path, default=None, help="the build file to include")
+    status.add_argument("--workers", type=int, default=None)
+    pack = verbs.add_parser("pack", help="merge build files into the table shipped in the package")
+    pack.add_argument("--search-space", default="qm9")
+    pack.add_argument("build_files", nargs="*", type=Path)
+
+
+def _truth(args: argparse.Namespace) -> int:
+    from course_utils import ground_truth as gt
+
+    try:
+        if args.verb == "status":
+            print(gt.truth_status(args.search_space, args.out, args.workers))
+            return 0
+        if args.verb == "pack":
+            files = args.build_files or [gt.default_build_file(args.search_space)]
+            table = gt.pack_ground_truth(args.search_space, files)
+            print(f"packed {table}")
+            print(gt.truth_status(args.search_space, files[0]))
+            return 0
+        options = {"nodes": args.nodes} if args.nodes is not None else None
+        report = gt.build_ground_truth(
+            args.search_space, out=args.out, config=args.config, workers=args.workers,
+            shard=gt.parse_shard(args.shard), limit=args.limit, engine=args.engine,
+            progress=not args.quiet, config_options=options)
+    except (gt.GroundTruthError, ValueError, OSError) as err:
+        return _fail(str(err).splitlines()[0])
+    print(f"{'interrupted' if report.interrupted else 'done'}: {report.computed:,} of "
+          f"{report.todo:,} molecules simulated this time ({dict(report.statuses)}), "
+          f"{report.compute_seconds / 3600:.2f} core-hours in {report.wall_seconds / 60:.1f} min; "
+          f"results in {report.build_file}")
+    print(gt.truth_status(args.search_space, report.build_file, args.workers))
+    return 130 if report.interrupted else 0
+
+
+_SIGNAL_NUMBERS = {"SIGINT": 2, "SIGHUP": 1, "SIGTERM": 15}
+
+
 def _run(args: argparse.Namespace) -> int:
-    from course_utils.campaign import CampaignParameterError, run_campaign
-    from course_utils.records import ResumeMismatchError
+    from course_utils.campaign import CampaignInterrupted, CampaignParameterError, run_campaign
+    from course_utils.records import FolderInUseError, ResumeMismatchError
     from course_utils.search_space import SearchSpaceError
 
     names = {f.name for f in fields(CampaignParameters)}
@@ -66,10 +127,18 @@ def _run(args: argparse.Namespace) -> int:
         options["workers_per_node"] = args.workers
     try:
         parameters = CampaignParameters.from_mapping(values)
+        parameters.validate()  # before the folder exists: bad input leaves nothing behind
+        problem = _out_folder_problem(args.out)
+        if problem:
+            return _fail(problem)
         result = run_campaign(parameters, args.out, progress=not args.quiet,
                               config_options=options or None)
-    except (CampaignParameterError, ResumeMismatchError, SearchSpaceError, ValueError) as err:
+    except (CampaignParameterError, ResumeMismatchError, SearchSpaceError, FolderInUseError,
+            ValueError, LookupError) as err:
         return _fail(str(err).splitlines()[0])
+    except CampaignInterrupted as err:
+        print(str(err).replace("run it again", "run the same command again"), file=sys.stderr)
+        return 128 + _SIGNAL_NUMBERS.get(err.cause.removeprefix("stopped by "), 2)
     except KeyboardInterrupt:
         print(f"interrupted: records kept in {args.out}; re-run the same command to resume",
               file=sys.stderr)
@@ -80,8 +149,31 @@ def _run(args: argparse.Namespace) -> int:
     if best:
         print(f"best simulated: {best['smiles']}  IE = {best['ie']:.3f} eV "
               f"(after {best['time_to_best_s']:.1f} s, simulation #{best['simulations_to_best']})")
-    print(f"outputs in {args.out}/: results.json, simulations.csv, ml_in_the_loop.png")
+    written = existing_outputs(args.out)
+    print(f"outputs in {args.out}/: {', '.join(written)}" if written
+          else f"no output files in {args.out}/")
     return 0 if result.results["status"] == "complete" else 1
+
+
+def _out_folder_problem(out: Path) -> str | None:
+    """Why ``--out`` cannot be the run's folder (one line), creating it if needed; None if fine."""
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is a file, not a folder; give a folder (new or from an earlier run)"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"cannot create the --out folder {out}: {err.strerror or err}"
+    if not os.access(out, os.W_OK | os.X_OK):
+        return f"cannot write into the --out folder {out}: permission denied"
+    return None
+
+
+def existing_outputs(out: Path) -> list[str]:
+    """The run's output files that really exist in ``out`` (a run without successes has no plot)."""
+    from course_utils import records as rec
+
+    names = (rec.RESULTS_FILE, rec.SIMULATIONS_FILE, rec.ITERATIONS_FILE, rec.PLOT_FILE)
+    return [name for name in names if (Path(out) / name).is_file()]
 
 
 def _grade(args: argparse.Namespace) -> int:
@@ -100,8 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     _grade_parser(sub)
+    _truth_parser(sub)
     args = parser.parse_args(argv)
-    return _run(args) if args.command == "run" else _grade(args)
+    handlers = {"run": _run, "grade": _grade, "truth": _truth}
+    return handlers[args.command](args)
 
 
 if __name__ == "__main__":

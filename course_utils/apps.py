@@ -147,3 +147,13 @@ def _simulate_record(
 
 
 simulate_record_app = python_app(_simulate_record)
+
+
+def _truth_record(smiles: str, engine: str | None = None, walltime: float | None = 120.0) -> dict:
+    """One row of the ground-truth table (see :mod:`course_utils.ground_truth`)."""
+    from course_utils.ground_truth import truth_record
+
+    return truth_record(smiles, engine=engine)
+
+
+truth_record_app = python_app(_truth_record)

@@ -13,9 +13,14 @@ the background once ``retrain_after`` new results have arrived).
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -25,17 +30,38 @@ import pandas as pd
 
 from course_utils import records as rec
 from course_utils.configs import CONFIG_NAMES
+from course_utils.simulators import SIMULATORS, ReplayMissingError
 
 ACQUISITIONS = ("greedy", "ucb", "epsilon-greedy", "random")
 MODES = ("batch", "streaming")
 N_NEIGHBORS = 4
 # Parameters that define *which* campaign a folder holds; the budget may grow on resume.
 RESUME_KEYS = ("initial_training_count", "batch_size", "seed", "acquisition", "mode",
-               "search_space", "ucb_kappa", "epsilon")
+               "search_space", "ucb_kappa", "epsilon", "simulator")
 
 
 class CampaignParameterError(ValueError):
     """Parameters that cannot make a campaign; the message is one line naming them."""
+
+
+class CampaignInterrupted(KeyboardInterrupt):
+    """A stopped run (stop button, Ctrl-C, SIGTERM, SIGHUP): records kept, how to resume.
+
+    Jupyter shows ``_render_traceback_`` instead of a traceback, so the cell ends with one line.
+    """
+
+    def __init__(self, out_dir: Path, n_ok: int, cause: str = "interrupted"):
+        self.out_dir, self.n_ok, self.cause = out_dir, n_ok, cause
+        super().__init__(f"Campaign {cause}: {n_ok} successful simulations kept in {out_dir}; "
+                         "run it again with the same output folder to resume (nothing finished "
+                         "is recomputed).")
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]
+
+
+class CampaignStopped(RuntimeError):
+    """The run cannot go on (for example scoring keeps failing); it ends with this one line."""
 
 
 @dataclass
@@ -58,6 +84,10 @@ class CampaignParameters:
     engine: str | None = None
     simulation_walltime: float = 300.0
     max_failures: int | None = None
+    #: ``xtb`` runs the real simulations; ``replay`` answers from the ground-truth table.
+    simulator: str = "xtb"
+    #: Table that ``replay`` answers from: a file from ``truth build``; default: the packaged one.
+    ground_truth: str | None = None
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> CampaignParameters:
@@ -75,10 +105,26 @@ class CampaignParameters:
         def fail(message: str) -> None:
             raise CampaignParameterError(message)
 
+        def is_int(value: Any) -> bool:
+            return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
         for name in ("initial_training_count", "max_training_count", "batch_size", "seed"):
             value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or isinstance(value, bool):
+            if not is_int(value):
                 fail(f"{name} must be an integer, got {value!r}")
+        # Optional counts: a float or a bool here is a typo that would misbehave much later.
+        for name in ("workers", "retrain_after", "score_chunks", "max_failures"):
+            value = getattr(self, name)
+            if value is not None and not is_int(value):
+                fail(f"{name} must be an integer, got {value!r}")
+        # nan passes every comparison below unnoticed, and inf makes a walltime or a score useless.
+        for name in ("simulation_walltime", "ucb_kappa", "epsilon"):
+            value = getattr(self, name)
+            if (not isinstance(value, int | float | np.integer | np.floating)
+                    or isinstance(value, bool) or not math.isfinite(value)):
+                fail(f"{name} ({value!r}) must be a finite number")
+        if self.seed < 0:
+            fail(f"seed ({self.seed}) must be a non-negative integer")
         if self.initial_training_count < N_NEIGHBORS:
             fail(f"initial_training_count ({self.initial_training_count}) must be at least "
                  f"{N_NEIGHBORS}: the model averages {N_NEIGHBORS} nearest neighbours")
@@ -94,11 +140,13 @@ class CampaignParameters:
         if self.acquisition not in ACQUISITIONS:
             fail(f"acquisition {self.acquisition!r} is unknown; choose one of "
                  f"{', '.join(ACQUISITIONS)}")
+        if self.simulator not in SIMULATORS:
+            fail(f"simulator {self.simulator!r} is unknown; choose one of {', '.join(SIMULATORS)}")
         if self.mode not in MODES:
             fail(f"mode {self.mode!r} is unknown; choose one of {', '.join(MODES)}")
         if str(self.config).lower() not in CONFIG_NAMES:
             fail(f"config {self.config!r} is unknown; choose one of {', '.join(CONFIG_NAMES)}")
-        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
+        if self.workers is not None and self.workers < 1:
             fail(f"workers ({self.workers!r}) must be a positive integer")
         if not 0.0 <= self.epsilon <= 1.0:
             fail(f"epsilon ({self.epsilon}) must be between 0 and 1")
@@ -158,6 +206,33 @@ def rank_candidates(
 
 
 # --- the run ---------------------------------------------------------------------------------
+def restart_workers() -> int:
+    """Replace the loaded executors' worker blocks; Parsl starts fresh ones (``min_blocks``).
+
+    A worker killed while it was taking a task from its pool's queue can leave that queue
+    locked, so the pool accepts tasks but never runs them; resubmitting alone would hang again.
+    Returns the number of blocks cancelled.
+    """
+    import parsl
+    from parsl.errors import NoDataFlowKernelError
+
+    try:
+        executors = parsl.dfk().executors.values()
+    except NoDataFlowKernelError:
+        return 0
+    cancelled = 0
+    for executor in executors:
+        if getattr(executor, "provider", None) is None or not hasattr(executor, "scale_in"):
+            continue
+        try:
+            cancelled += len(executor.scale_in(len(executor.status_facade)))
+        except Exception as err:  # noqa: BLE001 - best effort: the resubmission still happens
+            print(f"could not restart the workers of {executor.label}: {_one_line(err)}",
+                  file=sys.stderr)
+    if cancelled:
+        print(f"no result for too long: restarted {cancelled} worker block(s)", file=sys.stderr)
+    return cancelled
+
 def _as_lookup(predictions: pd.DataFrame | None) -> dict[str, float]:
     if predictions is None:
         return {}
@@ -185,6 +260,23 @@ class _Pending:
     predicted: float = math.nan
 
 
+def _is_timeout(err: BaseException) -> bool:
+    """Parsl's walltime: also when it struck inside an import and came back wrapped."""
+    seen: BaseException | None = err
+    for _ in range(5):
+        if seen is None:
+            break
+        if "Timeout" in type(seen).__name__ or "AppTimeout" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _one_line(err: BaseException | str, limit: int = 300) -> str:
+    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    return " ".join(str(text).split())[:limit]
+
+
 @dataclass
 class Campaign:
     """One campaign writing into ``out_dir``; :meth:`run` needs a loaded Parsl DataFlowKernel."""
@@ -195,6 +287,16 @@ class Campaign:
     on_update: Callable[[dict[str, Any]], None] | None = None
     _pending: dict[Future, _Pending] = field(default_factory=dict, init=False)
 
+    #: A worker that died (or a task that vanished) is an infrastructure failure: the molecule
+    #: is submitted again, at most this many times, before it counts as a failed simulation.
+    LOST_RETRIES = 2
+    #: Train + score attempts before the run stops with one line.
+    SCORING_ATTEMPTS = 3
+    #: Seconds a scoring round may take before it counts as lost (typical: well under 10 s).
+    SCORING_TIMEOUT_S = 600.0
+    #: How often waits wake up to look for a stop request or a stalled task.
+    POLL_S = 0.5
+
     def __post_init__(self) -> None:
         from course_utils.search_space import load_search_space
 
@@ -202,21 +304,44 @@ class Campaign:
         space = load_search_space(self.parameters.search_space)
         self.space: list[str] = space["smiles"].tolist()
         self.parameters.validate(len(self.space))
-        self.recorder = rec.CampaignRecorder.open(self.out_dir)
-        self.recorder.check_parameters(self.parameters.to_dict(), RESUME_KEYS)
-        self.resumed = len(self.recorder.simulations)
-        self.engine = self._engine()
-        self._t0 = time.time()
+        # Only after validation: bad parameters must leave no folder or file behind.
+        self._lock: rec.RunLock | None = rec.acquire_run_lock(self.out_dir)
+        try:
+            self.recorder = rec.CampaignRecorder.open(self.out_dir)
+            self.recorder.check_parameters(self.parameters.to_dict(), RESUME_KEYS,
+                                           defaults=CampaignParameters().to_dict())
+            self.resumed = len(self.recorder.simulations)
+            self.simulator = self._simulator()
+            self.engine = getattr(self.simulator, "engine", "replay")
+        except BaseException:
+            self.release_lock()  # a campaign that cannot start must not keep the folder
+            raise
         self._bar = None
+        self._lost: Counter[str] = Counter()
+        self._last_progress = time.monotonic()
+        self.stop_requested: str | None = None  # set by a signal; acted on at a safe point
+
+    def release_lock(self) -> None:
+        """Let another run write into ``out_dir`` (idempotent); the run's last step."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.release()
 
     # --- small helpers ------------------------------------------------------------------
-    def _engine(self) -> str:
-        from course_utils.chemistry import resolve_engine
+    def _simulator(self):
+        from course_utils.simulators import make_simulator
 
-        return resolve_engine(self.parameters.engine)
+        p = self.parameters
+        return make_simulator(p.simulator, engine=p.engine, walltime=p.simulation_walltime,
+                              workers=self._workers(), space=self.space,
+                              space_name=str(p.search_space), ground_truth=p.ground_truth)
+
+    @property
+    def replayed(self) -> bool:
+        return self.parameters.simulator == "replay"
 
     def elapsed(self) -> float:
-        return self.recorder.elapsed_offset + (time.time() - self._t0)
+        return self.recorder.elapsed_offset + self.simulator.now()
 
     @property
     def n_ok(self) -> int:
@@ -229,7 +354,20 @@ class Campaign:
 
     @property
     def n_failed(self) -> int:
-        return len(self.recorder.simulations) - self.n_ok
+        """Failed simulations (chemistry or timeouts); lost tasks are retried, not counted."""
+        return sum(r["status"] not in (rec.STATUS_OK, rec.STATUS_LOST)
+                   for r in self.recorder.simulations)
+
+    @property
+    def stall_timeout_s(self) -> float:
+        """No result for this long means the pending tasks were lost: Parsl's walltime would
+        have ended any simulation that was really running."""
+        walltime = self.parameters.simulation_walltime
+        return walltime + max(10.0, 0.1 * walltime)
+
+    def _room(self) -> bool:
+        """May one more simulation start? Not if all running ones failing would pass the limit."""
+        return self.n_failed + len(self._pending) <= self.max_failures
 
     def _workers(self) -> int:
         import os
@@ -256,30 +394,66 @@ class Campaign:
 
     # --- simulations --------------------------------------------------------------------
     def _submit(self, smiles: str, batch: int, predicted: float = math.nan) -> Future:
-        from course_utils.apps import simulate_record_app
-
-        future = simulate_record_app(smiles, engine=self.engine,
-                                     walltime=self.parameters.simulation_walltime)
-        self._pending[future] = _Pending(smiles, batch, time.time(), predicted)
+        future = self.simulator.submit(smiles)
+        submitted = self.elapsed() if self.replayed else time.time()
+        self._pending[future] = _Pending(smiles, batch, submitted, predicted)
         return future
 
-    def _collect(self, future: Future) -> dict:
-        """Turn a finished future into a record, whatever happened to it, and write it."""
+    def _collect(self, future: Future, lost_reason: str | None = None) -> dict:
+        """Turn a finished (or given-up) future into a record, whatever happened, and write it.
+
+        A task whose worker died is recorded as ``lost`` and submitted again; only a molecule
+        that keeps killing its workers ends as ``failed``.
+        """
         pending = self._pending.pop(future)
-        err = future.exception()
-        if err is None:
+        err = None if lost_reason else future.exception()
+        if lost_reason is None and err is None:
             record = dict(future.result())
+        elif err is not None and _is_timeout(err):
+            record = {"smiles": pending.smiles, "ie": math.nan, "status": rec.STATUS_TIMEOUT,
+                      "error": _one_line(err, 500)}
         else:
-            name = type(err).__name__
-            status = rec.STATUS_TIMEOUT if "Timeout" in name else rec.STATUS_LOST
-            record = {"smiles": pending.smiles, "ie": math.nan, "status": status,
-                      "error": f"{name}: {err}".strip()[:500]}
+            reason = lost_reason or _one_line(err, 500)
+            self._lost[pending.smiles] += 1
+            retry = self._lost[pending.smiles] <= self.LOST_RETRIES
+            status = rec.STATUS_LOST if retry else rec.STATUS_FAILED
+            if not retry:
+                reason = (f"WorkerLost: the worker died {self._lost[pending.smiles]} times "
+                          f"while simulating it (last: {reason})")
+            record = {"smiles": pending.smiles, "ie": math.nan, "status": status, "error": reason}
         record.update(batch=pending.batch, submit_time=pending.submit_time,
                       elapsed_s=self.elapsed())
         row = self.recorder.add_simulation(record)
         row["predicted"] = pending.predicted
+        self._last_progress = time.monotonic()
+        if row["status"] == rec.STATUS_LOST and not self.stop_requested:
+            self._submit(pending.smiles, pending.batch, pending.predicted)
         self._notify("simulation", smiles=row["smiles"], status=row["status"])
         return row
+
+    def _check_stop(self) -> None:
+        if self.stop_requested:
+            raise KeyboardInterrupt(self.stop_requested)
+
+    def _wait_rows(self, extra: Iterable[Future] = ()) -> tuple[list[dict], set[Future]]:
+        """Wait a little for simulations (and ``extra`` futures); collect what finished.
+
+        Wakes every ``POLL_S`` to honour a stop request, and gives up on tasks that produced
+        nothing for ``stall_timeout_s`` (a vanished task must not hang the run).
+        """
+        self._check_stop()
+        extra = list(extra)
+        finished = self.simulator.wait([*self._pending, *extra], timeout=self.POLL_S)
+        rows = [self._collect(f) for f in finished if f in self._pending]
+        if not finished and time.monotonic() - self._last_progress > self.stall_timeout_s:
+            limit = self.stall_timeout_s
+            restart_workers()
+            for future, pending in list(self._pending.items()):
+                if time.time() - pending.submit_time > limit:
+                    rows.append(self._collect(future, lost_reason=(
+                        f"TaskLost: no result after {limit:.0f} s; its worker probably died")))
+        self._check_stop()
+        return rows, {f for f in finished if f in extra}
 
     def simulate(self, candidates: Iterable[str], target: int, batch: int,
                  predictions: pd.DataFrame | None = None) -> list[dict]:
@@ -293,7 +467,7 @@ class Campaign:
         successes = 0
 
         def top_up() -> None:
-            while successes + len(self._pending) < target and self.n_failed <= self.max_failures:
+            while successes + len(self._pending) < target and self._room():
                 smiles = next(candidates, None)
                 if smiles is None:
                     return
@@ -301,9 +475,8 @@ class Campaign:
 
         top_up()
         while self._pending:
-            finished, _ = wait(list(self._pending), return_when=FIRST_COMPLETED)
-            for future in finished:
-                row = self._collect(future)
+            rows, _ = self._wait_rows()
+            for row in rows:
                 done.append(row)
                 successes += row["status"] == rec.STATUS_OK
             top_up()
@@ -334,11 +507,32 @@ class Campaign:
         The future's result is an (n, 2) array of predicted IE and spread, in search-space
         order; :meth:`predictions` turns it into a table.
         """
-        from course_utils.apps import score_block_app, stack_app, train_app
-
-        model = train_app(self.recorder.training_data(), n_neighbors=N_NEIGHBORS)
         n_chunks = self.parameters.score_chunks or self._workers()
-        return stack_app(*[score_block_app(model, block) for block in self._blocks(n_chunks)])
+        blocks = [] if self.replayed else self._blocks(n_chunks)
+        return self.simulator.score(self.recorder.training_data(), blocks, N_NEIGHBORS)
+
+    def scores(self) -> np.ndarray:
+        """Train and score, waiting with a timeout; a failed or lost round is run again.
+
+        Raises :class:`CampaignStopped` (one line) if every attempt fails.
+        """
+        last = ""
+        for attempt in range(1, self.SCORING_ATTEMPTS + 1):
+            future, started = self.score_search_space(), time.monotonic()
+            while not future.done() and time.monotonic() - started < self.SCORING_TIMEOUT_S:
+                self._check_stop()
+                wait([future], timeout=self.POLL_S)
+            self._check_stop()
+            if not future.done():
+                last = f"no result after {self.SCORING_TIMEOUT_S:.0f} s"
+            elif future.exception() is not None:
+                last = _one_line(future.exception())
+            else:
+                return future.result()
+            print(f"scoring attempt {attempt} of {self.SCORING_ATTEMPTS} failed ({last})",
+                  file=sys.stderr)
+        raise CampaignStopped(f"scoring the search space failed {self.SCORING_ATTEMPTS} times "
+                              f"(last: {last})")
 
     def predictions(self, scores: np.ndarray) -> pd.DataFrame:
         """Scores from :meth:`score_search_space` as ``smiles``, ``ie``, ``ie_spread`` (eV)."""
@@ -371,6 +565,8 @@ class Campaign:
 
     # --- main loop ----------------------------------------------------------------------
     def run(self) -> CampaignResult:
+        """Run to the end. A stop (signal, Ctrl-C) raises :class:`CampaignInterrupted` after
+        the records are safe; a run that cannot go on ends as ``stopped`` with its reason."""
         from tqdm.auto import tqdm
 
         p = self.parameters
@@ -378,35 +574,54 @@ class Campaign:
             self._bar = tqdm(total=p.max_training_count, desc="successful simulations",
                              unit="sim", initial=min(self.n_ok, p.max_training_count))
         try:
-            self._write_results("running", "")
-            self.initial_batch()
-            if self.n_ok >= p.initial_training_count and p.mode == "batch":
-                self._run_batches()
-            elif self.n_ok >= p.initial_training_count:
-                self._run_streaming()
-        except BaseException:  # Ctrl-C included: keep what finished, say how to go on
-            self._cancel_pending()
-            self._write_results("interrupted", "stopped before finishing; run again to resume")
-            raise
+            try:
+                self._write_results("running", "")
+                self.initial_batch()
+                if self.n_ok >= p.initial_training_count and p.mode == "batch":
+                    self._run_batches()
+                elif self.n_ok >= p.initial_training_count:
+                    self._run_streaming()
+            except KeyboardInterrupt as err:  # keep what finished, say how to go on
+                self._cancel_pending()
+                cause = str(err) if str(err).startswith("stopped by") else "interrupted"
+                self._write_results("interrupted", f"{cause}; run again to resume")
+                raise CampaignInterrupted(self.out_dir, self.n_ok, cause) from None
+            except CampaignStopped as err:
+                self._cancel_pending()
+                return self.finish("stopped", str(err))
+            except ReplayMissingError as err:
+                self._cancel_pending()
+                self._write_results("failed", str(err))
+                raise
+            except BaseException as err:
+                self._cancel_pending()
+                self._write_results("failed", _one_line(err))
+                raise
+            finally:
+                if self._bar is not None:
+                    self._bar.close()
+            return self.finish(*self.outcome())
         finally:
-            if self._bar is not None:
-                self._bar.close()
-        return self.finish(*self.outcome())
+            self.release_lock()
 
     def outcome(self) -> tuple[str, str]:
         """("complete", "") once the budget is met, else ("stopped", why)."""
         p = self.parameters
         if self.n_ok >= p.max_training_count:
             return "complete", ""
+        if self.n_failed > self.max_failures:
+            return "stopped", (f"stopped with {self.n_ok} of {p.max_training_count} successful "
+                               f"simulations: {self.n_failed} failures, more than "
+                               f"max_failures={self.max_failures}; see failures")
         return "stopped", (f"stopped with {self.n_ok} of {p.max_training_count} successful "
-                           f"simulations after {self.n_failed} failures "
-                           f"(max_failures={self.max_failures}); see failures")
+                           "simulations: no untried molecule left in the search space")
 
     def finish(self, status: str = "complete", message: str = "") -> CampaignResult:
         """Last step: write the results file and the plot; return everything the run produced."""
         results = self._write_results(status, message)
         plot_path = self._plot()
         self._notify("done", status=status)
+        self.release_lock()
         return CampaignResult(self.out_dir, results, rec.read_simulations(self.out_dir),
                               rec.read_iterations(self.out_dir), plot_path)
 
@@ -421,7 +636,7 @@ class Campaign:
             t0 = time.perf_counter()
             predictions = None
             if p.acquisition != "random":
-                predictions = self.predictions(self.score_search_space().result())
+                predictions = self.predictions(self.scores())
             t1 = time.perf_counter()
             picks = self.pick(predictions, iteration)
             t2 = time.perf_counter()
@@ -460,8 +675,10 @@ class Campaign:
         gen_rows: list[dict] = []
         since_training = 0
 
+        scoring_failures = 0
+
         def fill() -> None:
-            while (ranking is not None and self.n_failed <= self.max_failures
+            while (ranking is not None and self._room()
                    and self.n_ok + len(self._pending) < p.max_training_count
                    and len(self._pending) < workers):
                 smiles = next(ranking, None)
@@ -470,7 +687,20 @@ class Campaign:
                 self._submit(smiles, generation, predicted.get(smiles, math.nan))
 
         while self.n_ok < p.max_training_count and self.n_failed <= self.max_failures:
+            if scoring is not None and (
+                    (scoring.done() and scoring.exception() is not None)
+                    or time.perf_counter() - scoring_started > self.SCORING_TIMEOUT_S):
+                scoring_failures += 1
+                last = (_one_line(scoring.exception()) if scoring.done()
+                        else f"no result after {self.SCORING_TIMEOUT_S:.0f} s")
+                if scoring_failures >= self.SCORING_ATTEMPTS:
+                    raise CampaignStopped(f"scoring the search space failed {scoring_failures} "
+                                          f"times (last: {last})")
+                print(f"scoring attempt {scoring_failures} of {self.SCORING_ATTEMPTS} failed "
+                      f"({last})", file=sys.stderr)
+                scoring, scoring_started = self.score_search_space(), time.perf_counter()
             if scoring is not None and scoring.done():
+                scoring_failures = 0
                 predictions = self.predictions(scoring.result())
                 model_s = time.perf_counter() - scoring_started
                 if ranking is not None:  # close the previous generation's record
@@ -483,25 +713,22 @@ class Campaign:
             fill()
             if not self._pending and scoring is None:
                 break  # nothing running and nothing left to pick
-            waiting = list(self._pending) + ([scoring] if scoring is not None else [])
-            finished, _ = wait(waiting, return_when=FIRST_COMPLETED)
-            for future in finished:
-                if future in self._pending:
-                    row = self._collect(future)
-                    gen_rows.append(row)
-                    since_training += row["status"] == rec.STATUS_OK
+            rows, _ = self._wait_rows([scoring] if scoring is not None else [])
+            for row in rows:
+                gen_rows.append(row)
+                since_training += row["status"] == rec.STATUS_OK
             if (scoring is None and p.acquisition != "random" and since_training >= retrain_after
                     and self.n_ok < p.max_training_count):
                 scoring, since_training = self.score_search_space(), 0
                 scoring_started = time.perf_counter()
         while self._pending:  # budget reached while others still ran: keep their results
-            finished, _ = wait(list(self._pending), return_when=FIRST_COMPLETED)
-            gen_rows.extend(self._collect(f) for f in finished)
+            gen_rows.extend(self._wait_rows()[0])
         if gen_rows:
             self.record_iteration(generation, scoring_size, gen_rows, 0, 0, 0)
 
     def _cancel_pending(self) -> None:
         """On an interrupt, keep what already finished; unfinished work is simply redone later."""
+        self.stop_requested = self.stop_requested or "stopping"  # no resubmission from here on
         for future in list(self._pending):
             if future.done():
                 self._collect(future)
@@ -515,6 +742,8 @@ class Campaign:
             environment=rec.environment_info(self.engine), wall_time_s=self.elapsed(),
         )
         results["resumed_from_simulations"] = self.resumed
+        results["simulator"] = self.parameters.simulator
+        results["replayed"] = self.replayed
         rec.atomic_write_json(self.out_dir / rec.RESULTS_FILE, results)
         return results
 
@@ -544,11 +773,50 @@ def run_campaign(
         parameters = CampaignParameters.from_mapping(parameters)
     campaign = Campaign(parameters, Path(out_dir), progress=progress, on_update=on_update)
     try:
-        parsl.dfk()
-    except NoDataFlowKernelError:
-        options = {"run_dir": str(Path(out_dir) / "runinfo"), **(config_options or {})}
-        if parameters.workers is not None:  # per node on Polaris
-            options.setdefault("workers", parameters.workers)
-        with parsl.load(make_config(parameters.config, **options)):
+        with stop_signals(campaign):
+            if not campaign.simulator.needs_parsl:  # replay: everything in this process
+                return campaign.run()
+            try:
+                parsl.dfk()
+            except NoDataFlowKernelError:
+                options = {"run_dir": str(Path(out_dir) / "runinfo"), **(config_options or {})}
+                if parameters.workers is not None:  # per node on Polaris
+                    options.setdefault("workers", parameters.workers)
+                with parsl.load(make_config(parameters.config, **options)):
+                    return campaign.run()
             return campaign.run()
-    return campaign.run()
+    finally:
+        campaign.release_lock()
+
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+@contextmanager
+def stop_signals(campaign: Campaign) -> Iterator[None]:
+    """While a campaign runs, a stop signal only asks it to stop at the next safe point.
+
+    The stop button, Ctrl-C, ``kill`` and a closed terminal all take the same path: finished
+    results are written, Parsl shuts down, one line says how to resume. A second Ctrl-C
+    stops at once. Only the main thread may install handlers; elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if campaign.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # impatient second Ctrl-C
+        campaign.stop_requested = "interrupted" if signum == signal.SIGINT else f"stopped by {name}"
+
+    previous = {}
+    for name in STOP_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            previous[signum] = signal.signal(signum, request)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -58,6 +58,26 @@ def _check_workers(workers: int | None, name: str = "workers") -> None:
         raise ValueError(f"{name} must be a positive integer or None, got {workers!r}")
 
 
+def _tolerant_block_errors(executor, status) -> None:
+    """Fail the executor only after three worker blocks in a row failed (a broken environment),
+    not when one replaced block (a pool restarted after a lost task) shows up as missing."""
+    from parsl.jobs.error_handlers import windowed_error_handler
+
+    windowed_error_handler(executor, status, threshold=3)
+
+
+def _guarded(**executor_options: Any) -> dict[str, Any]:
+    """Executor options that start the interchange and worker pools through
+    :mod:`course_utils.parsl_guard`: out of the user's process group, with the same Python as
+    this process, and never outliving it."""
+    from course_utils.parsl_guard import interchange_command, watch_token, worker_launch_command
+
+    token = watch_token()
+    return {"interchange_launch_cmd": interchange_command(token),
+            "launch_cmd": worker_launch_command(token),
+            "block_error_handler": _tolerant_block_errors, **executor_options}
+
+
 def make_local_config(
     workers: int | None = None,
     run_dir: str | os.PathLike | None = None,
@@ -78,6 +98,8 @@ def make_local_config(
         cores_per_worker=1,
         cpu_affinity="none",
         prefetch_capacity=0,
+        # A lost pool is noticed in seconds, not the default two minutes.
+        **_guarded(heartbeat_period=5, heartbeat_threshold=30),
         provider=LocalProvider(
             init_blocks=1,
             min_blocks=1,
@@ -199,8 +221,7 @@ def make_polaris_config(
         cores_per_worker=1,
         cpu_affinity=cpu_affinity,
         prefetch_capacity=0,
-        heartbeat_period=15,
-        heartbeat_threshold=120,
+        **_guarded(heartbeat_period=15, heartbeat_threshold=60),
         provider=provider,
     )
     return Config(

@@ -10,9 +10,11 @@ Ranking: best simulated IE (eV, higher first), then the wall time until it was f
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +64,24 @@ def _is_run_dir(path: Path) -> bool:
 def _label(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop (Python 3.11)
         return str(path)
+
+
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``, or the absolute path if it is a symlink loop (a key, never followed)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
+def _path_problem(path: Path, err: Exception) -> str:
+    """One line for a path the OS refuses to follow (a symlink loop, no permission, ...)."""
+    if isinstance(err, RuntimeError) or getattr(err, "errno", None) == errno.ELOOP:
+        return f"symlink loop: {path} never reaches a file or folder"
+    reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    return f"cannot read {path}: {reason}"
 
 
 def _notebook_run_dir(notebook: Path) -> Path | None:
@@ -85,10 +103,25 @@ def _notebook_run_dir(notebook: Path) -> Path | None:
     return None
 
 
+def _is_dir_or_unreadable(path: Path) -> bool:
+    """Worth visiting inside a walked folder: a folder, or a link the OS refuses to follow.
+
+    ``Path.is_dir`` answers False for a symlink loop, which would hide it from the report.
+    """
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except FileNotFoundError:  # a dangling link: nothing was handed in there
+        return False
+    except OSError:
+        return True
+
+
 def find_submissions(paths: Iterable[str | os.PathLike]) -> list[Submission]:
     """Submissions under the given paths: run folders, executed notebooks, or folders of them.
 
-    A notebook and the output folder it wrote count as one submission.
+    A notebook and the output folder it wrote count as one submission. A path the OS cannot
+    follow (a symlink loop, a link back into a folder being walked, no permission) is listed
+    with the reason; it never stops the others from being graded.
     """
     found: dict[Path, Submission] = {}
 
@@ -99,27 +132,41 @@ def find_submissions(paths: Iterable[str | os.PathLike]) -> list[Submission]:
             found[key].notebooks += sorted(run_dir.glob("*.ipynb"))
         return found[key]
 
-    def visit(path: Path) -> None:
-        if not path.exists():
+    def visit(path: Path, walking: frozenset[Path] = frozenset()) -> None:
+        try:
+            visit_path(path, walking)
+        except (OSError, RuntimeError) as err:  # RuntimeError: resolve() on a loop in 3.11
+            found[path.absolute()] = Submission(label=_label(path), problem=_path_problem(path, err))
+
+    def visit_path(path: Path, walking: frozenset[Path]) -> None:
+        try:
+            is_dir = stat.S_ISDIR(path.stat().st_mode)  # raises on a loop; exists() would not
+        except FileNotFoundError:
             found[path.absolute()] = Submission(label=_label(path), problem=f"not found: {path}")
-        elif path.is_dir() and _is_run_dir(path):
+            return
+        if is_dir and path.resolve() in walking:
+            found[path.absolute()] = Submission(
+                label=_label(path), problem=f"symlink loop: {path} leads back to a folder "
+                                            "that contains it")
+        elif is_dir and _is_run_dir(path):
             add_run(path, _label(path))
-        elif path.is_dir():
+        elif is_dir:
             children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
             if not children:
                 found[path.resolve()] = Submission(label=_label(path),
                                                    problem="empty folder: no results.json, "
                                                            "simulations.csv or notebook")
+            inside = walking | {path.resolve()}
             for child in children:
-                if child.is_dir() or child.suffix == ".ipynb":
-                    visit(child)
+                if child.suffix == ".ipynb" or _is_dir_or_unreadable(child):
+                    visit(child, inside)
         elif path.suffix == ".ipynb":
             run_dir = _notebook_run_dir(path)
             if run_dir is None:
                 found[path.resolve()] = Submission(label=_label(path), notebooks=[path])
             else:
                 sub = add_run(run_dir, _label(path))
-                if path.resolve() not in {n.resolve() for n in sub.notebooks}:
+                if path.resolve() not in {_resolved(n) for n in sub.notebooks}:
                     sub.notebooks.append(path)
         else:
             found[path.resolve()] = Submission(
@@ -194,6 +241,9 @@ def check_records(results: dict[str, Any], sims: pd.DataFrame) -> dict[str, Any]
     ok["ie"] = pd.to_numeric(ok["ie"], errors="coerce")
     ok["elapsed_s"] = pd.to_numeric(ok["elapsed_s"], errors="coerce")
     budget = params.get("max_training_count")
+    if results.get("replayed") or params.get("simulator") == "replay":
+        raise BrokenSubmission("replayed run: its simulations were answered from the ground-truth "
+                               "table, not computed; hand in a real run")
     if status != "complete":
         raise BrokenSubmission(f"unfinished run (status {status!r}): {len(ok)} of {budget} "
                                "successful simulations")
@@ -235,8 +285,8 @@ def check_records(results: dict[str, Any], sims: pd.DataFrame) -> dict[str, Any]
         "time_to_best_s": time_to_best,
         "simulations_to_best": int(backing.index[0]) + 1,
         "successful": len(ok),
-        "failed": int(len(sims) - len(ok)),
-        "simulations": int(len(sims)),
+        "failed": int((~sims["status"].isin([rec.STATUS_OK, rec.STATUS_LOST])).sum()),
+        "simulations": int((sims["status"] != rec.STATUS_LOST).sum()),
         "total_time_s": total_time,
         **{name: params.get(name) for name in PARAMETER_COLUMNS},
     }

@@ -108,5 +108,8 @@ def _title(out: Path) -> str:
     if not params_path.exists():
         return "ML-in-the-loop campaign"
     p = json.loads(params_path.read_text())
-    return (f"{p.get('acquisition')} / {p.get('mode')}: initial {p.get('initial_training_count')}, "
-            f"max {p.get('max_training_count')}, batch {p.get('batch_size')}, seed {p.get('seed')}")
+    replay = ("REPLAY from the ground-truth table (simulated clock), "
+              if p.get("simulator") == "replay" else "")
+    return (f"{replay}{p.get('acquisition')} / {p.get('mode')}: initial "
+            f"{p.get('initial_training_count')}, max {p.get('max_training_count')}, "
+            f"batch {p.get('batch_size')}, seed {p.get('seed')}")

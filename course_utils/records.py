@@ -8,11 +8,17 @@ Files in an output folder:
   iterations.csv   one row per model generation (training size, timings, model error)
   parameters.json  the parameters the folder was started with (checked when resuming)
   results.json     parameters, environment, totals, best *simulated* molecule (rewritten as it goes)
+  .run.lock        held by the run writing into the folder: host, PID, start time
+
+A writer killed mid-row leaves a torn last line; :meth:`CampaignRecorder.open` cuts it off (it
+was never a finished result) before anything is appended, so one crash cannot corrupt the file.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import json
 import math
 import os
@@ -21,6 +27,7 @@ import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -40,6 +47,7 @@ ITERATIONS_FILE = "iterations.csv"
 PARAMETERS_FILE = "parameters.json"
 RESULTS_FILE = "results.json"
 PLOT_FILE = "ml_in_the_loop.png"
+LOCK_FILE = ".run.lock"
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -49,6 +57,180 @@ STATUS_LOST = "lost"  # the worker died or the task could not run
 
 class ResumeMismatchError(ValueError):
     """The output folder holds a run whose parameters do not match this one."""
+
+
+class FolderInUseError(ValueError):
+    """Another live run writes into this output folder; two writers would interleave records."""
+
+
+# --- one writer per folder -----------------------------------------------------------------
+#: Locks this process holds, by lock-file path: a notebook re-running a cell takes its own over.
+_HELD: dict[Path, RunLock] = {}
+
+
+@dataclass(eq=False)
+class RunLock:
+    """The right to write into an output folder, held until :meth:`release` or process exit.
+
+    ``fcntl.flock`` is released by the kernel when the holder dies, so a crashed run never
+    blocks the folder; the holder's host, PID and start time are written into the file only
+    to name it in the error a second run gets.
+    """
+
+    path: Path
+    fd: int | None
+    holder: dict[str, Any]
+    flocked: bool = True
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None and _HELD.get(self.path) is self
+
+    def release(self) -> None:
+        """Give the folder back (idempotent; a lock taken over in this process is left alone)."""
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            if _HELD.get(self.path) is self:
+                del _HELD[self.path]
+                os.ftruncate(fd, 0)  # an empty file tells the next run nobody left it behind
+        finally:
+            os.close(fd)  # closing the last descriptor drops the flock
+
+
+def _close_held_in_child() -> None:
+    """A forked child (e.g. a Parsl process) must not keep the folder locked after its parent dies."""
+    for lock in _HELD.values():
+        if lock.fd is not None:
+            try:
+                os.close(lock.fd)  # close, never LOCK_UN: that would unlock the parent too
+            except OSError:
+                pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 4096).decode("utf-8", "replace")
+        holder = json.loads(text) if text.strip() else {}
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _describe(holder: Mapping[str, Any]) -> str:
+    return (f"host {holder.get('host', '?')}, PID {holder.get('pid', '?')}, "
+            f"started {holder.get('started', '?')}")
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, run by someone else
+    except (TypeError, ValueError, OverflowError, OSError):
+        return False
+    return True
+
+
+def acquire_run_lock(out_dir: str | os.PathLike) -> RunLock:
+    """Make this process the only writer of ``out_dir`` (created if needed), or fail at once.
+
+    Raises :class:`FolderInUseError` naming the live run that holds the folder. A lock file
+    left by a dead run is taken over with a note on stderr; calling this again in the same
+    process (a notebook cell run twice) hands the lock to the new caller.
+    """
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = (folder / LOCK_FILE).resolve()
+    me = {"host": socket.gethostname(), "pid": os.getpid(),
+          "started": datetime.now().astimezone().isoformat(timespec="seconds")}
+    previous = _HELD.get(path)
+    if previous is not None and previous.fd is not None:
+        lock = RunLock(path, previous.fd, me, previous.flocked)
+        previous.fd = None  # the old handle's release() must not drop the new owner's lock
+        _HELD[path] = lock
+        _write_holder(lock.fd, me)
+        return lock
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        flocked = _flock(fd, folder)
+        holder = _read_holder(fd)
+        same_process = holder.get("host") == me["host"] and holder.get("pid") == me["pid"]
+        if not flocked and holder and not same_process:
+            if holder.get("host") != me["host"]:
+                raise FolderInUseError(
+                    f"{folder} may be in use by another run ({_describe(holder)}) and this "
+                    f"filesystem cannot lock files; if that run is over, delete {path}")
+            if _pid_alive(holder.get("pid")):
+                raise FolderInUseError(_in_use(folder, holder))
+        if holder and not same_process:
+            print(f"note: {folder}: took over the lock of a run that is no longer running "
+                  f"({_describe(holder)})", file=sys.stderr)
+        _write_holder(fd, me)
+    except BaseException:
+        os.close(fd)
+        raise
+    lock = RunLock(path, fd, me, flocked)
+    _HELD[path] = lock
+    return lock
+
+
+def _in_use(folder: Path, holder: Mapping[str, Any]) -> str:
+    return (f"{folder} is in use by another run ({_describe(holder)}); wait for it to finish "
+            "or use another --out folder")
+
+
+def _flock(fd: int, folder: Path) -> bool:
+    """True once the flock is held; False if the filesystem cannot lock (caller checks the PID)
+    or this very process already holds it through another descriptor."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            holder = _read_holder(fd)
+            if holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid():
+                return False  # this process holds it through a lost handle (a reloaded module)
+            raise FolderInUseError(_in_use(folder, holder)) from None
+        return False
+    return True
+
+
+def _write_holder(fd: int, holder: Mapping[str, Any]) -> None:
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, (json.dumps(dict(holder)) + "\n").encode())
+    os.fsync(fd)
+
+
+# --- crash-safe CSV records ----------------------------------------------------------------
+def repair_tail(path: Path, columns: list[str]) -> str | None:
+    """Drop a torn last line of a CSV that a killed writer left behind; say what was done.
+
+    A writer killed mid-row leaves a line without its newline. Appending after it would glue
+    the next row onto it and corrupt the file for good, so it is cut off here (it was never
+    a finished result). A file cut inside its header gets the full header back.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if data.endswith(b"\n"):
+            return None
+        cut = data.rfind(b"\n") + 1
+        fh.seek(cut)
+        fh.truncate()
+        if cut == 0:
+            fh.write((",".join(columns) + "\n").encode())
+            return f"{path}: the header was cut off; rewrote it"
+    return f"{path}: dropped a torn last line left by an interrupted writer (nothing finished is lost)"
 
 
 def _append_row(path: Path, fields: list[str], row: Mapping[str, Any]) -> None:
@@ -75,8 +257,11 @@ def read_simulations(out_dir: str | os.PathLike) -> pd.DataFrame:
     path = Path(out_dir) / SIMULATIONS_FILE
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=SIMULATION_FIELDS)
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[""],
-                        dtype={"smiles": str, "error": str, "status": str})
+    frame = _read_csv(path, keep_default_na=False, na_values=[""],
+                      dtype={"smiles": str, "error": str, "status": str})
+    missing = [c for c in ("smiles", "ie", "status", "error") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"cannot read {path}: no column(s) {', '.join(missing)}")
     frame["error"] = frame["error"].fillna("")
     return frame
 
@@ -85,7 +270,16 @@ def read_iterations(out_dir: str | os.PathLike) -> pd.DataFrame:
     path = Path(out_dir) / ITERATIONS_FILE
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=ITERATION_FIELDS)
-    return pd.read_csv(path)
+    return _read_csv(path)
+
+
+def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
+    """pandas' reader, with the file named in the error: its own message omits it."""
+    try:
+        return pd.read_csv(path, **options)
+    except ValueError as err:  # ParserError, EmptyDataError and UnicodeDecodeError included
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"cannot read {path}: {detail}") from None
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -105,9 +299,17 @@ class CampaignRecorder:
 
     @classmethod
     def open(cls, out_dir: str | os.PathLike) -> CampaignRecorder:
-        """Open (creating if needed) a folder, loading records a previous run left there."""
+        """Open (creating if needed) a folder, loading records a previous run left there.
+
+        Torn last lines of a killed run are cut off first, so new rows never glue onto them.
+        """
         path = Path(out_dir)
         path.mkdir(parents=True, exist_ok=True)
+        for name, columns in ((SIMULATIONS_FILE, SIMULATION_FIELDS),
+                              (ITERATIONS_FILE, ITERATION_FIELDS)):
+            note = repair_tail(path / name, columns)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
         sims = read_simulations(path)
         its = read_iterations(path)
         recorder = cls(path)
@@ -121,7 +323,8 @@ class CampaignRecorder:
     # --- what is known -------------------------------------------------------------------
     @property
     def attempted(self) -> set[str]:
-        return {r["smiles"] for r in self.simulations}
+        """Molecules with an outcome; a task lost with its worker is tried again (on resume too)."""
+        return {r["smiles"] for r in self.simulations if r["status"] != STATUS_LOST}
 
     @property
     def successes(self) -> list[dict]:
@@ -150,19 +353,50 @@ class CampaignRecorder:
         _append_row(self.out_dir / ITERATIONS_FILE, ITERATION_FIELDS, row)
         return row
 
-    def check_parameters(self, parameters: Mapping[str, Any], must_match: tuple[str, ...]) -> None:
-        """Refuse to mix two different campaigns in one folder; record the parameters otherwise."""
+    def check_parameters(self, parameters: Mapping[str, Any], must_match: tuple[str, ...],
+                         defaults: Mapping[str, Any] | None = None) -> None:
+        """Refuse to mix two different campaigns in one folder; record the parameters otherwise.
+
+        A key missing from an older folder's parameters counts as its default value.
+        """
         path = self.out_dir / PARAMETERS_FILE
-        if path.exists() and self.simulations:
-            previous = json.loads(path.read_text())
-            diffs = [f"{k}: {previous.get(k)!r} there, {parameters.get(k)!r} now"
-                     for k in must_match if previous.get(k) != parameters.get(k)]
+        previous = self.previous_parameters() if self.simulations else None
+        if self.simulations and previous is None:
+            print(f"note: {self.out_dir}: neither {PARAMETERS_FILE} nor {RESULTS_FILE} holds "
+                  "readable parameters (a run was killed while writing them); resuming with the "
+                  "current ones", file=sys.stderr)
+        if previous is not None:
+            before = {k: previous.get(k, (defaults or {}).get(k)) for k in must_match}
+            diffs = [f"{k}: {before[k]!r} there, {parameters.get(k)!r} now"
+                     for k in must_match if before[k] != parameters.get(k)]
             if diffs:
                 raise ResumeMismatchError(
                     f"{self.out_dir} holds a run with other parameters ({'; '.join(diffs)}); "
                     "use a new output folder or the same parameters to resume"
                 )
         atomic_write_json(path, dict(parameters))
+
+    def previous_parameters(self) -> dict[str, Any] | None:
+        """The parameters the folder was started with, or None if no file holds them readably.
+
+        A run killed while writing leaves a torn or empty JSON file; results.json repeats the
+        parameters, so either one is enough to check a resume.
+        """
+        saved = _read_json_object(self.out_dir / PARAMETERS_FILE)
+        if saved is not None:
+            return saved
+        results = _read_json_object(self.out_dir / RESULTS_FILE) or {}
+        block = results.get("parameters")
+        return block if isinstance(block, dict) else None
+
+
+def _read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file, or None if it is missing, torn, empty or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def environment_info(engine: str | None = None) -> dict[str, Any]:
@@ -210,15 +444,17 @@ def summarize(
     counts: dict[str, int] = {}
     for r in sims:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
+    lost = counts.get(STATUS_LOST, 0)  # infrastructure events, retried: not failed molecules
     return {
         "status": status,
         "message": message,
         "parameters": dict(parameters),
         "environment": dict(environment),
         "totals": {
-            "simulations": len(sims),
+            "simulations": len(sims) - lost,
             "successful": counts.get(STATUS_OK, 0),
-            "failed": len(sims) - counts.get(STATUS_OK, 0),
+            "failed": len(sims) - lost - counts.get(STATUS_OK, 0),
+            "lost_and_retried": lost,
             "by_status": counts,
             "iterations": len(recorder.iterations),
             "wall_time_s": wall_time_s,
@@ -226,7 +462,7 @@ def summarize(
         "best": best_info,
         "top_simulated": [{"smiles": r["smiles"], "ie": float(r["ie"])} for r in ok[:top]],
         "failures": [{"smiles": r["smiles"], "status": r["status"], "error": r["error"]}
-                     for r in sims if r["status"] != STATUS_OK],
+                     for r in sims if r["status"] not in (STATUS_OK, STATUS_LOST)],
         "units": {"ie": "eV", "time": "s"},
     }
 

@@ -140,7 +140,9 @@ def load_search_space(
     if on_invalid not in ("report", "raise"):
         raise ValueError(f"on_invalid must be 'report' or 'raise', not {on_invalid!r}")
 
-    if isinstance(source, str) and source == "qm9":
+    if isinstance(source, str) and source.startswith("truth:"):
+        df, report = _covered_by_truth(source.removeprefix("truth:"))
+    elif isinstance(source, str) and source == "qm9":
         df = _load_qm9().copy()
         if validate:
             df, report = _validate(df, [i + 2 for i in range(len(df))], "'qm9'", rdkit=True)
@@ -249,6 +251,19 @@ def _load_qm9() -> pandas.DataFrame:
                 )
             _qm9_cache = df
         return _qm9_cache
+
+
+def _covered_by_truth(space: str) -> tuple[pandas.DataFrame, SearchSpaceReport]:
+    """The molecules of ``space`` that the ground-truth table covers, in the space's order:
+    a search space that replay can answer completely while the table is being built."""
+    from course_utils.ground_truth import load_ground_truth
+
+    table = load_ground_truth(space)
+    full = load_search_space(space)
+    df = full[full["smiles"].isin(set(table["smiles"]))].reset_index(drop=True)
+    df.attrs.clear()
+    label = f"'truth:{space}' ({table.attrs['coverage']})"
+    return df, SearchSpaceReport(label, len(df), len(df), validated=False)
 
 
 def _smiles_pool(search_space: pandas.DataFrame | Sequence[str]) -> list[str]:

@@ -42,3 +42,16 @@ def small_space(tmp_path_factory) -> Path:
     pd.DataFrame({"smiles": sample_smiles(load_search_space("qm9"), 200, seed=11)}).to_csv(
         path, index=False)
     return path
+
+
+_SESSION_START = __import__("time").time()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No Parsl process of any test may outlive the suite (by more than about a minute)."""
+    from process_tools import parsl_processes, survivors
+
+    left = survivors(parsl_processes(_SESSION_START), timeout=60)
+    if left:
+        print("\nParsl processes left behind by the tests:\n  " + "\n  ".join(left))
+        session.exitstatus = 1

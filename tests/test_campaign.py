@@ -171,27 +171,161 @@ def test_failures_are_recorded_replaced_and_never_crash(parsl_local, tmp_path):
     failed = sims[sims["status"] == "failed"]
     assert len(failed) == len(UNEMBEDDABLE)  # every bad molecule tried once, none twice
     assert failed["error"].str.startswith("EmbeddingError").all()
-    assert results["status"] == "stopped" and "failures" in results["message"]
+    # Every molecule was tried: the message names that, not the failures (there were not too many).
+    assert results["status"] == "stopped" and "no untried molecule" in results["message"]
     assert len(results["failures"]) == len(UNEMBEDDABLE)
     assert (result.iterations["n_new"] == 0).any()  # a batch in which everything failed
 
 
-def test_lost_and_timed_out_tasks_become_records(tmp_path, small_space):
+def test_max_failures_is_not_overshot_by_simulations_in_flight(parsl_local, tmp_path):
+    space = tmp_path / "space.csv"
+    pd.DataFrame({"smiles": ["O", "OC", "CC", "c1ccccc1"] + UNEMBEDDABLE}).to_csv(space, index=False)
+    params = {"initial_training_count": 4, "max_training_count": 6, "batch_size": 4, "seed": 0,
+              "search_space": str(space), "workers": 2, "max_failures": 2}
+    result = run_campaign(params, tmp_path / "out", progress=False)
+    failed = result.simulations[result.simulations["status"] == "failed"]
+    assert len(failed) == 3  # the first failure beyond max_failures stops the run, no more
+    assert result.results["status"] == "stopped"
+    assert "more than max_failures=2" in result.results["message"]
+
+
+def _pend(campaign, smiles, err=None, age=0.0):
+    from course_utils.campaign import _Pending
+
+    future: Future = Future()
+    if err is not None:
+        future.set_exception(err)
+    campaign._pending[future] = _Pending(smiles, 1, time.time() - age)
+    return future
+
+
+def test_timeouts_are_failures_and_lost_tasks_are_retried(parsl_local, tmp_path, small_space):
     from parsl.app.errors import AppTimeout
 
     campaign = Campaign(CampaignParameters(search_space=str(small_space)), tmp_path,
                         progress=False)
-    for smiles, err in (("CC", AppTimeout("walltime exceeded")),
-                        ("CO", RuntimeError("manager lost"))):
-        future: Future = Future()
-        future.set_exception(err)
-        from course_utils.campaign import _Pending
-
-        campaign._pending[future] = _Pending(smiles, 1, time.time())
-        campaign._collect(future)
+    campaign._collect(_pend(campaign, "CC", AppTimeout("walltime exceeded")))
+    campaign._collect(_pend(campaign, "CO", RuntimeError("manager lost")))
     sims = rec.read_simulations(tmp_path)
     assert sims["status"].tolist() == ["timeout", "lost"]
     assert "manager lost" in sims["error"].iloc[1]
+    # The lost molecule was submitted again, for real, and its result arrives.
+    assert [p.smiles for p in campaign._pending.values()] == ["CO"]
+    while campaign._pending:
+        campaign._wait_rows()
+    sims = rec.read_simulations(tmp_path)
+    assert sims["status"].tolist() == ["timeout", "lost", "ok"]
+    assert "CO" in campaign.recorder.attempted and campaign.n_failed == 1
+    campaign.release_lock()
+
+
+def test_a_molecule_that_keeps_losing_its_worker_ends_as_failed(tmp_path, small_space):
+    campaign = Campaign(CampaignParameters(search_space=str(small_space)), tmp_path,
+                        progress=False)
+    campaign.LOST_RETRIES = 0
+    row = campaign._collect(_pend(campaign, "CO", RuntimeError("WorkerLost")))
+    assert row["status"] == "failed" and row["error"].startswith("WorkerLost: the worker died 1")
+    assert not campaign._pending
+    campaign.release_lock()
+
+
+def test_a_vanished_task_is_detected_and_resubmitted(parsl_local, tmp_path, small_space, capsys):
+    params = CampaignParameters(search_space=str(small_space), simulation_walltime=5.0)
+    campaign = Campaign(params, tmp_path, progress=False)
+    _pend(campaign, "CC", age=60.0)  # a future nobody will ever complete
+    campaign._last_progress = time.monotonic() - 60.0
+    rows, _ = campaign._wait_rows()
+    assert [r["status"] for r in rows] == ["lost"] and rows[0]["error"].startswith("TaskLost")
+    # The worker block was replaced (a stalled pool may never run anything again), and the
+    # resubmitted simulation runs on the new one.
+    deadline = time.time() + 120
+    while campaign._pending and time.time() < deadline:
+        campaign._wait_rows()
+    assert rec.read_simulations(tmp_path)["status"].tolist() == ["lost", "ok"]
+    assert "restarted 1 worker block" in capsys.readouterr().err
+    campaign.release_lock()
+
+
+def _kill_busy_workers(pid: int) -> int:
+    """SIGKILL the run's worker processes that are computing (not those idle in the queue)."""
+    import psutil
+    from process_tools import run_processes
+
+    workers = []
+    for child in run_processes(pid):
+        try:
+            proc = psutil.Process(child)
+            if "spawn_main" in " ".join(proc.cmdline()):
+                proc.cpu_percent(None)
+                workers.append(proc)
+        except psutil.Error:
+            continue
+    time.sleep(0.5)
+    killed = 0
+    for proc in workers:
+        try:
+            if proc.cpu_percent(None) > 20:
+                proc.kill()
+                killed += 1
+        except psutil.Error:
+            continue
+    return killed
+
+
+SLOW = "C1CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC1"  # ~17 s of xTB; QM9 molecules take < 3 s
+
+
+def test_worker_killed_mid_simulation_is_retried_not_failed(tmp_path):
+    space = tmp_path / "space.csv"
+    pd.DataFrame({"smiles": ["O", "C", "CC", "OC", "N", SLOW]}).to_csv(space, index=False)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "course_utils", "run", "--initial-training-count", "5",
+         "--max-training-count", "6", "--batch-size", "1", "--workers", "2", "--quiet",
+         "--search-space", str(space), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:  # every molecule runs; the slow one is the last to finish
+        sims = rec.read_simulations(out) if (out / rec.SIMULATIONS_FILE).exists() else None
+        if sims is not None and (sims["status"] == "ok").sum() >= 4:
+            break
+        time.sleep(0.1)
+    time.sleep(3.0)  # the last fast one is done and the slow one is running
+    assert SLOW not in set(rec.read_simulations(out)["smiles"])
+    assert _kill_busy_workers(proc.pid) >= 1
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    sims = rec.read_simulations(out)
+    slow = sims[sims["smiles"] == SLOW]
+    assert slow["status"].tolist() == ["lost", "ok"], slow  # retried, and then it worked
+    assert not (sims["status"] == "failed").any()
+    results = json.loads((out / rec.RESULTS_FILE).read_text())
+    assert results["status"] == "complete" and results["totals"]["lost_and_retried"] == 1
+    assert results["totals"]["failed"] == 0
+
+
+def test_worker_killed_mid_scoring_is_retried(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "COURSE_UTILS_CACHE_DIR": str(tmp_path / "cold-cache")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "course_utils", "run", "--initial-training-count", "4",
+         "--max-training-count", "6", "--batch-size", "2", "--workers", "2", "--quiet",
+         "--seed", "2", "--out", str(out)],  # all of QM9: a cold scoring round takes seconds
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        sims = rec.read_simulations(out) if (out / rec.SIMULATIONS_FILE).exists() else None
+        if sims is not None and (sims["status"] == "ok").sum() >= 4:
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)  # the first model is being trained and the search space scored
+    assert _kill_busy_workers(proc.pid) >= 1
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "scoring attempt 1 of 3 failed" in err
+    assert "Traceback" not in err
+    results = json.loads((out / rec.RESULTS_FILE).read_text())
+    assert results["status"] == "complete"
 
 
 def test_resume_refuses_a_folder_of_another_campaign(parsl_local, small_space, tmp_path):
@@ -265,3 +399,67 @@ def test_cli_interrupted_with_ctrl_c_then_resumed(small_space, tmp_path):
     assert not math.isnan(results["best"]["ie"])
     assert {p.name for p in out.iterdir()} >= {"results.json", "simulations.csv",
                                                "ml_in_the_loop.png"}
+
+
+# --- validation (reliability issue) ---
+@pytest.mark.parametrize(
+    ("changes", "name", "words"),
+    [
+        ({"seed": -1}, "seed", "non-negative integer"),
+        ({"seed": np.int64(-3)}, "seed", "non-negative integer"),
+        ({"simulation_walltime": math.nan}, "simulation_walltime", "finite number"),
+        ({"simulation_walltime": math.inf}, "simulation_walltime", "finite number"),
+        ({"ucb_kappa": math.nan}, "ucb_kappa", "finite number"),
+        ({"ucb_kappa": math.inf}, "ucb_kappa", "finite number"),
+        ({"epsilon": math.nan}, "epsilon", "finite number"),
+        ({"epsilon": "0.1"}, "epsilon", "finite number"),
+        ({"max_failures": 2.5}, "max_failures", "must be an integer"),
+        ({"retrain_after": True}, "retrain_after", "must be an integer"),
+        ({"score_chunks": 2.0}, "score_chunks", "must be an integer"),
+        ({"workers": True}, "workers", "must be an integer"),
+        ({"workers": 2.0}, "workers", "must be an integer"),
+    ],
+)
+def test_non_finite_negative_and_non_integer_values_are_named(changes, name, words):
+    with pytest.raises(CampaignParameterError) as info:
+        CampaignParameters(**changes).validate(1000)
+    message = str(info.value)
+    assert "\n" not in message
+    assert name in message and words in message
+
+
+def test_invalid_campaign_creates_no_folder(small_space, tmp_path):
+    params = CampaignParameters(initial_training_count=4, max_training_count=6, seed=-1,
+                                search_space=str(small_space))
+    with pytest.raises(CampaignParameterError, match="seed"):
+        Campaign(params, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_negative_seed_exits_2_and_writes_nothing(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "course_utils", "run", "--seed", "-1",
+                           "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "seed" in lines[0]
+    assert not out.exists() or not any(out.iterdir())
+    assert not (out / rec.RESULTS_FILE).exists()
+
+
+def test_a_walltime_cut_inside_an_import_counts_as_a_timeout():
+    from parsl.app.errors import AppTimeout
+
+    from course_utils.campaign import _is_timeout
+
+    try:  # what an import interrupted by the walltime looks like after a library re-raised it
+        try:
+            raise AppTimeout("walltime exceeded")
+        except AppTimeout as inner:
+            raise ImportError("cannot import name 'XTB'") from inner
+    except ImportError as err:
+        wrapped = err
+    assert _is_timeout(wrapped)
+    assert _is_timeout(RuntimeError("EngineError: xtb failed: AppTimeout: "))
+    assert not _is_timeout(RuntimeError("WorkerLost: worker 1 died"))

@@ -173,3 +173,19 @@ def test_openmp_is_limited_during_a_simulation(monkeypatch):
     monkeypatch.setattr(LBFGSLineSearch, "run", run)
     compute_vertical("O", threads=1)
     assert seen and threads_during_run and set(threads_during_run) == {1}
+
+
+def test_a_plain_install_brings_an_engine():
+    """tblite is a core dependency; xtb-python (preferred where it imports) stays an extra."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    project = project["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].strip().lower() for r in requirements}
+
+    assert "tblite" in names(project["dependencies"])
+    assert "xtb" in names(project["optional-dependencies"]["engines"])
+    assert "xtb" not in names(project["dependencies"])

@@ -170,3 +170,57 @@ def test_cli_with_nothing_rankable_exits_1(tmp_path):
                           check=False)
     assert proc.returncode == 1
     assert "No run could be ranked" in proc.stdout and "not found" in proc.stdout
+
+
+# --- symlink loops (reliability issue) ---
+def _finished_run(out: Path) -> Path:
+    """A complete run's records written directly, without simulating (grade with verify=False)."""
+    params = {"initial_training_count": 2, "max_training_count": 3, "batch_size": 1, "seed": 0,
+              "acquisition": "greedy", "mode": "batch", "workers": 1}
+    recorder = rec.CampaignRecorder.open(out)
+    recorder.check_parameters(params, ())
+    for i, (smiles, ie) in enumerate([("O", 18.293), ("OC", 15.459), ("c1ccccc1", 14.215)]):
+        recorder.add_simulation({"smiles": smiles, "ie": ie, "status": "ok", "error": "",
+                                 "batch": 0, "elapsed_s": float(i + 1)})
+    rec.atomic_write_json(out / rec.RESULTS_FILE, rec.summarize(
+        recorder, params, status="complete", environment={}, wall_time_s=4.0))
+    return out
+
+
+def _loopy_class(tmp_path: Path) -> Path:
+    root = tmp_path / "class"
+    _finished_run(root / "good")
+    (root / "broken").mkdir()
+    (root / "broken" / rec.RESULTS_FILE).write_text("{not json")
+    (root / "loop_a").symlink_to("loop_b")
+    (root / "loop_b").symlink_to("loop_a")
+    (root / "again").symlink_to(".")  # a folder that contains itself
+    return root
+
+
+def test_symlink_loops_inside_a_folder_are_listed_not_skipped(tmp_path):
+    from course_utils.grading import find_submissions
+
+    problems = {Path(s.label).name: s.problem for s in find_submissions([_loopy_class(tmp_path)])}
+    assert set(problems) == {"good", "broken", "loop_a", "loop_b", "again"}
+    assert problems["good"] == ""
+    for name in ("loop_a", "loop_b", "again"):
+        assert problems[name].startswith("symlink loop") and "\n" not in problems[name]
+
+
+def test_grade_survives_symlink_loops_and_ranks_the_rest(tmp_path):
+    root = _loopy_class(tmp_path)
+    lone = tmp_path / "lone.ipynb"
+    lone.symlink_to(lone.name)  # handed in directly: a notebook link to itself
+    report = grade([root, lone], tmp_path / "grading", verify=False)
+
+    assert [Path(r).name for r in report.board["run"]] == ["good"]
+    reasons = {Path(r).name: why for r, why in zip(report.not_ranked["run"],
+                                                   report.not_ranked["reason"], strict=True)}
+    assert set(reasons) == {"broken", "loop_a", "loop_b", "again", "lone.ipynb"}
+    assert "missing simulations.csv" in reasons["broken"]
+    for name in ("loop_a", "loop_b", "again", "lone.ipynb"):
+        assert reasons[name].startswith("symlink loop")
+    for path in (report.csv_path, report.figure_path, report.not_ranked_path):
+        assert path.exists()
+    assert pd.read_csv(report.not_ranked_path)["reason"].str.startswith("symlink loop").sum() == 4

@@ -185,3 +185,38 @@ def test_job_without_scheduler_variables_still_runs_locally(small_space, tmp_pat
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     sims = pd.read_csv(tmp_path / "o" / rec.SIMULATIONS_FILE)
     assert (sims["status"] == "ok").sum() == 6
+
+
+GROUND_TRUTH_JOB = REPO / "submit" / "build_ground_truth.pbs"
+
+
+def test_ground_truth_job_script_is_valid_and_documents_its_use():
+    proc = subprocess.run(["bash", "-n", str(GROUND_TRUTH_JOB)], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    text = GROUND_TRUTH_JOB.read_text()
+    assert "python -m course_utils truth build" in text
+    for needed in ("#PBS -l filesystems=home:eagle", "#PBS -l select=4:system=polaris",
+                   "source \"$COURSE_ROOT/activate_env.sh\"", "-v SHARD=$i/4",
+                   "python -m course_utils truth pack outputs/ground_truth/qm9*.csv"):
+        assert needed in text
+
+
+def test_ground_truth_job_builds_its_shard_behind_the_standin_qsub(tmp_path):
+    """qsub -> job script -> activate_env.sh -> truth build (local Parsl) -> the shard's file."""
+    from course_utils.ground_truth import build_order
+
+    space = tmp_path / "space.csv"
+    smiles = ["O", "C", "N", "CC"]
+    pd.DataFrame({"smiles": smiles}).to_csv(space, index=False)
+    out, record = tmp_path / "gt.csv", tmp_path / "record"
+    variables = f"SHARD=2/2,CONFIG=local,WORKERS_PER_NODE=1,SEARCH_SPACE={space},OUT={out}"
+    proc = subprocess.run(["qsub", "-A", "MyProj", "-v", variables, str(GROUND_TRUTH_JOB)],
+                          capture_output=True, text=True, env=_env(record), cwd=REPO, check=False)
+    assert proc.returncode == 0, proc.stderr
+    log = (record / "job-1.out").read_text()
+    assert (record / "job-1.exit").read_text().strip() == "0", log[-3000:]
+    assert "shard 2/2" in log and "ground truth covers 2 of 4 molecules" in log
+    table = pd.read_csv(out)
+    assert sorted(table["smiles"]) == sorted(build_order(smiles, (2, 2)))
+    assert (table["status"] == "ok").all()

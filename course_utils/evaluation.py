@@ -1,0 +1,256 @@
+"""Yardsticks of a campaign against a ground-truth table: how good is a run, not just who won.
+
+A run's records say what it found; only a table of every molecule's true value says how far that
+is from the best possible (regret), where it stands among all molecules (rank, percentile), and
+how much of the true top of the space it saw (top-k recall, simulations to reach the top k).
+
+Honesty rules. The run's best is its own simulated value. Everything compared with the space is
+read from the table, and a molecule the table lacks is counted and named, never estimated: a
+number that cannot be computed is None and ``note`` says why. A partial table makes every
+number relative to the molecules it covers, which ``coverage`` states.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from course_utils.ground_truth import LOST, Coverage, GroundTruthError
+
+DEFAULT_KS = (1, 10, 100)
+MAX_MISSING_EXAMPLES = 5
+
+
+def evaluate_run(
+    simulations: pd.DataFrame,
+    truth: pd.DataFrame,
+    *,
+    space_size: int | None = None,
+    ks: Iterable[int] = DEFAULT_KS,
+) -> dict[str, Any]:
+    """The ``evaluation`` block of results.json: the run's records measured against ``truth``.
+
+    ``simulations`` holds one row per attempt in record order (``smiles``, ``ie``, ``status``);
+    ``truth`` is a ground-truth table (``smiles``, ``ie``, ``status``). The space's size comes
+    from ``truth.attrs["coverage"]`` if set, else ``space_size``, else the table's length.
+
+    Definitions (the table's molecules with an IE, sorted by IE descending then SMILES):
+      regret_ev        global best IE minus the run's best simulated IE (eV)
+      best_rank        1 + number of table molecules with an IE strictly above the table's IE of
+                       the run's best molecule (competition ranking: ties share a rank)
+      best_percentile  100 * (1 - (best_rank - 1) / ranked_among): the share of the table's
+                       molecules the best found equals or beats; 100 = the global best
+      top_k_recall     share of the table's top k that the run simulated successfully
+      simulations_to_top_k  1-based count of successful simulations, in record order, until the
+                       first whose table IE is >= the k-th best IE; None if never reached
+    """
+    ks = _check_ks(ks)
+    sims = _successes(simulations)
+    table = _table(truth)
+    notes: list[str] = []
+
+    ranked = table[table["ie"].notna()].sort_values(["ie", "smiles"], ascending=[False, True],
+                                                    kind="stable")
+    n_ranked = len(ranked)
+    true_ie: dict[str, float] = dict(zip(ranked["smiles"], ranked["ie"], strict=True))
+    in_table = set(table["smiles"])
+
+    attempted = _attempted(simulations)
+    missing = [s for s in attempted if s not in in_table]
+    if missing:
+        notes.append(f"{len(missing)} simulated molecule(s) are not in the table and are never "
+                     "compared with it")
+    no_value = [s for s in dict.fromkeys(sims["smiles"]) if s in in_table and s not in true_ie]
+    if no_value:
+        notes.append(f"{len(no_value)} molecule(s) simulated successfully failed in the table "
+                     "(no true IE)")
+
+    global_best = None
+    if n_ranked:
+        top = ranked.iloc[0]
+        global_best = {"smiles": str(top["smiles"]), "ie": float(top["ie"])}
+    else:
+        notes.append("the table holds no molecule with an IE: nothing can be compared")
+
+    best_found = None
+    regret = rank = percentile = None
+    if len(sims):
+        row = sims.loc[sims["ie"].idxmax()]  # first of equal values: the earliest found
+        best_found = {"smiles": str(row["smiles"]), "ie": float(row["ie"]),
+                      "table_ie": _float_or_none(true_ie.get(row["smiles"]))}
+        if global_best is not None:
+            regret = round(global_best["ie"] - best_found["ie"], 6) + 0.0  # no "-0.0"
+            if regret < 0:
+                notes.append("the run found a higher IE than any molecule the table covers")
+        if best_found["table_ie"] is not None:
+            rank = 1 + int((ranked["ie"] > best_found["table_ie"]).sum())
+            percentile = round(100.0 * (1 - (rank - 1) / n_ranked), 4)
+        else:
+            why = "is not in the table" if row["smiles"] not in in_table else "has no IE in the table"
+            notes.append(f"rank and percentile unknown: the best found, {row['smiles']}, {why}")
+    else:
+        notes.append("the run has no successful simulation")
+
+    recall: dict[str, float | None] = {}
+    to_top: dict[str, int | None] = {}
+    thresholds: dict[str, float | None] = {}
+    found = set(sims["smiles"])
+    table_ie_in_order = [true_ie.get(s) for s in sims["smiles"]]
+    for k in ks:
+        key = str(k)
+        if not n_ranked:
+            recall[key] = to_top[key] = thresholds[key] = None
+            continue
+        top_k = ranked["smiles"].iloc[:k]
+        recall[key] = round(sum(s in found for s in top_k) / len(top_k), 6)
+        threshold = float(ranked["ie"].iloc[min(k, n_ranked) - 1])
+        thresholds[key] = threshold
+        to_top[key] = next((i for i, v in enumerate(table_ie_in_order, 1)
+                            if v is not None and v >= threshold), None)
+    if ks and n_ranked and max(ks) > n_ranked:
+        notes.append(f"the table ranks only {n_ranked:,} molecules: a larger top k uses them all")
+
+    coverage = _coverage(truth, table, space_size)
+    return {
+        "coverage": {"covered": coverage.covered, "total": coverage.total,
+                     "complete": coverage.complete, "text": str(coverage)},
+        "global_best": global_best,
+        "best_found": best_found,
+        "regret_ev": regret,
+        "best_rank": rank,
+        "ranked_among": n_ranked,
+        "best_percentile": percentile,
+        "top_k_recall": recall,
+        "simulations_to_top_k": to_top,
+        "top_k_threshold_ev": thresholds,
+        "missing": len(missing),
+        "missing_examples": missing[:MAX_MISSING_EXAMPLES],
+        "note": "; ".join(notes) or None,
+    }
+
+
+def evaluate_folder(out_dir: str | os.PathLike, truth: pd.DataFrame | None = None) -> dict[str, Any]:
+    """:func:`evaluate_run` on a run folder, against the shipped table of its search space."""
+    from course_utils.records import read_simulations
+
+    out = Path(out_dir)
+    if truth is None:
+        space = _search_space_of(out)
+        if space != "qm9":
+            raise GroundTruthError(f"no ground-truth table ships for search space {space!r}; "
+                                   "pass truth= (e.g. ground_truth.read_table(FILE))")
+        from course_utils.ground_truth import load_ground_truth
+
+        truth = load_ground_truth(space)
+    return evaluate_run(read_simulations(out), truth)
+
+
+def format_evaluation(ev: Mapping[str, Any]) -> str:
+    """One paragraph for a notebook or a terminal; every number keeps its coverage beside it."""
+    parts: list[str] = []
+    if ev.get("regret_ev") is not None:
+        parts.append(f"regret {ev['regret_ev']:.2f} eV")
+    elif ev.get("best_found") is None:
+        parts.append("no successful simulation")
+    rank, n = ev.get("best_rank"), ev.get("ranked_among") or 0
+    if rank is not None and n:
+        parts.append(f"best found ranks {_ordinal(rank)} of {n:,} (top {_percent(100 * rank / n)} %)")
+    recall = ev.get("top_k_recall") or {}
+    if any(v is not None for v in recall.values()):
+        parts.append(", ".join(f"top-{k} recall {v:.2f}" for k, v in recall.items() if v is not None))
+    reached = ev.get("simulations_to_top_k") or {}
+    if reached and ev.get("best_found") is not None and ev.get("global_best") is not None:
+        parts.append("simulations to reach the " + ", ".join(
+            f"top-{k}: {'never' if v is None else f'{v:,}'}" for k, v in reached.items()))
+    parts.append(ev["coverage"]["text"])
+    text = "; ".join(parts)
+    if ev.get("note"):
+        text += f" (note: {ev['note']})"
+    return text
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
+    out = tuple(sorted({int(k) for k in ks}))
+    if any(k < 1 for k in out):
+        raise ValueError(f"top-k sizes must be >= 1, got {list(out)}")
+    return out
+
+
+def _require(frame: pd.DataFrame, what: str) -> None:
+    missing = [c for c in ("smiles", "ie", "status") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} lacks column(s) {', '.join(missing)}")
+
+
+def _successes(simulations: pd.DataFrame) -> pd.DataFrame:
+    """Successful simulations in record order, with numeric IEs (the run's own values)."""
+    _require(simulations, "simulations")
+    sims = simulations.loc[:, ["smiles", "ie", "status"]].copy()
+    sims["ie"] = pd.to_numeric(sims["ie"], errors="coerce")
+    sims = sims[(sims["status"] == "ok") & sims["ie"].notna()]
+    sims["smiles"] = sims["smiles"].astype(str)
+    return sims.reset_index(drop=True)
+
+
+def _attempted(simulations: pd.DataFrame) -> list[str]:
+    """Distinct molecules the run simulated (lost attempts were retried: they are not results)."""
+    rows = simulations[simulations["status"] != LOST]
+    return list(dict.fromkeys(rows["smiles"].astype(str)))
+
+
+def _table(truth: pd.DataFrame) -> pd.DataFrame:
+    """Settled table rows; only ``ok`` rows carry an IE that can be compared."""
+    _require(truth, "the ground-truth table")
+    table = truth.loc[truth["status"] != LOST, ["smiles", "ie", "status"]].copy()
+    table["smiles"] = table["smiles"].astype(str)
+    table["ie"] = pd.to_numeric(table["ie"], errors="coerce").where(table["status"] == "ok")
+    return table.drop_duplicates("smiles", keep="last").reset_index(drop=True)
+
+
+def _coverage(truth: pd.DataFrame, table: pd.DataFrame, space_size: int | None) -> Coverage:
+    given = truth.attrs.get("coverage")
+    if isinstance(given, Coverage):
+        return given
+    return Coverage(len(table), space_size if space_size is not None else len(table),
+                    space="custom")
+
+
+def _search_space_of(out: Path) -> str:
+    for name in ("results.json", "parameters.json"):
+        path = out / name
+        if not path.exists():
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise GroundTruthError(f"cannot read {path}: {err}") from None
+        params = data.get("parameters", data) if name == "results.json" else data
+        if isinstance(params, dict) and params.get("search_space"):
+            return str(params["search_space"])
+    raise GroundTruthError(f"cannot tell the search space of {out}: no results.json or "
+                           "parameters.json names it; pass truth=")
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n:,}{suffix}"
+
+
+def _percent(x: float) -> str:
+    """Two decimals, or two significant digits below 0.01 (the global best of a big space)."""
+    if x >= 0.01 or x == 0:
+        return f"{x:.2f}"
+    return f"{x:.2g}"
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)

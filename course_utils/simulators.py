@@ -1,0 +1,170 @@
+"""The campaign's simulator part: how a molecule gets its IE, and where the model runs.
+
+The campaign loop cannot tell these apart (the MolPAL ``Objective`` shape): it submits SMILES,
+waits for finished futures, asks for scores, and reads the clock.
+
+* ``xtb``: the full GFN2-xTB protocol on Parsl workers; the model trains and scores there too;
+  the clock is the wall clock.
+* ``replay``: answers come from the ground-truth table, instantly and in this process (no
+  Parsl executor). Each answer is charged the seconds it took when the table was built, on a
+  simulated clock with ``workers`` parallel workers, so time curves stay meaningful; failures
+  replay as the same failures.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SIMULATORS = ("xtb", "replay")
+
+
+class ReplayMissingError(LookupError):
+    """Replay was asked for a molecule that the ground-truth table does not hold."""
+
+
+class XtbSimulator:
+    """Real simulations through the loaded Parsl executor."""
+
+    name = "xtb"
+    needs_parsl = True
+
+    def __init__(self, engine: str, walltime: float):
+        self.engine, self.walltime = engine, walltime
+        self._t0 = time.time()
+
+    def submit(self, smiles: str) -> Future:
+        from course_utils.apps import simulate_record_app
+
+        return simulate_record_app(smiles, engine=self.engine, walltime=self.walltime)
+
+    def wait(self, futures: Sequence[Future], timeout: float) -> set[Future]:
+        return set(wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)[0])
+
+    def score(self, training: pd.DataFrame, blocks: list, n_neighbors: int) -> Future:
+        """Train -> chunked scoring -> reduce, chained as Parsl apps (a future of an (n, 2) array)."""
+        from course_utils.apps import score_block_app, stack_app, train_app
+
+        model = train_app(training, n_neighbors=n_neighbors)
+        return stack_app(*[score_block_app(model, block) for block in blocks])
+
+    def now(self) -> float:
+        """Seconds since this simulator was created (the campaign adds earlier sessions)."""
+        return time.time() - self._t0
+
+
+def _done(value: Any = None, error: BaseException | None = None) -> Future:
+    future: Future = Future()
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+    return future
+
+
+class ReplaySimulator:
+    """Campaigns answered from a ground-truth table, on a simulated clock."""
+
+    name = "replay"
+    needs_parsl = False
+
+    def __init__(self, table: pd.DataFrame, workers: int, space: Sequence[str], *,
+                 coverage: str = ""):
+        known = table[table["status"].isin(("ok", "failed", "timeout"))]
+        self._rows = {s: (ie, status, error, seconds) for s, ie, status, error, seconds in zip(
+            known["smiles"], known["ie"], known["status"], known["error"], known["seconds"],
+            strict=True)}
+        self.coverage = coverage
+        self.workers = max(int(workers), 1)
+        self._free = [0.0] * self.workers  # when each simulated worker is next idle
+        self._clock = 0.0
+        self._end: dict[Future, float] = {}
+        self._space = list(space)
+        self._space_fps: np.ndarray | None = None
+
+    def submit(self, smiles: str) -> Future:
+        row = self._rows.get(smiles)
+        if row is None:
+            raise ReplayMissingError(
+                f"replay cannot simulate {smiles}: it is not in the ground-truth table"
+                + (f" ({self.coverage})" if self.coverage else "")
+                + "; replay a search space the table covers, e.g. --search-space truth:qm9")
+        ie, status, error, seconds = row
+        seconds = float(seconds) if seconds == seconds else 0.0  # NaN (timeouts): no time known
+        worker = min(range(self.workers), key=lambda w: (self._free[w], w))
+        start = max(self._clock, self._free[worker])
+        end = start + seconds
+        self._free[worker] = end
+        record = {"smiles": smiles, "ie": float(ie) if status == "ok" else math.nan,
+                  "status": status, "error": "" if status == "ok" else str(error),
+                  "host": "replay", "manager": "", "worker": worker, "pid": 0,
+                  "start_time": start, "end_time": end}
+        future = _done(record)
+        self._end[future] = end
+        return future
+
+    def wait(self, futures: Sequence[Future], timeout: float) -> set[Future]:
+        """The earliest-finishing simulation (in simulated time), and any finished non-simulation."""
+        others = {f for f in futures if f not in self._end and f.done()}
+        timed = [(self._end[f], i, f) for i, f in enumerate(futures) if f in self._end]
+        if not timed:
+            return others
+        end, _, first = heapq.nsmallest(1, timed)[0]
+        self._clock = max(self._clock, end)
+        del self._end[first]
+        return others | {first}
+
+    def score(self, training: pd.DataFrame, blocks: list, n_neighbors: int) -> Future:
+        """Train and score in this process; the time it takes is charged to the clock."""
+        from course_utils.ml import fingerprints, train_model
+
+        started = time.perf_counter()
+        try:
+            if self._space_fps is None:
+                self._space_fps = fingerprints(self._space)
+            model = train_model(training, n_neighbors=n_neighbors)
+            ie, spread = model.predict_with_spread(self._space_fps)
+            result = _done(np.column_stack([ie, spread]))
+        except Exception as err:  # noqa: BLE001 - the campaign reports and retries it
+            result = _done(error=err)
+        self._clock += time.perf_counter() - started
+        return result
+
+    def now(self) -> float:
+        """Simulated seconds since this simulator was created (the campaign adds earlier
+        sessions of a resumed run)."""
+        return self._clock
+
+
+def replay_table(space_name: str, path: str | None = None, space_size: int = 0
+                 ) -> tuple[pd.DataFrame, str]:
+    """The table that answers a replay: ``path`` (a ``truth build`` file) if given, else the
+    one shipped for ``space_name`` (``qm9``, or ``truth:qm9``, its covered part)."""
+    from course_utils.ground_truth import LOST, Coverage, load_ground_truth, read_table
+
+    if path is not None:
+        table = read_table(path)
+        table = table[table["status"] != LOST]
+        return table, str(Coverage(len(table), space_size, str(path)))
+    table = load_ground_truth(space_name.removeprefix("truth:"))
+    return table, str(table.attrs["coverage"])
+
+
+def make_simulator(name: str, *, engine: str | None, walltime: float, workers: int,
+                   space: Iterable[str], space_name: str, ground_truth: str | None = None):
+    if name == "xtb":
+        from course_utils.chemistry import resolve_engine
+
+        return XtbSimulator(resolve_engine(engine), walltime)
+    if name == "replay":
+        space = list(space)
+        table, coverage = replay_table(space_name, ground_truth, len(space))
+        return ReplaySimulator(table, workers, space, coverage=coverage)
+    raise ValueError(f"unknown simulator {name!r}; choose one of {', '.join(SIMULATORS)}")

@@ -1,0 +1,259 @@
+"""Crash-safe records: torn CSV lines and JSON files, and one writer per output folder."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from course_utils import records as rec
+from course_utils.records import (
+    CampaignRecorder,
+    FolderInUseError,
+    ResumeMismatchError,
+    acquire_run_lock,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = {"seed": 1, "batch_size": 2, "max_training_count": 8}
+KEYS = ("seed", "batch_size")
+
+
+def _sim(smiles: str, ie: float, elapsed: float) -> dict:
+    return {"smiles": smiles, "ie": ie, "status": "ok", "error": "", "batch": 0,
+            "elapsed_s": elapsed}
+
+
+def _recorder_with_two(tmp_path: Path) -> CampaignRecorder:
+    recorder = CampaignRecorder.open(tmp_path)
+    recorder.check_parameters(PARAMS, KEYS)
+    recorder.add_simulation(_sim("O", 18.293, 1.0))
+    recorder.add_simulation(_sim("OC", 15.459, 2.0))
+    recorder.add_iteration({"iteration": 1, "training_size": 2, "elapsed_s": 2.5})
+    return recorder
+
+
+# --- torn CSV lines ------------------------------------------------------------------------
+def test_torn_simulation_row_is_dropped_on_open_and_named(tmp_path, capsys):
+    _recorder_with_two(tmp_path)
+    with (tmp_path / rec.SIMULATIONS_FILE).open("a") as fh:
+        fh.write("c1ccccc1,14.2,o")  # killed mid-row: no newline
+    capsys.readouterr()
+
+    recorder = CampaignRecorder.open(tmp_path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and rec.SIMULATIONS_FILE in err[0]
+    assert [r["smiles"] for r in recorder.simulations] == ["O", "OC"]
+
+    recorder.add_simulation(_sim("N", 16.0, 3.0))
+    sims = rec.read_simulations(tmp_path)
+    assert sims["smiles"].tolist() == ["O", "OC", "N"]
+    assert sims["status"].tolist() == ["ok"] * 3
+
+    intact = (tmp_path / rec.SIMULATIONS_FILE).read_bytes()
+    CampaignRecorder.open(tmp_path)  # an intact file is left alone, silently
+    assert capsys.readouterr().err == ""
+    assert (tmp_path / rec.SIMULATIONS_FILE).read_bytes() == intact
+
+
+def test_iterations_cut_inside_the_header_get_it_back(tmp_path, capsys):
+    (tmp_path / rec.ITERATIONS_FILE).write_text("iteration,training_si")
+    recorder = CampaignRecorder.open(tmp_path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and rec.ITERATIONS_FILE in err[0]
+    recorder.add_iteration({"iteration": 1, "training_size": 8, "elapsed_s": 4.0})
+    its = rec.read_iterations(tmp_path)
+    assert its.columns.tolist() == rec.ITERATION_FIELDS
+    assert its["training_size"].tolist() == [8]
+
+
+def test_ground_truth_uses_the_same_repair():
+    from course_utils import ground_truth
+
+    assert ground_truth.repair_tail is rec.repair_tail
+
+
+@pytest.mark.parametrize(("name", "read"), [(rec.SIMULATIONS_FILE, rec.read_simulations),
+                                            (rec.ITERATIONS_FILE, rec.read_iterations)])
+def test_unparseable_csv_error_names_the_file(tmp_path, name, read):
+    (tmp_path / name).write_text("smiles,ie,status,error\nO,1,ok,\nOC,2,ok,,x,y,z\n")
+    with pytest.raises(ValueError) as info:
+        read(tmp_path)
+    message = str(info.value)
+    assert str(tmp_path / name) in message
+    assert "\n" not in message
+
+
+# --- torn JSON files -------------------------------------------------------------------------
+def _tear(path: Path) -> None:
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+
+
+def _results(tmp_path: Path, parameters: dict) -> None:
+    recorder = CampaignRecorder.open(tmp_path)
+    results = rec.summarize(recorder, parameters, status="interrupted", environment={},
+                            wall_time_s=3.0)
+    rec.atomic_write_json(tmp_path / rec.RESULTS_FILE, results)
+
+
+def test_torn_parameters_and_results_do_not_break_a_resume(tmp_path, capsys):
+    _recorder_with_two(tmp_path)
+    _results(tmp_path, PARAMS)
+    _tear(tmp_path / rec.PARAMETERS_FILE)
+    _tear(tmp_path / rec.RESULTS_FILE)
+    capsys.readouterr()
+
+    recorder = CampaignRecorder.open(tmp_path)
+    recorder.check_parameters(PARAMS, KEYS)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and rec.PARAMETERS_FILE in err[0]
+    assert json.loads((tmp_path / rec.PARAMETERS_FILE).read_text()) == PARAMS
+    assert len(recorder.simulations) == 2
+
+
+def test_empty_parameters_file_falls_back_to_results(tmp_path, capsys):
+    _recorder_with_two(tmp_path)
+    _results(tmp_path, PARAMS)
+    (tmp_path / rec.PARAMETERS_FILE).write_text("")
+    capsys.readouterr()
+    CampaignRecorder.open(tmp_path).check_parameters(PARAMS, KEYS)
+    assert capsys.readouterr().err == ""  # results.json held the parameters: nothing to say
+
+
+def test_mismatch_is_still_found_through_results_json(tmp_path):
+    _recorder_with_two(tmp_path)
+    _results(tmp_path, {**PARAMS, "seed": 7})
+    _tear(tmp_path / rec.PARAMETERS_FILE)
+    recorder = CampaignRecorder.open(tmp_path)
+    with pytest.raises(ResumeMismatchError, match="seed: 7 there, 1 now"):
+        recorder.check_parameters(PARAMS, KEYS)
+
+
+# --- one writer per folder -------------------------------------------------------------------
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from course_utils.records import acquire_run_lock
+    acquire_run_lock(sys.argv[1])
+    print("locked", flush=True)
+    time.sleep(120)
+""")
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Another process holding the run lock of ``tmp_path / 'run'``."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked", proc.stderr.read()
+        yield proc, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_second_run_fails_at_once_naming_the_first(holder):
+    proc, out = holder
+    with pytest.raises(FolderInUseError) as info:
+        acquire_run_lock(out)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"PID {proc.pid}" in message and socket.gethostname() in message
+    assert "--out" in message
+    started = json.loads((out / rec.LOCK_FILE).read_text())["started"]
+    assert started in message
+
+
+def test_lock_of_a_killed_run_is_taken_over_with_a_note(holder, capsys):
+    proc, out = holder
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    lock = acquire_run_lock(out)
+    try:
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"PID {proc.pid}" in err[0]
+        assert json.loads((out / rec.LOCK_FILE).read_text())["pid"] == os.getpid()
+    finally:
+        lock.release()
+
+
+def test_same_process_may_take_its_lock_again_and_others_after_release(tmp_path, capsys):
+    first = acquire_run_lock(tmp_path)
+    second = acquire_run_lock(tmp_path)  # a notebook re-running the cell
+    first.release()  # the stale handle must not unlock the new owner
+    assert second.held and not first.held
+    check = [sys.executable, "-c", "import sys; from course_utils.records import "
+             "acquire_run_lock; acquire_run_lock(sys.argv[1])", str(tmp_path)]
+    busy = subprocess.run(check, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert busy.returncode != 0 and "FolderInUseError" in busy.stderr
+    second.release()
+    second.release()  # idempotent
+    assert (tmp_path / rec.LOCK_FILE).read_text() == ""
+    free = subprocess.run(check, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert free.returncode == 0, free.stderr
+    assert capsys.readouterr().err == ""
+
+
+def test_a_lost_handle_of_this_process_does_not_lock_it_out(tmp_path):
+    first = acquire_run_lock(tmp_path)
+    rec._HELD.clear()  # what importlib.reload(records) in a notebook leaves behind
+    try:
+        second = acquire_run_lock(tmp_path)
+        assert second.held
+        second.release()
+    finally:
+        first.release()
+    assert first.fd is None and not rec._HELD
+
+
+def _no_flock(fd, operation):
+    raise OSError(errno.ENOLCK, "No locks available")
+
+
+def test_without_flock_a_live_pid_on_this_host_still_blocks(holder, monkeypatch):
+    proc, out = holder
+    monkeypatch.setattr(rec.fcntl, "flock", _no_flock)
+    with pytest.raises(FolderInUseError, match=f"PID {proc.pid}"):
+        acquire_run_lock(out)
+    proc.kill()
+    proc.wait(timeout=30)
+    lock = acquire_run_lock(out)  # the recorded PID is dead now
+    assert not lock.flocked and lock.held
+    lock.release()
+
+
+def test_campaign_holds_the_lock_until_release(small_space, tmp_path):
+    from course_utils.campaign import Campaign, CampaignParameters
+
+    params = CampaignParameters(initial_training_count=4, max_training_count=6,
+                                search_space=str(small_space))
+    campaign = Campaign(params, tmp_path / "run", progress=False)
+    again = Campaign(params, tmp_path / "run", progress=False)  # same process: allowed
+    assert again._lock is not None and again._lock.held
+    with pytest.raises(FolderInUseError):
+        _acquire_in_other_process(tmp_path / "run")
+    again.release_lock()
+    campaign.release_lock()
+    again.release_lock()
+    _acquire_in_other_process(tmp_path / "run")
+
+
+def _acquire_in_other_process(out: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", "import sys; from course_utils.records import "
+                           "acquire_run_lock; acquire_run_lock(sys.argv[1])", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise FolderInUseError(proc.stderr.strip().splitlines()[-1])
