@@ -285,6 +285,8 @@ class Campaign:
     out_dir: Path
     progress: bool = True
     on_update: Callable[[dict[str, Any]], None] | None = None
+    #: Draw ml_in_the_loop.png at the end (sweeps of many replays may skip it).
+    plot: bool = True
     _pending: dict[Future, _Pending] = field(default_factory=dict, init=False)
 
     #: A worker that died (or a task that vanished) is an infrastructure failure: the molecule
@@ -312,6 +314,7 @@ class Campaign:
                                            defaults=CampaignParameters().to_dict())
             self.resumed = len(self.recorder.simulations)
             self.simulator = self._simulator()
+            self.recorder.durable = self.simulator.needs_parsl
             self.engine = getattr(self.simulator, "engine", "replay")
         except BaseException:
             self.release_lock()  # a campaign that cannot start must not keep the folder
@@ -618,7 +621,7 @@ class Campaign:
 
     def finish(self, status: str = "complete", message: str = "") -> CampaignResult:
         """Last step: write the results file and the plot; return everything the run produced."""
-        results = self._write_results(status, message)
+        results = self._write_results(status, message, evaluate=True)
         plot_path = self._plot()
         self._notify("done", status=status)
         self.release_lock()
@@ -736,7 +739,39 @@ class Campaign:
                 self._pending.pop(future, None)
 
     # --- outputs ------------------------------------------------------------------------
-    def _write_results(self, status: str, message: str) -> dict[str, Any]:
+    def ground_truth(self) -> pd.DataFrame | None:
+        """The table this run can be measured against, if there is one (replay's own, the one
+        named by ``ground_truth``, or the shipped table of QM9); None otherwise."""
+        from course_utils.ground_truth import GroundTruthError
+        from course_utils.simulators import replay_table
+
+        p = self.parameters
+        space = str(p.search_space)
+        if p.ground_truth is None and space not in ("qm9", "truth:qm9"):
+            return None
+        try:
+            table, _ = replay_table(space, p.ground_truth, len(self.space))
+        except (GroundTruthError, OSError):
+            return None
+        if p.ground_truth is None:
+            from course_utils.ground_truth import Coverage
+            from course_utils.search_space import QM9_SIZE
+
+            table.attrs["coverage"] = Coverage(len(table), QM9_SIZE, "qm9")
+        return table
+
+    def evaluation(self) -> dict[str, Any] | None:
+        """Regret, rank, top-k recall against the ground truth; None without a table."""
+        from course_utils.evaluation import evaluate_run
+
+        truth = self.ground_truth()
+        if truth is None:
+            return None
+        return evaluate_run(rec.read_simulations(self.out_dir), truth,
+                            space_size=len(self.space))
+
+    def _write_results(self, status: str, message: str, evaluate: bool = False
+                       ) -> dict[str, Any]:
         results = rec.summarize(
             self.recorder, self.parameters.to_dict(), status=status, message=message,
             environment=rec.environment_info(self.engine), wall_time_s=self.elapsed(),
@@ -744,13 +779,15 @@ class Campaign:
         results["resumed_from_simulations"] = self.resumed
         results["simulator"] = self.parameters.simulator
         results["replayed"] = self.replayed
+        if evaluate:
+            results["evaluation"] = self.evaluation()
         rec.atomic_write_json(self.out_dir / rec.RESULTS_FILE, results)
         return results
 
     def _plot(self) -> Path | None:
         from course_utils.plotting import plot_campaign
 
-        if not self.recorder.successes:
+        if not self.plot or not self.recorder.successes:
             return None
         return plot_campaign(self.out_dir, workers=self._workers())
 
@@ -762,6 +799,7 @@ def run_campaign(
     progress: bool = True,
     on_update: Callable[[dict[str, Any]], None] | None = None,
     config_options: dict[str, Any] | None = None,
+    plot: bool = True,
 ) -> CampaignResult:
     """Run (or resume) a campaign into ``out_dir``, loading Parsl unless it is loaded already."""
     import parsl
@@ -771,7 +809,8 @@ def run_campaign(
 
     if isinstance(parameters, dict):
         parameters = CampaignParameters.from_mapping(parameters)
-    campaign = Campaign(parameters, Path(out_dir), progress=progress, on_update=on_update)
+    campaign = Campaign(parameters, Path(out_dir), progress=progress, on_update=on_update,
+                        plot=plot)
     try:
         with stop_signals(campaign):
             if not campaign.simulator.needs_parsl:  # replay: everything in this process

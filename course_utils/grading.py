@@ -309,7 +309,38 @@ def _verify_best(row: dict[str, Any], engine: str | None) -> str:
     return "reproduced"
 
 
-def check_submission(sub: Submission, *, verify: bool = True, engine: str | None = None) -> None:
+YARDSTICK_COLUMNS = ("regret_ev", "best_rank", "best_percentile", "top1_recall", "top10_recall",
+                     "top100_recall", "simulations_to_top10")
+
+
+def _yardsticks(results: dict[str, Any], sims: pd.DataFrame,
+                truth: pd.DataFrame | None) -> dict[str, Any]:
+    """The run against the ground truth, computed here from its records (never taken from its
+    results.json); empty where no table covers its search space."""
+    from course_utils.evaluation import evaluate_run
+
+    space = (results.get("parameters") or {}).get("search_space")
+    if truth is None or space not in ("qm9", "truth:qm9"):
+        return {}
+    ev = evaluate_run(sims, truth)
+    recall, reach = ev["top_k_recall"], ev["simulations_to_top_k"]
+    return {"regret_ev": ev["regret_ev"], "best_rank": ev["best_rank"],
+            "best_percentile": ev["best_percentile"], "top1_recall": recall.get("1"),
+            "top10_recall": recall.get("10"), "top100_recall": recall.get("100"),
+            "simulations_to_top10": reach.get("10")}
+
+
+def _grading_truth() -> pd.DataFrame | None:
+    from course_utils.ground_truth import GroundTruthError, load_ground_truth
+
+    try:
+        return load_ground_truth("qm9")
+    except GroundTruthError:
+        return None
+
+
+def check_submission(sub: Submission, *, verify: bool = True, engine: str | None = None,
+                     truth: pd.DataFrame | None = None) -> None:
     """Fill ``sub.row`` and ``sub.curve``, or ``sub.problem`` with the reason it is not ranked."""
     if sub.problem:
         return
@@ -324,6 +355,7 @@ def check_submission(sub: Submission, *, verify: bool = True, engine: str | None
         results, sims = _read_results(sub.run_dir)
         row = check_records(results, sims)
         row["verified"] = _verify_best(row, engine) if verify else "not checked"
+        row.update(_yardsticks(results, sims, truth))
     except BrokenSubmission as err:
         sub.problem = str(err)
         return
@@ -344,17 +376,19 @@ def leaderboard(submissions: Sequence[Submission]) -> pd.DataFrame:
     rows = [s.row for s in submissions if s.ranked]
     columns = ["rank", "run", "best_ie_ev", "best_smiles", "time_to_best_s", "simulations_to_best",
                "successful", "failed", "simulations", "total_time_s", *PARAMETER_COLUMNS,
-               "verified"]
+               "verified", *YARDSTICK_COLUMNS]
     if not rows:
         return pd.DataFrame(columns=columns)
     board = pd.DataFrame(rows).sort_values(["best_ie_ev", "time_to_best_s", "run"],
                                            ascending=[False, True, True], kind="stable")
     board.insert(0, "rank", range(1, len(board) + 1))
-    return board[columns].reset_index(drop=True)
+    return board.reindex(columns=columns).reset_index(drop=True)
 
 
-def plot_leaderboard(submissions: Sequence[Submission], board: pd.DataFrame, path: Path) -> Path:
-    """Best-so-far curves of every ranked run, against wall time and against simulations."""
+def plot_leaderboard(submissions: Sequence[Submission], board: pd.DataFrame, path: Path,
+                     truth: pd.DataFrame | None = None) -> Path:
+    """Best-so-far curves of every ranked run, against wall time and against simulations;
+    with a ground-truth table, QM9's best molecule as a line (with the table's coverage)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -375,6 +409,16 @@ def plot_leaderboard(submissions: Sequence[Submission], board: pd.DataFrame, pat
         ax_t.plot([entry["time_to_best_s"]], [entry["best_ie_ev"]], "o", color=line.get_color())
     ax_t.set_xlabel("wall time (s)")
     ax_n.set_xlabel("successful simulations")
+    ok = truth[truth["status"] == "ok"] if truth is not None else None
+    if ok is not None and len(ok) and len(board):
+        top = ok.loc[ok["ie"].idxmax()]
+        label = f"QM9 best: {top['ie']:.2f} eV ({top['smiles']})"
+        coverage = truth.attrs.get("coverage")
+        if coverage is not None and not coverage.complete:
+            label += f"; {coverage}"
+        for ax in (ax_t, ax_n):
+            ax.axhline(float(top["ie"]), color="black", ls=":", lw=1, label=label)
+        ax_n.legend(loc="lower right", fontsize=7)
     for ax in (ax_t, ax_n):
         ax.set_ylabel(IE_LABEL)
         ax.grid(alpha=0.3)
@@ -400,8 +444,9 @@ def grade(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike = "grad
           verify: bool = True, engine: str | None = None) -> GradingReport:
     """Rank the submissions under ``paths``; write the leaderboard CSV, figure and rejects."""
     submissions = find_submissions(paths)
+    truth = _grading_truth()
     for sub in submissions:
-        check_submission(sub, verify=verify, engine=engine)
+        check_submission(sub, verify=verify, engine=engine, truth=truth)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     board = leaderboard(submissions)
@@ -410,7 +455,7 @@ def grade(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike = "grad
     csv_path, rejects_path = out / LEADERBOARD_CSV, out / NOT_RANKED_CSV
     board.to_csv(csv_path, index=False)
     rejects.to_csv(rejects_path, index=False)
-    figure = plot_leaderboard(submissions, board, out / LEADERBOARD_PNG)
+    figure = plot_leaderboard(submissions, board, out / LEADERBOARD_PNG, truth=truth)
     return GradingReport(board, rejects, csv_path, figure, rejects_path)
 
 

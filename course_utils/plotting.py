@@ -93,14 +93,38 @@ def plot_campaign(
     if np.isfinite(per_sim):
         ax_t.plot(n_ref * per_sim / max(workers, 1), ref, ls="--", color="tab:red",
                   label=f"random search (expected, {per_sim:.2f} s/sim on {workers} workers)")
-    ax_t.set_xlabel("wall time (s)")
+    replayed = "REPLAY" in title
+    ax_t.set_xlabel("simulated wall time (s), from the table's recorded seconds" if replayed
+                    else "wall time (s)")
     ax_t.set_ylabel(IE_LABEL)
     ax_t.legend(loc="upper left", fontsize=8)
+    _global_best_line(out, (ax_n, ax_t))
     fig.suptitle(title, fontsize=10)
     path = out / filename
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _global_best_line(out: Path, axes) -> None:
+    """The true optimum, from the ground-truth table, with the coverage it rests on."""
+    path = out / rec.RESULTS_FILE
+    try:
+        evaluation = json.loads(path.read_text()).get("evaluation") if path.exists() else None
+    except ValueError:
+        return
+    best = (evaluation or {}).get("global_best")
+    if not best:
+        return
+    coverage = evaluation["coverage"]
+    label = (f"global best {best['ie']:.2f} eV ({best['smiles']}); "
+             f"regret {evaluation['regret_ev']:.2f} eV" if evaluation.get("regret_ev") is not None
+             else f"global best {best['ie']:.2f} eV ({best['smiles']})")
+    if not coverage["complete"]:
+        label += f"\n{coverage['text']}"
+    for ax in axes:
+        ax.axhline(best["ie"], color="black", lw=1, ls=":", label=label)
+        ax.legend(loc="upper left", fontsize=7)
 
 
 def _title(out: Path) -> str:

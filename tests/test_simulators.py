@@ -67,6 +67,11 @@ def test_replay_charges_recorded_seconds_on_a_simulated_clock(tiny_truth, tmp_pa
     # ...which a real wait would have cost, while the replay itself took far less.
     assert took < charged / 2 + 5
     assert set(sims["host"]) == {"replay"}
+    evaluation = result.results["evaluation"]  # measured against the same table
+    assert evaluation["coverage"]["covered"] == evaluation["coverage"]["total"] == 31
+    best = truth[truth["status"] == "ok"]["ie"].max()
+    found = sims.loc[sims["status"] == "ok", "ie"].max()
+    assert evaluation["regret_ev"] == pytest.approx(best - found, abs=1e-5)
 
 
 def test_failures_replay_as_the_same_failures(tiny_truth):
