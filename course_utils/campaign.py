@@ -5,6 +5,10 @@ successful simulation, score the whole search space, pick the best molecules nev
 simulate them; until ``max_training_count`` simulations have succeeded. Failed simulations are
 recorded with their error and replaced by new molecules, never by ones already tried.
 
+Its parts live beside it: parameters (:mod:`course_utils.parameters`), acquisition
+(:mod:`course_utils.acquisition`), simulator (:mod:`course_utils.simulators`), records
+(:mod:`course_utils.records`), and stops and failures (:mod:`course_utils.resilience`).
+
 Two modes: ``batch`` (wait for the whole batch, as the original tutorial) and ``streaming``
 (keep every worker busy, submitting the next pick as each simulation finishes, and retrain in
 the background once ``retrain_after`` new results have arrived).
@@ -13,15 +17,12 @@ the background once ``retrain_after`` new results have arrived).
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, wait
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,210 +30,27 @@ import numpy as np
 import pandas as pd
 
 from course_utils import records as rec
-from course_utils.configs import CONFIG_NAMES
-from course_utils.simulators import SIMULATORS, ReplayMissingError
-
-ACQUISITIONS = ("greedy", "ucb", "epsilon-greedy", "random")
-MODES = ("batch", "streaming")
-N_NEIGHBORS = 4
-# Parameters that define *which* campaign a folder holds; the budget may grow on resume.
-RESUME_KEYS = ("initial_training_count", "batch_size", "seed", "acquisition", "mode",
-               "search_space", "ucb_kappa", "epsilon", "simulator")
-
-
-class CampaignParameterError(ValueError):
-    """Parameters that cannot make a campaign; the message is one line naming them."""
-
-
-class CampaignInterrupted(KeyboardInterrupt):
-    """A stopped run (stop button, Ctrl-C, SIGTERM, SIGHUP): records kept, how to resume.
-
-    Jupyter shows ``_render_traceback_`` instead of a traceback, so the cell ends with one line.
-    """
-
-    def __init__(self, out_dir: Path, n_ok: int, cause: str = "interrupted"):
-        self.out_dir, self.n_ok, self.cause = out_dir, n_ok, cause
-        super().__init__(f"Campaign {cause}: {n_ok} successful simulations kept in {out_dir}; "
-                         "run it again with the same output folder to resume (nothing finished "
-                         "is recomputed).")
-
-    def _render_traceback_(self) -> list[str]:
-        return [str(self)]
-
-
-class CampaignStopped(RuntimeError):
-    """The run cannot go on (for example scoring keeps failing); it ends with this one line."""
-
-
-@dataclass
-class CampaignParameters:
-    """Everything that defines a campaign; defaults run in about a minute on 2 cores."""
-
-    initial_training_count: int = 8
-    max_training_count: int = 24
-    batch_size: int = 4
-    seed: int = 0
-    acquisition: str = "greedy"
-    mode: str = "batch"
-    search_space: str = "qm9"
-    config: str = "local"
-    workers: int | None = None
-    ucb_kappa: float = 1.0
-    epsilon: float = 0.1
-    retrain_after: int | None = None
-    score_chunks: int | None = None
-    engine: str | None = None
-    simulation_walltime: float = 300.0
-    max_failures: int | None = None
-    #: ``xtb`` runs the real simulations; ``replay`` answers from the ground-truth table.
-    simulator: str = "xtb"
-    #: Table that ``replay`` answers from: a file from ``truth build``; default: the packaged one.
-    ground_truth: str | None = None
-
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> CampaignParameters:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CampaignParameterError(f"unknown parameter(s): {', '.join(unknown)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def validate(self, search_space_size: int | None = None) -> None:
-        """Raise :class:`CampaignParameterError` with a one-line reason naming the parameters."""
-        def fail(message: str) -> None:
-            raise CampaignParameterError(message)
-
-        def is_int(value: Any) -> bool:
-            return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-        for name in ("initial_training_count", "max_training_count", "batch_size", "seed"):
-            value = getattr(self, name)
-            if not is_int(value):
-                fail(f"{name} must be an integer, got {value!r}")
-        # Optional counts: a float or a bool here is a typo that would misbehave much later.
-        for name in ("workers", "retrain_after", "score_chunks", "max_failures"):
-            value = getattr(self, name)
-            if value is not None and not is_int(value):
-                fail(f"{name} must be an integer, got {value!r}")
-        # nan passes every comparison below unnoticed, and inf makes a walltime or a score useless.
-        for name in ("simulation_walltime", "ucb_kappa", "epsilon"):
-            value = getattr(self, name)
-            if (not isinstance(value, int | float | np.integer | np.floating)
-                    or isinstance(value, bool) or not math.isfinite(value)):
-                fail(f"{name} ({value!r}) must be a finite number")
-        if self.seed < 0:
-            fail(f"seed ({self.seed}) must be a non-negative integer")
-        if self.initial_training_count < N_NEIGHBORS:
-            fail(f"initial_training_count ({self.initial_training_count}) must be at least "
-                 f"{N_NEIGHBORS}: the model averages {N_NEIGHBORS} nearest neighbours")
-        if self.initial_training_count >= self.max_training_count:
-            fail(f"initial_training_count ({self.initial_training_count}) must be smaller than "
-                 f"max_training_count ({self.max_training_count}), or no model-guided "
-                 "simulation would run")
-        if self.batch_size < 1:
-            fail(f"batch_size ({self.batch_size}) must be at least 1")
-        if search_space_size is not None and self.max_training_count > search_space_size:
-            fail(f"max_training_count ({self.max_training_count}) is larger than the search "
-                 f"space ({search_space_size} molecules)")
-        if self.acquisition not in ACQUISITIONS:
-            fail(f"acquisition {self.acquisition!r} is unknown; choose one of "
-                 f"{', '.join(ACQUISITIONS)}")
-        if self.simulator not in SIMULATORS:
-            fail(f"simulator {self.simulator!r} is unknown; choose one of {', '.join(SIMULATORS)}")
-        if self.mode not in MODES:
-            fail(f"mode {self.mode!r} is unknown; choose one of {', '.join(MODES)}")
-        if str(self.config).lower() not in CONFIG_NAMES:
-            fail(f"config {self.config!r} is unknown; choose one of {', '.join(CONFIG_NAMES)}")
-        if self.workers is not None and self.workers < 1:
-            fail(f"workers ({self.workers!r}) must be a positive integer")
-        if not 0.0 <= self.epsilon <= 1.0:
-            fail(f"epsilon ({self.epsilon}) must be between 0 and 1")
-        if self.ucb_kappa < 0:
-            fail(f"ucb_kappa ({self.ucb_kappa}) must be >= 0")
-        if self.retrain_after is not None and self.retrain_after < 1:
-            fail(f"retrain_after ({self.retrain_after}) must be at least 1")
-        if self.score_chunks is not None and self.score_chunks < 1:
-            fail(f"score_chunks ({self.score_chunks}) must be at least 1")
-        if self.simulation_walltime <= 0:
-            fail(f"simulation_walltime ({self.simulation_walltime}) must be positive")
-        if self.max_failures is not None and self.max_failures < 0:
-            fail(f"max_failures ({self.max_failures}) must be >= 0")
-
-
-# --- acquisition ---------------------------------------------------------------------------
-def rank_candidates(
-    predictions: pd.DataFrame,
-    exclude: set[str],
-    *,
-    acquisition: str = "greedy",
-    rng: np.random.Generator | None = None,
-    ucb_kappa: float = 1.0,
-    epsilon: float = 0.1,
-) -> Iterator[str]:
-    """Yield never-tried SMILES in the order the acquisition strategy prefers them.
-
-    ``predictions`` has ``smiles``, ``ie`` (predicted, eV) and ``ie_spread``. Ties keep the
-    search-space order, so the same inputs always give the same picks.
-    """
-    fresh = predictions[~predictions["smiles"].isin(exclude)]
-    if acquisition == "random":
-        order = (rng or np.random.default_rng()).permutation(len(fresh))
-        yield from fresh["smiles"].to_numpy()[order]
-        return
-    score = fresh["ie"].to_numpy(dtype=float)
-    if acquisition == "ucb":
-        score = score + ucb_kappa * fresh["ie_spread"].to_numpy(dtype=float)
-    greedy = fresh["smiles"].to_numpy()[np.argsort(-score, kind="stable")]
-    if acquisition != "epsilon-greedy":
-        yield from greedy
-        return
-    rng = rng or np.random.default_rng()
-    taken: set[str] = set()
-    g = 0
-    while len(taken) < len(greedy):
-        if rng.random() < epsilon:
-            pick = greedy[rng.integers(len(greedy))]
-            if pick in taken:
-                continue
-        else:
-            while greedy[g] in taken:
-                g += 1
-            pick = greedy[g]
-        taken.add(pick)
-        yield pick
+from course_utils.acquisition import rank_candidates
+from course_utils.parameters import (  # noqa: F401 - re-exported: notebooks import them here
+    ACQUISITIONS,
+    MODES,
+    N_NEIGHBORS,
+    RESUME_KEYS,
+    CampaignParameterError,
+    CampaignParameters,
+)
+from course_utils.resilience import (  # noqa: F401 - CampaignInterrupted is re-exported
+    CampaignInterrupted,
+    CampaignStopped,
+    is_timeout,
+    one_line,
+    restart_workers,
+    stop_signals,
+)
+from course_utils.simulators import ReplayMissingError
 
 
 # --- the run ---------------------------------------------------------------------------------
-def restart_workers() -> int:
-    """Replace the loaded executors' worker blocks; Parsl starts fresh ones (``min_blocks``).
-
-    A worker killed while it was taking a task from its pool's queue can leave that queue
-    locked, so the pool accepts tasks but never runs them; resubmitting alone would hang again.
-    Returns the number of blocks cancelled.
-    """
-    import parsl
-    from parsl.errors import NoDataFlowKernelError
-
-    try:
-        executors = parsl.dfk().executors.values()
-    except NoDataFlowKernelError:
-        return 0
-    cancelled = 0
-    for executor in executors:
-        if getattr(executor, "provider", None) is None or not hasattr(executor, "scale_in"):
-            continue
-        try:
-            cancelled += len(executor.scale_in(len(executor.status_facade)))
-        except Exception as err:  # noqa: BLE001 - best effort: the resubmission still happens
-            print(f"could not restart the workers of {executor.label}: {_one_line(err)}",
-                  file=sys.stderr)
-    if cancelled:
-        print(f"no result for too long: restarted {cancelled} worker block(s)", file=sys.stderr)
-    return cancelled
-
 def _as_lookup(predictions: pd.DataFrame | None) -> dict[str, float]:
     if predictions is None:
         return {}
@@ -258,23 +76,6 @@ class _Pending:
     batch: int
     submit_time: float
     predicted: float = math.nan
-
-
-def _is_timeout(err: BaseException) -> bool:
-    """Parsl's walltime: also when it struck inside an import and came back wrapped."""
-    seen: BaseException | None = err
-    for _ in range(5):
-        if seen is None:
-            break
-        if "Timeout" in type(seen).__name__ or "AppTimeout" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _one_line(err: BaseException | str, limit: int = 300) -> str:
-    text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
-    return " ".join(str(text).split())[:limit]
 
 
 @dataclass
@@ -412,11 +213,11 @@ class Campaign:
         err = None if lost_reason else future.exception()
         if lost_reason is None and err is None:
             record = dict(future.result())
-        elif err is not None and _is_timeout(err):
+        elif err is not None and is_timeout(err):
             record = {"smiles": pending.smiles, "ie": math.nan, "status": rec.STATUS_TIMEOUT,
-                      "error": _one_line(err, 500)}
+                      "error": one_line(err, 500)}
         else:
-            reason = lost_reason or _one_line(err, 500)
+            reason = lost_reason or one_line(err, 500)
             self._lost[pending.smiles] += 1
             retry = self._lost[pending.smiles] <= self.LOST_RETRIES
             status = rec.STATUS_LOST if retry else rec.STATUS_FAILED
@@ -529,7 +330,7 @@ class Campaign:
             if not future.done():
                 last = f"no result after {self.SCORING_TIMEOUT_S:.0f} s"
             elif future.exception() is not None:
-                last = _one_line(future.exception())
+                last = one_line(future.exception())
             else:
                 return future.result()
             print(f"scoring attempt {attempt} of {self.SCORING_ATTEMPTS} failed ({last})",
@@ -598,7 +399,7 @@ class Campaign:
                 raise
             except BaseException as err:
                 self._cancel_pending()
-                self._write_results("failed", _one_line(err))
+                self._write_results("failed", one_line(err))
                 raise
             finally:
                 if self._bar is not None:
@@ -694,7 +495,7 @@ class Campaign:
                     (scoring.done() and scoring.exception() is not None)
                     or time.perf_counter() - scoring_started > self.SCORING_TIMEOUT_S):
                 scoring_failures += 1
-                last = (_one_line(scoring.exception()) if scoring.done()
+                last = (one_line(scoring.exception()) if scoring.done()
                         else f"no result after {self.SCORING_TIMEOUT_S:.0f} s")
                 if scoring_failures >= self.SCORING_ATTEMPTS:
                     raise CampaignStopped(f"scoring the search space failed {scoring_failures} "
@@ -828,34 +629,3 @@ def run_campaign(
         campaign.release_lock()
 
 
-STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
-
-
-@contextmanager
-def stop_signals(campaign: Campaign) -> Iterator[None]:
-    """While a campaign runs, a stop signal only asks it to stop at the next safe point.
-
-    The stop button, Ctrl-C, ``kill`` and a closed terminal all take the same path: finished
-    results are written, Parsl shuts down, one line says how to resume. A second Ctrl-C
-    stops at once. Only the main thread may install handlers; elsewhere nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def request(signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if campaign.stop_requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # impatient second Ctrl-C
-        campaign.stop_requested = "interrupted" if signum == signal.SIGINT else f"stopped by {name}"
-
-    previous = {}
-    for name in STOP_SIGNALS:
-        signum = getattr(signal, name, None)
-        if signum is not None:
-            previous[signum] = signal.signal(signum, request)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

@@ -451,7 +451,7 @@ def test_cli_negative_seed_exits_2_and_writes_nothing(tmp_path):
 def test_a_walltime_cut_inside_an_import_counts_as_a_timeout():
     from parsl.app.errors import AppTimeout
 
-    from course_utils.campaign import _is_timeout
+    from course_utils.resilience import is_timeout
 
     try:  # what an import interrupted by the walltime looks like after a library re-raised it
         try:
@@ -460,6 +460,6 @@ def test_a_walltime_cut_inside_an_import_counts_as_a_timeout():
             raise ImportError("cannot import name 'XTB'") from inner
     except ImportError as err:
         wrapped = err
-    assert _is_timeout(wrapped)
-    assert _is_timeout(RuntimeError("EngineError: xtb failed: AppTimeout: "))
-    assert not _is_timeout(RuntimeError("WorkerLost: worker 1 died"))
+    assert is_timeout(wrapped)
+    assert is_timeout(RuntimeError("EngineError: xtb failed: AppTimeout: "))
+    assert not is_timeout(RuntimeError("WorkerLost: worker 1 died"))

@@ -1,0 +1,421 @@
+"""Many replayed campaigns side by side: which acquisition strategy finds the best molecules?
+
+One campaign is one draw of luck: a different seed picks a different initial sample and can
+end a whole electronvolt higher or lower. Strategies are compared the way active-learning papers
+compare them (MolPAL's lookup objective is the standard example): every strategy is *replayed*
+from the ground-truth table over many seeds with the same budget, and the curves of the best IE
+found so far and of top-k recall are averaged with their spread.
+
+Each (strategy, seed) is an ordinary campaign: ``run_campaign`` with ``simulator="replay"``,
+written into ``out_dir/<strategy>/seed-NNN`` like any other run (so ``results.json`` carries
+its ``evaluation`` block). This module only runs the grid, in a few processes, and turns the
+records into curves; it never estimates a value the table does not hold, and every figure and
+table states the table's coverage.
+
+Replay is retrospective: instant, on a simulated clock, and never graded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: The acquisitions of the kit, as notebook 5 compares them: name -> campaign parameters.
+DEFAULT_STRATEGIES: dict[str, dict[str, Any]] = {
+    "greedy": {"acquisition": "greedy"},
+    "ucb kappa=0.5": {"acquisition": "ucb", "ucb_kappa": 0.5},
+    "ucb kappa=2": {"acquisition": "ucb", "ucb_kappa": 2.0},
+    "epsilon-greedy 0.1": {"acquisition": "epsilon-greedy", "epsilon": 0.1},
+    "random": {"acquisition": "random"},
+}
+#: Top-k recall of the curves: the share of the table's k highest IEs found so far.
+RECALL_K = 100
+#: The top-k threshold that :func:`summarize_runs` reports the simulations to reach.
+REACH_K = 10
+CURVE_COLUMNS = ["strategy", "seed", "n", "smiles", "ie", "best_ie", "top100_recall_so_far",
+                 "elapsed_s"]
+#: Parameters a strategy may not set: the grid decides them for every run alike.
+_GRID_KEYS = ("initial_training_count", "max_training_count", "batch_size", "seed", "workers",
+              "simulator", "search_space", "ground_truth")
+#: Files a campaign folder may hold; only such a folder is replaced by a new grid run.
+_RUN_FILES = {"results.json", "parameters.json", "simulations.csv", "iterations.csv",
+              "ml_in_the_loop.png", ".run.lock"}
+
+
+# --------------------------------------------------------------------------- the yardsticks
+
+
+@dataclass(frozen=True)
+class Yardsticks:
+    """What a run is measured against, from the ground-truth table of its search space.
+
+    Rules as in :func:`course_utils.evaluation.evaluate_run`: the table's molecules with an IE,
+    ranked by IE descending then SMILES; the top-k threshold is the IE of the k-th of them.
+    """
+
+    search_space: str
+    coverage: str  # "ground truth covers N of M molecules"
+    complete: bool
+    ranked: int  # molecules of the table with an IE
+    global_best_smiles: str | None
+    global_best_ie: float | None  # eV
+    thresholds: Mapping[int, float]  # k -> IE of the table's k-th best molecule (eV)
+    top_k: Mapping[int, frozenset[str]]  # k -> the table's k best molecules
+
+    def threshold(self, k: int) -> float | None:
+        return self.thresholds.get(k)
+
+
+def yardsticks(search_space: str = "truth:qm9", ground_truth: str | os.PathLike | None = None
+               ) -> Yardsticks:
+    """The yardsticks of ``search_space`` (the table is read once per process and table file).
+
+    ``ground_truth`` is the table a replay answers from (a ``truth build`` file); by default the
+    one shipped for the space (``qm9``, or ``truth:qm9``, the part of QM9 it covers).
+    """
+    return _yardsticks(str(search_space), None if ground_truth is None else str(ground_truth),
+                       _stamp(search_space, ground_truth))
+
+
+def _stamp(search_space: str, ground_truth: str | os.PathLike | None) -> tuple[int, int] | None:
+    """Identifies the table file's version: a table that grows is read again."""
+    try:
+        stat = _table_path(search_space, ground_truth).stat()
+    except OSError:
+        return None  # the loader raises its own clear error
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _table_path(search_space: str, ground_truth: str | os.PathLike | None) -> Path:
+    from course_utils.ground_truth import packaged_table_path
+
+    if ground_truth is not None:
+        return Path(ground_truth)
+    return packaged_table_path(str(search_space).removeprefix("truth:"))
+
+
+@lru_cache(maxsize=8)
+def _yardsticks(search_space: str, ground_truth: str | None, _stamp: Any) -> Yardsticks:
+    from course_utils.ground_truth import LOST, Coverage
+    from course_utils.simulators import replay_table
+
+    size = 0
+    if ground_truth is not None:
+        from course_utils.search_space import load_search_space
+
+        size = len(load_search_space(search_space))
+    table, coverage_text = replay_table(search_space, ground_truth, size)
+    coverage = table.attrs.get("coverage")
+    complete = coverage.complete if isinstance(coverage, Coverage) else (
+        size > 0 and len(table) >= size)
+    table = table[table["status"] != LOST].drop_duplicates("smiles", keep="last")
+    ok = table[(table["status"] == "ok") & pd.to_numeric(table["ie"], errors="coerce").notna()]
+    ranked = ok.assign(ie=ok["ie"].astype(float)).sort_values(
+        ["ie", "smiles"], ascending=[False, True], kind="stable")
+    smiles, ies = ranked["smiles"].astype(str).tolist(), ranked["ie"].tolist()
+    ks = sorted({1, REACH_K, RECALL_K})
+    return Yardsticks(
+        search_space=search_space, coverage=coverage_text, complete=bool(complete),
+        ranked=len(smiles),
+        global_best_smiles=smiles[0] if smiles else None,
+        global_best_ie=float(ies[0]) if ies else None,
+        thresholds={k: float(ies[min(k, len(ies)) - 1]) for k in ks if ies},
+        top_k={k: frozenset(smiles[:k]) for k in ks},
+    )
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def run_curve(simulations: pd.DataFrame, marks: Yardsticks) -> pd.DataFrame:
+    """Per successful simulation n = 1, 2, ... (record order): ``smiles``, ``ie``, ``best_ie``
+    (best so far, eV), ``top100_recall_so_far`` and ``elapsed_s`` (the run's clock)."""
+    ok = simulations[simulations["status"] == "ok"]
+    ie = pd.to_numeric(ok["ie"], errors="coerce").to_numpy(dtype=float)
+    smiles = ok["smiles"].astype(str).to_numpy()
+    top = marks.top_k[RECALL_K]
+    first = ~pd.Series(smiles).duplicated().to_numpy()
+    hits = np.cumsum(first & np.isin(smiles, list(top)))
+    return pd.DataFrame({
+        "n": np.arange(1, len(ok) + 1),
+        "smiles": smiles,
+        "ie": ie,
+        "best_ie": np.fmax.accumulate(ie) if len(ie) else ie,
+        "top100_recall_so_far": hits / len(top) if top else np.full(len(ok), np.nan),
+        "elapsed_s": pd.to_numeric(ok["elapsed_s"], errors="coerce").to_numpy(dtype=float),
+    })
+
+
+@dataclass(frozen=True)
+class _Job:
+    strategy: str
+    seed: int
+    parameters: dict[str, Any]
+    out_dir: str
+
+
+def _replay_one(job: _Job) -> pd.DataFrame:
+    """One replayed campaign -> its curve (module level: it runs in worker processes)."""
+    from course_utils.campaign import run_campaign
+
+    _fresh_folder(Path(job.out_dir))
+    result = run_campaign(dict(job.parameters), job.out_dir, progress=False, plot=False)
+    marks = yardsticks(job.parameters["search_space"], job.parameters.get("ground_truth"))
+    curve = run_curve(result.simulations, marks)
+    curve.insert(0, "seed", job.seed)
+    curve.insert(0, "strategy", job.strategy)
+    return curve
+
+
+def _warm(search_space: str, ground_truth: str | None) -> None:
+    """Load the table, the search space and its fingerprints once in a worker process."""
+    from course_utils.ml import fingerprints
+    from course_utils.search_space import load_search_space
+
+    yardsticks(search_space, ground_truth)
+    fingerprints(load_search_space(search_space)["smiles"])
+
+
+def _fresh_folder(path: Path) -> None:
+    """A grid run starts from scratch: an earlier run's folder (a campaign's files only) is
+    replaced; anything else in the way is an error, never deleted."""
+    if not path.exists():
+        return
+    names = {p.name for p in path.iterdir()}
+    if not path.is_dir() or names - _RUN_FILES:
+        raise FileExistsError(f"{path} exists and is not a campaign folder: choose another out_dir")
+    shutil.rmtree(path)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-") or "strategy"
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def replay_grid(
+    strategies: Mapping[str, Mapping[str, Any]],
+    seeds: Sequence[int],
+    *,
+    budget: int,
+    initial: int,
+    batch_size: int,
+    out_dir: str | os.PathLike,
+    search_space: str = "truth:qm9",
+    workers: int = 2,
+    processes: int = 2,
+    ground_truth: str | os.PathLike | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Replay every strategy with every seed; one row per run and successful simulation.
+
+    ``strategies`` maps a name to campaign parameters (``acquisition``, ``ucb_kappa``,
+    ``epsilon``, ``mode``, ...); every run shares ``budget`` (``max_training_count``),
+    ``initial`` (``initial_training_count``), ``batch_size``, ``workers`` (simulated, for the
+    clock) and ``parameters`` (further common parameters). Run ``(s, seed)`` is written into
+    ``out_dir/<s as a folder name>/seed-NNN``, replacing an earlier grid's run there.
+
+    Returns columns strategy, seed, n (successful simulations so far), smiles, ie (eV),
+    best_ie (best so far, eV), top100_recall_so_far (share of the table's top 100 found) and
+    elapsed_s (simulated clock, s; it includes the real time the model took, so it varies
+    slightly between identical runs; everything else is deterministic). ``attrs`` hold the
+    grid's settings and the table's coverage. Runs go to ``processes`` worker processes.
+    """
+    strategies = {str(k): dict(v) for k, v in strategies.items()}
+    seeds = [int(s) for s in seeds]
+    if not strategies or not seeds:
+        raise ValueError("replay_grid needs at least one strategy and one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds repeat: {seeds}")
+    folders = {_slug(name): name for name in strategies}
+    if len(folders) != len(strategies):
+        raise ValueError(f"strategy names must differ as folder names: {list(strategies)}")
+    for name, values in strategies.items():
+        fixed = sorted(set(values) & set(_GRID_KEYS))
+        if fixed:
+            raise ValueError(f"strategy {name!r} sets {', '.join(fixed)}: the grid sets these "
+                             "for every run alike")
+    ground_truth = None if ground_truth is None else str(ground_truth)
+    common = {**dict(parameters or {}), "initial_training_count": int(initial),
+              "max_training_count": int(budget), "batch_size": int(batch_size),
+              "workers": int(workers), "simulator": "replay",
+              "search_space": str(search_space), "ground_truth": ground_truth}
+    out = Path(out_dir)
+    jobs = [_Job(name, seed, {**common, **values, "seed": seed},
+                 str(out / _slug(name) / f"seed-{seed:03d}"))
+            for name, values in strategies.items() for seed in seeds]
+    _check_parameters(jobs[0].parameters)
+
+    stamp = _stamp(search_space, ground_truth)
+    marks = yardsticks(search_space, ground_truth)  # also warms this process (and forks)
+    processes = max(1, min(int(processes), len(jobs)))
+    if processes == 1:
+        curves = [_replay_one(job) for job in jobs]
+    else:
+        _warm(str(search_space), ground_truth)
+        with ProcessPoolExecutor(max_workers=processes, initializer=_warm,
+                                 initargs=(str(search_space), ground_truth)) as pool:
+            try:
+                curves = list(pool.map(_replay_one, jobs))
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    if _stamp(search_space, ground_truth) != stamp:  # runs would mix two versions of the space
+        raise RuntimeError(f"the ground-truth table of {search_space!r} changed while the grid "
+                           "ran (it is still being built); run the grid again")
+    table = pd.concat(curves, ignore_index=True)[CURVE_COLUMNS]
+    table.attrs = {"search_space": str(search_space), "ground_truth": ground_truth,
+                   "coverage": marks.coverage, "budget": int(budget), "initial": int(initial),
+                   "batch_size": int(batch_size), "workers": int(workers),
+                   "strategies": list(strategies), "seeds": seeds}
+    return table
+
+
+def _check_parameters(values: Mapping[str, Any]) -> None:
+    """Impossible parameters fail here, once, before any process starts."""
+    from course_utils.campaign import CampaignParameters
+
+    CampaignParameters.from_mapping(dict(values)).validate()
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _marks_for(curves: pd.DataFrame, marks: Yardsticks | None) -> Yardsticks:
+    if marks is not None:
+        return marks
+    return yardsticks(curves.attrs.get("search_space", "truth:qm9"),
+                      curves.attrs.get("ground_truth"))
+
+
+def summarize_runs(curves: pd.DataFrame, marks: Yardsticks | None = None) -> pd.DataFrame:
+    """One row per run: ``best_ie`` and ``best_smiles`` (eV), ``regret_ev`` (global best minus
+    best found), ``sims_to_top10`` (successful simulations until the first molecule at or above
+    the table's top-10 threshold; <NA> if never), ``top100_recall``, ``simulations`` and
+    ``wall_time_s`` (simulated clock when the last of them came back)."""
+    marks = _marks_for(curves, marks)
+    threshold = marks.threshold(REACH_K)
+    rows = []
+    for (strategy, seed), run in curves.groupby(["strategy", "seed"], sort=False):
+        run = run.sort_values("n")
+        best = int(np.nanargmax(run["ie"].to_numpy())) if run["ie"].notna().any() else None
+        reached = run.loc[run["ie"] >= threshold, "n"] if threshold is not None else run["n"][:0]
+        best_ie = float(run["ie"].iloc[best]) if best is not None else math.nan
+        rows.append({
+            "strategy": strategy, "seed": int(seed),
+            "best_ie": best_ie,
+            "best_smiles": run["smiles"].iloc[best] if best is not None else None,
+            "regret_ev": (round(marks.global_best_ie - best_ie, 6) + 0.0
+                          if marks.global_best_ie is not None and best is not None else math.nan),
+            "sims_to_top10": int(reached.iloc[0]) if len(reached) else pd.NA,
+            "top100_recall": float(run["top100_recall_so_far"].iloc[-1]) if len(run) else math.nan,
+            "simulations": int(run["n"].max()) if len(run) else 0,
+            "wall_time_s": float(run["elapsed_s"].iloc[-1]) if len(run) else math.nan,
+        })
+    summary = pd.DataFrame(rows)
+    summary["sims_to_top10"] = summary["sims_to_top10"].astype("Int64")
+    summary.attrs = dict(curves.attrs)
+    return summary
+
+
+def strategy_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy over its seeds: how many runs never reached the top-10 threshold, and the
+    median successful simulations to reach it, counting those runs as later than anything
+    (<NA> when at least half of the runs never reached it); medians of best IE and regret, mean
+    top-100 recall and simulated wall time."""
+    rows = []
+    for strategy, runs in summary.groupby("strategy", sort=False):
+        reach = runs["sims_to_top10"]
+        never = int(reach.isna().sum())
+        ordered = np.sort(reach.dropna().to_numpy(dtype=float))
+        values = np.concatenate([ordered, np.full(never, np.inf)])
+        median = float(np.median(values)) if len(values) else math.inf
+        rows.append({
+            "strategy": strategy,
+            "runs": len(runs),
+            "never_reached_top10": never,
+            "median_sims_to_top10": median if math.isfinite(median) else pd.NA,
+            "median_best_ie": float(runs["best_ie"].median()),
+            "median_regret_ev": float(runs["regret_ev"].median()),
+            "mean_top100_recall": float(runs["top100_recall"].mean()),
+            "mean_wall_time_s": float(runs["wall_time_s"].mean()),
+        })
+    table = pd.DataFrame(rows).set_index("strategy")
+    table["median_sims_to_top10"] = table["median_sims_to_top10"].astype("Float64")
+    return table
+
+
+# --------------------------------------------------------------------------- the figure
+
+
+def band(curves: pd.DataFrame, column: str, low: float = 0.1, high: float = 0.9) -> pd.DataFrame:
+    """Per strategy and n: mean, the ``low`` and ``high`` quantiles of ``column`` over seeds,
+    and how many runs got that far."""
+    grouped = curves.groupby(["strategy", "n"], sort=False)[column]
+    out = pd.DataFrame({"mean": grouped.mean(), "low": grouped.quantile(low),
+                        "high": grouped.quantile(high), "runs": grouped.size()})
+    return out.reset_index()
+
+
+def plot_comparison(
+    curves: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    marks: Yardsticks | None = None,
+    low: float = 0.1,
+    high: float = 0.9,
+) -> Path:
+    """Best IE found so far and top-100 recall against successful simulations: per strategy
+    the mean over seeds and the ``low``-``high`` quantile band; the global best as a line;
+    the table's coverage in the title. Saved as PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    marks = _marks_for(curves, marks)
+    fig, (ax_ie, ax_rec) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    strategies = list(dict.fromkeys(curves["strategy"]))
+    for i, strategy in enumerate(strategies):
+        color = colors[i % len(colors)]
+        runs = curves.loc[curves["strategy"] == strategy, "seed"].nunique()
+        for ax, column in ((ax_ie, "best_ie"), (ax_rec, "top100_recall_so_far")):
+            b = band(curves[curves["strategy"] == strategy], column, low, high)
+            ax.plot(b["n"], b["mean"], color=color, lw=2, label=f"{strategy} ({runs} seeds)")
+            ax.fill_between(b["n"], b["low"], b["high"], color=color, alpha=0.12, lw=0)
+    if marks.global_best_ie is not None:
+        ax_ie.axhline(marks.global_best_ie, color="black", ls=":", lw=1.2,
+                      label=f"global best {marks.global_best_ie:.2f} eV ({marks.global_best_smiles})")
+    if marks.threshold(REACH_K) is not None:
+        ax_ie.axhline(marks.threshold(REACH_K), color="grey", ls="--", lw=1,
+                      label=f"top-{REACH_K} threshold {marks.threshold(REACH_K):.2f} eV")
+    ax_ie.set_xlabel("successful simulations")
+    ax_ie.set_ylabel("best IE found so far (eV)")
+    ax_ie.legend(loc="lower right", fontsize=7)
+    ax_rec.set_xlabel("successful simulations")
+    top = len(marks.top_k[RECALL_K])
+    ax_rec.set_ylabel(f"top-{RECALL_K} recall (share of the {top} best found)")
+    ax_rec.set_ylim(bottom=0)
+    ax_rec.legend(loc="upper left", fontsize=7)
+    band_text = f"mean over seeds, band {100 * low:.0f}-{100 * high:.0f} %"
+    space = curves.attrs.get("search_space", marks.search_space)
+    fig.suptitle(f"REPLAY of {space!r} (retrospective, simulated clock, never graded): "
+                 f"{band_text}\n{marks.coverage}", fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

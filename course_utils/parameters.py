@@ -1,0 +1,121 @@
+"""What defines a campaign, checked before anything runs or is written."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from course_utils.configs import CONFIG_NAMES
+from course_utils.simulators import SIMULATORS
+
+ACQUISITIONS = ("greedy", "ucb", "epsilon-greedy", "random")
+MODES = ("batch", "streaming")
+N_NEIGHBORS = 4
+# Parameters that define *which* campaign a folder holds; the budget may grow on resume.
+RESUME_KEYS = ("initial_training_count", "batch_size", "seed", "acquisition", "mode",
+               "search_space", "ucb_kappa", "epsilon", "simulator")
+
+
+class CampaignParameterError(ValueError):
+    """Parameters that cannot make a campaign; the message is one line naming them."""
+
+
+@dataclass
+class CampaignParameters:
+    """Everything that defines a campaign; defaults run in about a minute on 2 cores."""
+
+    initial_training_count: int = 8
+    max_training_count: int = 24
+    batch_size: int = 4
+    seed: int = 0
+    acquisition: str = "greedy"
+    mode: str = "batch"
+    search_space: str = "qm9"
+    config: str = "local"
+    workers: int | None = None
+    ucb_kappa: float = 1.0
+    epsilon: float = 0.1
+    retrain_after: int | None = None
+    score_chunks: int | None = None
+    engine: str | None = None
+    simulation_walltime: float = 300.0
+    max_failures: int | None = None
+    #: ``xtb`` runs the real simulations; ``replay`` answers from the ground-truth table.
+    simulator: str = "xtb"
+    #: Table that ``replay`` answers from: a file from ``truth build``; default: the packaged one.
+    ground_truth: str | None = None
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> CampaignParameters:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise CampaignParameterError(f"unknown parameter(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self, search_space_size: int | None = None) -> None:
+        """Raise :class:`CampaignParameterError` with a one-line reason naming the parameters."""
+        def fail(message: str) -> None:
+            raise CampaignParameterError(message)
+
+        def is_int(value: Any) -> bool:
+            return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+        for name in ("initial_training_count", "max_training_count", "batch_size", "seed"):
+            value = getattr(self, name)
+            if not is_int(value):
+                fail(f"{name} must be an integer, got {value!r}")
+        # Optional counts: a float or a bool here is a typo that would misbehave much later.
+        for name in ("workers", "retrain_after", "score_chunks", "max_failures"):
+            value = getattr(self, name)
+            if value is not None and not is_int(value):
+                fail(f"{name} must be an integer, got {value!r}")
+        # nan passes every comparison below unnoticed, and inf makes a walltime or a score useless.
+        for name in ("simulation_walltime", "ucb_kappa", "epsilon"):
+            value = getattr(self, name)
+            if (not isinstance(value, int | float | np.integer | np.floating)
+                    or isinstance(value, bool) or not math.isfinite(value)):
+                fail(f"{name} ({value!r}) must be a finite number")
+        if self.seed < 0:
+            fail(f"seed ({self.seed}) must be a non-negative integer")
+        if self.initial_training_count < N_NEIGHBORS:
+            fail(f"initial_training_count ({self.initial_training_count}) must be at least "
+                 f"{N_NEIGHBORS}: the model averages {N_NEIGHBORS} nearest neighbours")
+        if self.initial_training_count >= self.max_training_count:
+            fail(f"initial_training_count ({self.initial_training_count}) must be smaller than "
+                 f"max_training_count ({self.max_training_count}), or no model-guided "
+                 "simulation would run")
+        if self.batch_size < 1:
+            fail(f"batch_size ({self.batch_size}) must be at least 1")
+        if search_space_size is not None and self.max_training_count > search_space_size:
+            fail(f"max_training_count ({self.max_training_count}) is larger than the search "
+                 f"space ({search_space_size} molecules)")
+        if self.acquisition not in ACQUISITIONS:
+            fail(f"acquisition {self.acquisition!r} is unknown; choose one of "
+                 f"{', '.join(ACQUISITIONS)}")
+        if self.simulator not in SIMULATORS:
+            fail(f"simulator {self.simulator!r} is unknown; choose one of {', '.join(SIMULATORS)}")
+        if self.mode not in MODES:
+            fail(f"mode {self.mode!r} is unknown; choose one of {', '.join(MODES)}")
+        if str(self.config).lower() not in CONFIG_NAMES:
+            fail(f"config {self.config!r} is unknown; choose one of {', '.join(CONFIG_NAMES)}")
+        if self.workers is not None and self.workers < 1:
+            fail(f"workers ({self.workers!r}) must be a positive integer")
+        if not 0.0 <= self.epsilon <= 1.0:
+            fail(f"epsilon ({self.epsilon}) must be between 0 and 1")
+        if self.ucb_kappa < 0:
+            fail(f"ucb_kappa ({self.ucb_kappa}) must be >= 0")
+        if self.retrain_after is not None and self.retrain_after < 1:
+            fail(f"retrain_after ({self.retrain_after}) must be at least 1")
+        if self.score_chunks is not None and self.score_chunks < 1:
+            fail(f"score_chunks ({self.score_chunks}) must be at least 1")
+        if self.simulation_walltime <= 0:
+            fail(f"simulation_walltime ({self.simulation_walltime}) must be positive")
+        if self.max_failures is not None and self.max_failures < 0:
+            fail(f"max_failures ({self.max_failures}) must be >= 0")
