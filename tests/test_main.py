@@ -88,3 +88,19 @@ def test_folder_in_use_by_another_run(tmp_path):
         holder.stdout.close()
     assert f"PID {holder.pid}" in line and "--out" in line
     assert sorted(p.name for p in out.iterdir()) == [rec.LOCK_FILE]  # nothing else touched
+
+
+def test_two_identical_runs_started_together_do_not_mix(small_space, tmp_path):
+    out = tmp_path / "shared"
+    cmd = [sys.executable, "-m", "course_utils", "run", "--initial-training-count", "4",
+           "--max-training-count", "8", "--batch-size", "2", "--seed", "9", "--workers", "2",
+           "--search-space", str(small_space), "--out", str(out), "--quiet"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outcomes = [(p.wait(timeout=300), p.communicate()[1]) for p in (first, second)]
+    codes = sorted(code for code, _ in outcomes)
+    assert codes == [0, 2], outcomes
+    refused = next(err for code, err in outcomes if code == 2).strip().splitlines()
+    assert len(refused) == 1 and "in use by another run" in refused[0] and "PID" in refused[0]
+    sims = rec.read_simulations(out)
+    assert sims["smiles"].is_unique and (sims["status"] == "ok").sum() == 8
