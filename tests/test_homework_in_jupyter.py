@@ -58,11 +58,14 @@ def jupyter_kernel(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
+        deadline = time.time() + 180  # a busy 2-core machine can take a minute to start it
+        while True:
             try:
                 _request(f"{base}/api/status", token)
                 break
             except OSError:
+                if time.time() > deadline:
+                    raise
                 time.sleep(0.2)
         kernel = "ml-in-the-loop" if "ml-in-the-loop" in kernelspec.find_kernel_specs() \
             else "python3"
