@@ -39,6 +39,10 @@ def _run_parser(sub) -> None:
                      help="xtb (real simulations) | replay (answers from the ground-truth table, "
                           "instant, simulated clock; use --search-space truth:qm9 while the "
                           "table is partial)")
+    run.add_argument("--stop", default=defaults.stop,
+                     help="when the search is done: budget (default: only the budget) | "
+                          "converged:window=W,delta=D[,top=K] | predicted:delta=D[,min_points=M]"
+                          " (D in eV); a run a rule stopped is finished")
     run.add_argument("--out", type=Path, required=True, help="output folder")
     run.add_argument("--account", default=None, help="Polaris: ALCF project to charge")
     run.add_argument("--queue", default=None, help="Polaris: debug|prod|...")
@@ -116,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     from course_utils.campaign import CampaignInterrupted, CampaignParameterError, run_campaign
     from course_utils.records import FolderInUseError, ResumeMismatchError
     from course_utils.search_space import SearchSpaceError
+    from course_utils.stopping import is_finished_status
 
     names = {f.name for f in fields(CampaignParameters)}
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
@@ -152,7 +157,9 @@ def _run(args: argparse.Namespace) -> int:
     written = existing_outputs(args.out)
     print(f"outputs in {args.out}/: {', '.join(written)}" if written
           else f"no output files in {args.out}/")
-    return 0 if result.results["status"] == "complete" else 1
+    if result.results["status"].startswith("stopped early"):
+        print(result.results["message"])
+    return 0 if is_finished_status(result.results["status"]) else 1
 
 
 def _out_folder_problem(out: Path) -> str | None:

@@ -48,13 +48,19 @@ from course_utils.resilience import (  # noqa: F401 - CampaignInterrupted is re-
     stop_signals,
 )
 from course_utils.simulators import ReplayMissingError
+from course_utils.stopping import (
+    StopDecision,
+    history_from_records,
+    parse_stop_rule,
+    stopped_early_status,
+)
 
 
 # --- the run ---------------------------------------------------------------------------------
 def _as_lookup(predictions: pd.DataFrame | None) -> dict[str, float]:
     if predictions is None:
         return {}
-    return dict(zip(predictions["smiles"], predictions["ie"], strict=True))
+    return dict(zip(predictions["smiles"].tolist(), predictions["ie"].tolist(), strict=True))
 
 
 @dataclass
@@ -124,6 +130,9 @@ class Campaign:
         self._lost: Counter[str] = Counter()
         self._last_progress = time.monotonic()
         self.stop_requested: str | None = None  # set by a signal; acted on at a safe point
+        self.stop_rule = parse_stop_rule(self.parameters.stop)  # when the search is done
+        self.stop_decision: StopDecision | None = None  # set once the rule fires
+        self._stopped_at: dict[str, Any] = {}
 
     def release_lock(self) -> None:
         """Let another run write into ``out_dir`` (idempotent); the run's last step."""
@@ -381,9 +390,12 @@ class Campaign:
             try:
                 self._write_results("running", "")
                 self.initial_batch()
-                if self.n_ok >= p.initial_training_count and p.mode == "batch":
+                # A resumed run asks its stop rule first: its records may already satisfy it.
+                ready = (self.n_ok >= p.initial_training_count
+                         and not self._ask_stop_rule(on_resume=True))
+                if ready and p.mode == "batch":
                     self._run_batches()
-                elif self.n_ok >= p.initial_training_count:
+                elif ready:
                     self._run_streaming()
             except KeyboardInterrupt as err:  # keep what finished, say how to go on
                 self._cancel_pending()
@@ -413,6 +425,8 @@ class Campaign:
         p = self.parameters
         if self.n_ok >= p.max_training_count:
             return "complete", ""
+        if self.stop_decision is not None:
+            return stopped_early_status(self.stop_decision.rule), self._stop_message()
         if self.n_failed > self.max_failures:
             return "stopped", (f"stopped with {self.n_ok} of {p.max_training_count} successful "
                                f"simulations: {self.n_failed} failures, more than "
@@ -450,6 +464,8 @@ class Campaign:
             self.record_iteration(iteration, training_size, rows, t1 - t0, t2 - t1, t3 - t2)
             if not rows:
                 break  # search space exhausted
+            if self._ask_stop_rule():
+                break
 
     def record_iteration(self, iteration: int, training_size: int, rows: list[dict],
                           model_s: float, select_s: float, simulate_s: float) -> None:
@@ -511,6 +527,8 @@ class Campaign:
                     self.record_iteration(generation, scoring_size, gen_rows, model_s, 0, 0)
                     generation += 1
                     gen_rows = []
+                    if self._ask_stop_rule():
+                        break  # the running simulations are still collected below
                 predicted = _as_lookup(predictions)
                 ranking = self.pick(predictions, generation)
                 scoring, scoring_size = None, self.n_ok
@@ -529,6 +547,65 @@ class Campaign:
             gen_rows.extend(self._wait_rows()[0])
         if gen_rows:
             self.record_iteration(generation, scoring_size, gen_rows, 0, 0, 0)
+
+    # --- stop rule ----------------------------------------------------------------------
+    def _ask_stop_rule(self, on_resume: bool = False) -> bool:
+        """Ask the stop rule about the whole history (resumed records too); True once it fired.
+
+        Only while budget is left (at the budget the run is complete anyway) and once an
+        iteration exists: the initial random batch alone says nothing about the search.
+        """
+        if self.stop_decision is not None:
+            return True
+        p = self.parameters
+        if not self.recorder.iterations or self.n_ok >= p.max_training_count:
+            return False
+        history = history_from_records(self.recorder.simulations, self.recorder.iterations,
+                                       p.max_training_count)
+        self.stop_decision = self.stop_rule.check(history)
+        if self.stop_decision is not None:
+            self._stopped_at = {"elapsed_s": self.elapsed(), "on_resume": on_resume}
+        return self.stop_decision is not None
+
+    def _seconds_per_success(self) -> float | None:
+        """Mean compute seconds of a successful simulation so far (None if none is timed)."""
+        spans = [float(r["end_time"]) - float(r["start_time"]) for r in self.recorder.successes
+                 if r.get("end_time") is not None and r.get("start_time") is not None]
+        spans = [s for s in spans if math.isfinite(s) and s >= 0]
+        return float(np.mean(spans)) if spans else None
+
+    def stopping_block(self) -> dict[str, Any]:
+        """results.json's ``stopping``: the rule, whether and when it fired, what it saved."""
+        d = self.stop_decision
+        block: dict[str, Any] = {
+            "rule": self.stop_rule.text, "fired": d is not None, "at_iteration": None,
+            "at_simulations": None, "elapsed_s": None, "on_resume": False, "reason": None,
+            "predicted": None, "saved": None}
+        if d is None:
+            return block
+        left = max(self.parameters.max_training_count - self.n_ok, 0)
+        per_sim, workers = self._seconds_per_success(), self._workers()
+        block.update(
+            at_iteration=d.iteration, at_simulations=d.simulations, reason=d.reason,
+            elapsed_s=self._stopped_at.get("elapsed_s"),
+            on_resume=bool(self._stopped_at.get("on_resume")), predicted=d.curve,
+            saved={"simulations": left, "seconds_per_simulation": per_sim, "workers": workers,
+                   "seconds": None if per_sim is None else left * per_sim / workers})
+        return block
+
+    def _stop_message(self) -> str:
+        block, p = self.stopping_block(), self.parameters
+        saved = block["saved"]
+        text = (f"stopped early by the rule {block['rule']} at iteration {block['at_iteration']} "
+                f"with {block['at_simulations']} of {p.max_training_count} successful "
+                f"simulations: {block['reason']}")
+        if block["on_resume"]:
+            return text + ("; the rule already held on the resumed records, so this run stopped "
+                           "at once without a new simulation: run again with another rule "
+                           "(e.g. --stop budget) to go on")
+        seconds = f" (about {saved['seconds']:.0f} s)" if saved["seconds"] is not None else ""
+        return text + (f"; saved {saved['simulations']} simulations of the budget{seconds}; run "
+                       "again with another rule (e.g. --stop budget) to go on")
 
     def _cancel_pending(self) -> None:
         """On an interrupt, keep what already finished; unfinished work is simply redone later."""
@@ -580,6 +657,7 @@ class Campaign:
         results["resumed_from_simulations"] = self.resumed
         results["simulator"] = self.parameters.simulator
         results["replayed"] = self.replayed
+        results["stopping"] = self.stopping_block()
         if evaluate:
             results["evaluation"] = self.evaluation()
         rec.atomic_write_json(self.out_dir / rec.RESULTS_FILE, results)

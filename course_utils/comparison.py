@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from course_utils import records as rec
+
 #: The acquisitions of the kit, as notebook 5 compares them: name -> campaign parameters.
 DEFAULT_STRATEGIES: dict[str, dict[str, Any]] = {
     "greedy": {"acquisition": "greedy"},
@@ -48,9 +50,10 @@ CURVE_COLUMNS = ["strategy", "seed", "n", "smiles", "ie", "best_ie", "top100_rec
 #: Parameters a strategy may not set: the grid decides them for every run alike.
 _GRID_KEYS = ("initial_training_count", "max_training_count", "batch_size", "seed", "workers",
               "simulator", "search_space", "ground_truth")
-#: Files a campaign folder may hold; only such a folder is replaced by a new grid run.
-_RUN_FILES = {"results.json", "parameters.json", "simulations.csv", "iterations.csv",
-              "ml_in_the_loop.png", ".run.lock"}
+#: Files a campaign folder may hold (and their ``.tmp`` versions, left by an interrupted
+#: write); only such a folder is replaced by a new grid run.
+_RUN_FILES = {rec.RESULTS_FILE, rec.PARAMETERS_FILE, rec.SIMULATIONS_FILE, rec.ITERATIONS_FILE,
+              rec.PLOT_FILE, rec.LOCK_FILE}
 
 
 # --------------------------------------------------------------------------- the yardsticks
@@ -192,8 +195,8 @@ def _fresh_folder(path: Path) -> None:
     replaced; anything else in the way is an error, never deleted."""
     if not path.exists():
         return
-    names = {p.name for p in path.iterdir()}
-    if not path.is_dir() or names - _RUN_FILES:
+    names = {p.name.removesuffix(".tmp") for p in path.iterdir()} if path.is_dir() else {""}
+    if names - _RUN_FILES:
         raise FileExistsError(f"{path} exists and is not a campaign folder: choose another out_dir")
     shutil.rmtree(path)
 
@@ -256,7 +259,8 @@ def replay_grid(
     jobs = [_Job(name, seed, {**common, **values, "seed": seed},
                  str(out / _slug(name) / f"seed-{seed:03d}"))
             for name, values in strategies.items() for seed in seeds]
-    _check_parameters(jobs[0].parameters)
+    for job in jobs[::len(seeds)]:  # one per strategy: only the seed differs within one
+        _check_parameters(job.parameters)
 
     stamp = _stamp(search_space, ground_truth)
     marks = yardsticks(search_space, ground_truth)  # also warms this process (and forks)

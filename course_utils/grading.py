@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from course_utils import records as rec
+from course_utils.stopping import is_finished_status
 
 LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_PNG = "leaderboard.png"
@@ -244,14 +245,18 @@ def check_records(results: dict[str, Any], sims: pd.DataFrame) -> dict[str, Any]
     if results.get("replayed") or params.get("simulator") == "replay":
         raise BrokenSubmission("replayed run: its simulations were answered from the ground-truth "
                                "table, not computed; hand in a real run")
-    if status != "complete":
+    stopped_early = is_finished_status(status) and status != "complete"
+    if not is_finished_status(status):
         raise BrokenSubmission(f"unfinished run (status {status!r}): {len(ok)} of {budget} "
                                "successful simulations")
+    if stopped_early and not (results.get("stopping") or {}).get("fired"):
+        raise BrokenSubmission(f"results.json says {status!r}, but its stopping block does not "
+                               "record a rule that fired")
     if ok.empty or not best:
         raise BrokenSubmission("no successful simulation recorded")
     if ok["ie"].isna().any() or ok["elapsed_s"].isna().any():
         raise BrokenSubmission("simulations.csv has successful rows without an IE or a time")
-    if isinstance(budget, int) and len(ok) < budget:
+    if isinstance(budget, int) and len(ok) < budget and not stopped_early:
         raise BrokenSubmission(f"results.json says complete, but simulations.csv holds {len(ok)} "
                                f"of {budget} successful simulations")
     if _number(totals.get("successful")) != len(ok):

@@ -13,6 +13,7 @@ the space. Anything that uses a partial table states its coverage and never gues
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -122,10 +123,16 @@ def load_ground_truth(space: str = "qm9") -> pd.DataFrame:
             f"no ground-truth table is shipped for {space!r} (looked for {path.name}); "
             "build one with `python -m course_utils truth build`"
         )
-    df = read_table(path)
-    df = df[df["status"] != LOST].reset_index(drop=True)
+    df = _read_packaged(str(path), path.stat().st_mtime_ns, space).copy()
     df.attrs["coverage"] = Coverage(len(df), _space_size(space), space)
     return df
+
+
+@functools.lru_cache(maxsize=4)
+def _read_packaged(path: str, mtime_ns: int, space: str) -> pd.DataFrame:
+    """Parsed once per process and file version: replays and evaluations ask for it often."""
+    df = read_table(path)
+    return df[df["status"] != LOST].reset_index(drop=True)
 
 
 @dataclass(frozen=True)

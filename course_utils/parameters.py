@@ -10,6 +10,7 @@ import numpy as np
 
 from course_utils.configs import CONFIG_NAMES
 from course_utils.simulators import SIMULATORS
+from course_utils.stopping import StopRuleError, parse_stop_rule
 
 ACQUISITIONS = ("greedy", "ucb", "epsilon-greedy", "random")
 MODES = ("batch", "streaming")
@@ -47,6 +48,10 @@ class CampaignParameters:
     simulator: str = "xtb"
     #: Table that ``replay`` answers from: a file from ``truth build``; default: the packaged one.
     ground_truth: str | None = None
+    #: When the search is done (:mod:`course_utils.stopping`): ``budget`` (only the budget),
+    #: ``converged:window=W,delta=D[,top=K]`` or ``predicted:delta=D[,min_points=M]``.
+    #: Not a resume key: a stopped run may go on with another rule or a larger budget.
+    stop: str = "budget"
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> CampaignParameters:
@@ -119,3 +124,10 @@ class CampaignParameters:
             fail(f"simulation_walltime ({self.simulation_walltime}) must be positive")
         if self.max_failures is not None and self.max_failures < 0:
             fail(f"max_failures ({self.max_failures}) must be >= 0")
+        if not isinstance(self.stop, str):
+            fail(f"stop must be a string such as 'budget' or 'converged:window=3,delta=0.01', "
+                 f"got {self.stop!r}")
+        try:
+            parse_stop_rule(self.stop)
+        except StopRuleError as err:
+            fail(str(err))

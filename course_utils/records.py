@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import errno
 import fcntl
+import functools
 import json
 import math
 import os
@@ -405,6 +406,14 @@ def _read_json_object(path: Path) -> dict[str, Any] | None:
 
 def environment_info(engine: str | None = None) -> dict[str, Any]:
     """Where and with what a run happened, for the results file and for graders."""
+    import copy
+
+    return copy.deepcopy(_environment_info(engine))
+
+
+@functools.cache
+def _environment_info(engine: str | None) -> dict[str, Any]:
+    # Reading package metadata costs milliseconds; results.json is rewritten every iteration.
     versions = {}
     for package in ("course-utils", "parsl", "rdkit", "scikit-learn", "numpy", "pandas",
                     "ase", "xtb", "tblite"):

@@ -75,7 +75,8 @@ def jupyter_kernel(tmp_path):
             connection_file=str(runtime / f"kernel-{session['kernel']['id']}.json"))
         client.load_connection_file()
         client.start_channels()
-        client.wait_for_ready(timeout=60)
+        client.hb_channel.time_to_dead = 10.0  # a busy machine answers heartbeats late
+        client.wait_for_ready(timeout=120)
         yield client
         client.stop_channels()
     finally:

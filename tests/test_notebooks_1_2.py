@@ -160,5 +160,6 @@ def test_notebook_1_cells_can_be_rerun_in_the_same_kernel(tmp_path):
                     client.execute_cell(cell, index)  # raises CellExecutionError on an error
                     errors += [o for o in cell.outputs if o.output_type == "error"]
     assert errors == []
-    assert "IE of c1ccccc1   14.215 eV" in nb.cells[with_cells[0]].outputs[0]["text"]
+    printed = "".join(o.get("text", "") for o in nb.cells[with_cells[0]].outputs)
+    assert "IE of c1ccccc1   14.215 eV" in printed  # a busy kernel may split the stream
     assert (tmp_path / "outputs" / "1_run_simulation" / "simulations.csv").is_file()

@@ -1,0 +1,382 @@
+"""The stop-rule part: when is the search done?
+
+A rule is spelled as a string, the same in :class:`~course_utils.parameters.CampaignParameters`
+(``stop``), on the command line (``--stop``) and in the notebooks:
+
+``budget``
+    the default: only the budget (``max_training_count`` successful simulations) ends a run.
+``converged:window=W,delta=D[,top=K]``
+    stop once the best IE found (with ``top=K``: the mean of the K best found) rose by less
+    than D eV over the last W iterations (MolPAL's rule).
+``predicted:delta=D[,min_points=M]``
+    fit a saturating curve to best-so-far against successful simulations (at least M of them)
+    and stop once the rise it predicts from here to the budget is below D eV (the
+    learning-curve extrapolation of neural-architecture search, applied to our search).
+
+The engine asks its rule after each iteration (:meth:`StopRule.check`) with a
+:class:`StopHistory` made from the records (:func:`history_from_records`), so a resumed run
+re-evaluates the rule on everything it holds. Nothing here runs or writes anything.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+RULES = ("budget", "converged", "predicted")
+SPELLINGS = ("budget", "converged:window=W,delta=D[,top=K]", "predicted:delta=D[,min_points=M]")
+#: Status of a run a rule ended: finished, not an error (``stopped early (converged)``).
+STOPPED_EARLY = "stopped early"
+
+
+class StopRuleError(ValueError):
+    """A stop rule that cannot be read; the message is one line naming the bad part."""
+
+
+def stopped_early_status(rule: str) -> str:
+    return f"{STOPPED_EARLY} ({rule})"
+
+
+def is_finished_status(status: Any) -> bool:
+    """A finished run: it met its budget (``complete``) or a stop rule ended it."""
+    return isinstance(status, str) and (status == "complete" or status.startswith(STOPPED_EARLY))
+
+
+# --- what a rule sees and what it says ---------------------------------------------------------
+@dataclass(frozen=True)
+class StopHistory:
+    """A campaign so far, as the rules see it.
+
+    ``ies``: the IE (eV) of each successful simulation, in arrival order. ``ends``: how many of
+    them were done at each point of the history: after the initial batch, then after each
+    iteration. ``iterations``: the iteration number of each point (0 for the initial batch).
+    ``budget``: successful simulations the run may use in all.
+    """
+
+    ies: tuple[float, ...]
+    ends: tuple[int, ...]
+    iterations: tuple[int, ...]
+    budget: int
+
+    def __post_init__(self) -> None:
+        if len(self.ends) != len(self.iterations):
+            raise ValueError("ends and iterations must have one entry per point")
+        if any(b < a for a, b in zip(self.ends, self.ends[1:], strict=False)):
+            raise ValueError("ends must not decrease")
+        if self.ends and not (0 <= self.ends[0] and self.ends[-1] <= len(self.ies)):
+            raise ValueError("ends must count successes that are in ies")
+
+    @classmethod
+    def per_iteration(cls, ies: Sequence[float], new_per_iteration: Sequence[int],
+                      initial: int, budget: int) -> StopHistory:
+        """A history from the initial batch's size and each iteration's new successes."""
+        ends = np.cumsum([initial, *new_per_iteration]).astype(int).tolist()
+        return cls(tuple(float(v) for v in ies), tuple(ends), tuple(range(len(ends))), budget)
+
+    @property
+    def points(self) -> int:
+        return len(self.ends)
+
+    @property
+    def iteration(self) -> int:
+        return self.iterations[-1] if self.iterations else 0
+
+    @property
+    def simulations(self) -> int:
+        """Successful simulations done at the last point."""
+        return self.ends[-1] if self.ends else 0
+
+    @property
+    def best(self) -> list[float]:
+        """Best IE found at each point (NaN before the first success)."""
+        curve = self.curve
+        return [curve[end - 1] if end else math.nan for end in self.ends]
+
+    def top_mean(self, k: int) -> list[float]:
+        """Mean IE of the ``k`` best found at each point (NaN while fewer than ``k`` exist)."""
+        heap: list[float] = []
+        out, done = [], 0
+        for end in self.ends:
+            for value in self.ies[done:end]:
+                (heapq.heappush if len(heap) < k else heapq.heappushpop)(heap, value)
+            done = end
+            out.append(float(np.mean(heap)) if len(heap) >= k else math.nan)
+        return out
+
+    @property
+    def curve(self) -> list[float]:
+        """Best-so-far after each successful simulation (x = 1, 2, ... successes)."""
+        return np.maximum.accumulate(np.asarray(self.ies, float)).tolist() if self.ies else []
+
+
+def history_from_records(simulations: Iterable[Mapping[str, Any]],
+                         iterations: Iterable[Mapping[str, Any]], budget: int) -> StopHistory:
+    """The history of a campaign folder's records (the recorder's rows, live or resumed).
+
+    Successes arrive in the order of ``simulations``; an iteration holds those that arrived
+    before it was recorded (by the campaign clock ``elapsed_s``). The first point is the
+    initial batch: the ``training_size`` of the first iteration.
+    """
+    ok = [r for r in simulations if r.get("status") == "ok"]
+    ies = tuple(float(r["ie"]) for r in ok)
+    times = np.maximum.accumulate(np.nan_to_num(
+        np.asarray([float(r.get("elapsed_s") or math.nan) for r in ok], float), nan=np.inf))
+    its = list(iterations)
+    ends, numbers = [], []
+    if its:
+        ends.append(min(int(its[0]["training_size"]), len(ies)))
+        numbers.append(int(its[0]["iteration"]) - 1)
+    for row in its:
+        end = int(np.searchsorted(times, float(row["elapsed_s"]), side="right"))
+        ends.append(max(end, ends[-1]))
+        numbers.append(int(row["iteration"]))
+    return StopHistory(ies, tuple(ends), tuple(numbers), int(budget))
+
+
+@dataclass(frozen=True)
+class SaturatingFit:
+    """best(n) = a - b*exp(-n/c) or a - b/(n+c), fitted to a best-so-far curve.
+
+    ``method``: ``grid`` (exact on a grid of c) or ``curve_fit`` (polished from there).
+    """
+
+    model: str
+    a: float
+    b: float
+    c: float
+    rmse_ev: float
+    method: str
+
+    def __call__(self, n: float | np.ndarray) -> Any:
+        return _MODELS[self.model](np.asarray(n, float), self.a, self.b, self.c)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "a": self.a, "b": self.b, "c": self.c,
+                "rmse_ev": self.rmse_ev, "method": self.method}
+
+
+def _exponential(n, a, b, c):
+    return a - b * np.exp(-n / c)
+
+
+def _hyperbolic(n, a, b, c):
+    return a - b / (n + c)
+
+
+_MODELS = {"a - b*exp(-n/c)": _exponential, "a - b/(n+c)": _hyperbolic}
+
+
+def fit_saturating(best: Sequence[float], horizon: int | None = None) -> SaturatingFit:
+    """Fit both saturating curves to ``best`` (x = 1..len) and keep the closer one.
+
+    For a fixed ``c`` both curves are straight lines in ``(a, b)``, so each is fitted exactly
+    on a log grid of ``c`` (``b >= 0``: the curve never falls), and the best grid point is then
+    polished with :func:`scipy.optimize.curve_fit` (kept only if it fits better). ``c`` runs up
+    to 100 times ``horizon`` (the budget): there the curve is nearly a straight line, so a curve
+    still climbing predicts a large gain. The grid always has an answer, even for a flat curve.
+    """
+    y = np.asarray(best, float)
+    x = np.arange(1, len(y) + 1, dtype=float)
+    c_min, c_max = 1e-2, 100.0 * max(len(y), horizon or 0, 1)
+    fits = [_fit_model(model, x, y, c_min, c_max) for model in _MODELS]
+    return min(fits, key=lambda f: f.rmse_ev)
+
+
+def _fit_model(model: str, x: np.ndarray, y: np.ndarray, c_min: float, c_max: float
+               ) -> SaturatingFit:
+    """One curve: exact (a, b) on a grid of c, then a short curve_fit polish."""
+    from scipy.optimize import curve_fit
+
+    function = _MODELS[model]
+    cs = np.geomspace(c_min, c_max, 240)
+    g = function(x[None, :], 0.0, 1.0, cs[:, None])  # rising in x: f = a + b*g, b >= 0
+    g_mean, y_mean = g.mean(axis=1), y.mean()
+    var = ((g - g_mean[:, None]) ** 2).sum(axis=1)
+    cov = ((g - g_mean[:, None]) * (y - y_mean)).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = np.clip(np.where(var > 1e-300, cov / var, 0.0), 0.0, None)
+    a = y_mean - b * g_mean
+    sse = ((a[:, None] + b[:, None] * g - y) ** 2).sum(axis=1)
+    i = int(np.nanargmin(sse))
+    params, best_sse, method = (float(a[i]), float(b[i]), float(cs[i])), float(sse[i]), "grid"
+    if len(y) >= 4 and best_sse > 0:
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                polished, _ = curve_fit(function, x, y, p0=params, maxfev=200,
+                                        bounds=([-np.inf, 0.0, c_min], [np.inf, np.inf, c_max]))
+            polished_sse = float(((function(x, *polished) - y) ** 2).sum())
+            if math.isfinite(polished_sse) and polished_sse < best_sse:
+                params, best_sse, method = tuple(map(float, polished)), polished_sse, "curve_fit"
+        except (RuntimeError, ValueError, FloatingPointError):
+            pass
+    return SaturatingFit(model, *params, float(np.sqrt(best_sse / len(y))), method)
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    """A rule fired: which, when, why; ``curve`` for ``predicted``."""
+
+    rule: str
+    iteration: int
+    simulations: int
+    reason: str
+    #: ``predicted`` only: the fitted curve, its value at the budget, the gain it predicts.
+    curve: dict[str, Any] | None = None
+    predicted_final_ev: float | None = None
+
+
+# --- the rules -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StopRule:
+    """A stop rule: :meth:`check` says whether the run should stop now."""
+
+    name: str = field(default="", init=False)
+
+    @property
+    def text(self) -> str:
+        """The canonical spelling, which :func:`parse_stop_rule` reads back."""
+        return self.name
+
+    def __str__(self) -> str:
+        return self.text
+
+    def check(self, history: StopHistory) -> StopDecision | None:
+        """A decision if the run should stop now, else None."""
+        return None
+
+
+@dataclass(frozen=True)
+class BudgetRule(StopRule):
+    """Only the budget stops the run (``budget``, the default): it never fires."""
+
+    name: str = field(default="budget", init=False)
+
+
+@dataclass(frozen=True)
+class ConvergedRule(StopRule):
+    window: int = 3
+    delta: float = 0.01
+    top: int | None = None
+    name: str = field(default="converged", init=False)
+
+    @property
+    def text(self) -> str:
+        top = f",top={self.top}" if self.top else ""
+        return f"converged:window={self.window},delta={self.delta:g}{top}"
+
+    def check(self, history: StopHistory) -> StopDecision | None:
+        if history.points <= self.window:
+            return None
+        if self.top:
+            values, what = history.top_mean(self.top), f"the mean of the top {self.top} found"
+        else:
+            values, what = history.best, "the best found"
+        now, then = values[-1], values[-1 - self.window]
+        if not (math.isfinite(now) and math.isfinite(then)):
+            return None
+        gain = now - then
+        if gain >= self.delta:
+            return None
+        return StopDecision(self.name, history.iteration, history.simulations,
+                            f"{what} rose by {gain:.3f} eV over the last {self.window} "
+                            f"iterations ({then:.3f} -> {now:.3f} eV), less than "
+                            f"delta={self.delta:g} eV")
+
+
+@dataclass(frozen=True)
+class PredictedRule(StopRule):
+    delta: float = 0.01
+    min_points: int = 20
+    name: str = field(default="predicted", init=False)
+
+    @property
+    def text(self) -> str:
+        return f"predicted:delta={self.delta:g},min_points={self.min_points}"
+
+    def check(self, history: StopHistory) -> StopDecision | None:
+        curve = history.curve[:history.simulations]
+        n = len(curve)
+        if n < self.min_points or n >= history.budget:
+            return None
+        fit = fit_saturating(curve, history.budget)
+        gain = max(float(fit(history.budget) - fit(n)), 0.0)
+        if not gain < self.delta:
+            return None
+        final = curve[-1] + gain
+        block = {**fit.to_dict(), "points": n, "budget": history.budget,
+                 "fit_now_ev": float(fit(n)), "fit_at_budget_ev": float(fit(history.budget)),
+                 "predicted_gain_ev": gain, "predicted_final_ev": final}
+        return StopDecision(self.name, history.iteration, history.simulations,
+                            f"the curve {fit.model} fitted to {n} successful simulations "
+                            f"predicts a gain of {gain:.3f} eV from the remaining "
+                            f"{history.budget - n} (best {curve[-1]:.3f} -> {final:.3f} eV), "
+                            f"less than delta={self.delta:g} eV",
+                            curve=block, predicted_final_ev=final)
+
+
+_OPTIONS = {"budget": {}, "converged": {"window": int, "delta": float, "top": int},
+            "predicted": {"delta": float, "min_points": int}}
+_REQUIRED = {"budget": (), "converged": ("window", "delta"), "predicted": ("delta",)}
+_MINIMUM = {"window": 1, "top": 1, "min_points": 4}
+
+
+def parse_stop_rule(text: str | StopRule | None) -> StopRule:
+    """The rule a string spells; :class:`StopRuleError` (one line naming the bad part) if none."""
+    if isinstance(text, StopRule):
+        return text
+    if text is None:
+        return BudgetRule()
+    if not isinstance(text, str):
+        raise StopRuleError(f"stop must be a string such as 'budget', got {text!r}")
+    spelled = text.strip()
+    head, _, tail = spelled.partition(":")
+    name = head.strip().lower()
+    where = f"stop {spelled!r}"
+    if name not in _OPTIONS:
+        raise StopRuleError(f"{where}: unknown rule {head.strip()!r}; choose one of "
+                            f"{', '.join(SPELLINGS)}")
+    options: dict[str, Any] = {}
+    for part in (p.strip() for p in tail.split(",")) if tail.strip() else ():
+        key, eq, value = (s.strip() for s in part.partition("="))
+        if not eq or not key or not value:
+            raise StopRuleError(f"{where}: {part!r} is not key=value")
+        if key not in _OPTIONS[name]:
+            allowed = ", ".join(_OPTIONS[name]) or "no options"
+            raise StopRuleError(f"{where}: unknown option {key!r} for {name} (takes {allowed})")
+        if key in options:
+            raise StopRuleError(f"{where}: {key} is given twice")
+        options[key] = _option(where, key, value, _OPTIONS[name][key])
+    missing = [k for k in _REQUIRED[name] if k not in options]
+    if missing:
+        raise StopRuleError(f"{where}: {name} needs {', '.join(f'{k}=...' for k in missing)} "
+                            f"({next(s for s in SPELLINGS if s.startswith(name))})")
+    if name == "converged":
+        return ConvergedRule(**options)
+    if name == "predicted":
+        return PredictedRule(**options)
+    return BudgetRule()
+
+
+def _option(where: str, key: str, value: str, kind: type) -> Any:
+    if kind is int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < _MINIMUM[key]:
+            raise StopRuleError(f"{where}: {key}={value} must be an integer >= {_MINIMUM[key]}")
+        return number
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise StopRuleError(f"{where}: {key}={value} must be a positive number of eV")
+    return number
