@@ -62,6 +62,19 @@ def _grade_parser(sub) -> None:
     grade.add_argument("--engine", default=None, help="xtb|tblite for the check (default: auto)")
 
 
+def _figures_parser(sub) -> None:
+    figures = sub.add_parser(
+        "figures", help="regenerate every figure of finished runs from their records",
+        description="For each run folder: DIR/<run>/campaign.png, model_error.png, "
+                    "utilization.png, ie_distribution.png; for all of them DIR/leaderboard.png. "
+                    "A path that is not a run folder stops the command with one line (exit 2) "
+                    "before anything is written.")
+    figures.add_argument("paths", nargs="+", type=Path, help="run output folders")
+    figures.add_argument("--out", type=Path, required=True, help="folder for the figures")
+    figures.add_argument("--ground-truth", default="qm9",
+                         help="ground-truth table file, or a shipped space's name (default qm9)")
+
+
 def _truth_parser(sub) -> None:
     truth = sub.add_parser("truth", help="build or inspect the ground-truth table of a search space")
     verbs = truth.add_subparsers(dest="verb", required=True)
@@ -189,6 +202,12 @@ def _grade(args: argparse.Namespace) -> int:
     return grade_main(args.paths, args.out, verify=not args.no_verify, engine=args.engine)
 
 
+def _figures(args: argparse.Namespace) -> int:
+    from course_utils.figures import figures_main
+
+    return figures_main(args.paths, args.out, truth=args.ground_truth)
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -200,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     _run_parser(sub)
     _grade_parser(sub)
     _truth_parser(sub)
+    _figures_parser(sub)
     args = parser.parse_args(argv)
-    handlers = {"run": _run, "grade": _grade, "truth": _truth}
+    handlers = {"run": _run, "grade": _grade, "truth": _truth, "figures": _figures}
     return handlers[args.command](args)
 
 

@@ -668,7 +668,14 @@ class Campaign:
 
         if not self.plot or not self.recorder.successes:
             return None
-        return plot_campaign(self.out_dir, workers=self._workers())
+        path = plot_campaign(self.out_dir, workers=self._workers())
+        try:  # the utilization timeline too; a figure never fails a run
+            from course_utils.figures import write_run_utilization
+
+            write_run_utilization(self.out_dir)
+        except Exception:  # noqa: BLE001
+            pass
+        return path
 
 
 def run_campaign(

@@ -44,6 +44,23 @@ def small_space(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_truth(parsl_local, small_space, tmp_path_factory):
+    """A real ground-truth table (xTB) for the first 30 molecules of the small test space, plus
+    one that cannot be embedded: replays, stop rules and figures are tested against it."""
+    import pandas as pd
+
+    from course_utils.ground_truth import build_ground_truth
+
+    folder = tmp_path_factory.mktemp("truth")
+    space = folder / "space.csv"
+    smiles = pd.read_csv(small_space)["smiles"].head(30).tolist() + ["C1C#C1"]  # one fails
+    pd.DataFrame({"smiles": smiles}).to_csv(space, index=False)
+    table = folder / "truth.csv"
+    build_ground_truth(str(space), out=table, workers=2, progress=False)
+    return space, table
+
+
 _SESSION_START = __import__("time").time()
 
 

@@ -12,20 +12,8 @@ import pytest
 
 from course_utils import records as rec
 from course_utils.campaign import run_campaign
-from course_utils.ground_truth import build_ground_truth, read_table
+from course_utils.ground_truth import read_table
 from course_utils.simulators import ReplayMissingError, ReplaySimulator
-
-
-@pytest.fixture(scope="module")
-def tiny_truth(parsl_local, small_space, tmp_path_factory):
-    """A real ground-truth table (xTB) for the first 30 molecules of the small test space."""
-    folder = tmp_path_factory.mktemp("truth")
-    space = folder / "space.csv"
-    smiles = pd.read_csv(small_space)["smiles"].head(30).tolist() + ["C1C#C1"]  # one fails
-    pd.DataFrame({"smiles": smiles}).to_csv(space, index=False)
-    table = folder / "truth.csv"
-    build_ground_truth(str(space), out=table, workers=2, progress=False)
-    return space, table
 
 
 def _picks(sims: pd.DataFrame) -> dict[int, set[str]]:

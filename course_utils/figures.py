@@ -1,0 +1,445 @@
+"""Every figure of the kit, regenerated from a run folder's records alone.
+
+``python -m course_utils figures RUN... --out DIR`` writes, for each run folder,
+``DIR/<run-label>/`` ``campaign.png``, ``model_error.png``, ``utilization.png`` and
+``ie_distribution.png``, and for the set of runs ``DIR/leaderboard.png``. A figure that the
+records cannot support (no model error recorded, no ground-truth table, no ranked run) is
+skipped with a one-line note instead of being drawn empty.
+
+The same records give byte-identical PNGs: the Agg backend, a fixed font (DejaVu Sans, shipped
+with matplotlib), a fixed dpi, no ``Software`` or date text chunk in the file, and titles that
+hold no timestamps or absolute paths. (A ground-truth table that grows between two calls is a
+different record: the IE distribution and the leaderboard's best line then change with it.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from course_utils import records as rec
+
+CAMPAIGN_PNG = "campaign.png"
+MODEL_ERROR_PNG = "model_error.png"
+UTILIZATION_PNG = "utilization.png"
+IE_DISTRIBUTION_PNG = "ie_distribution.png"
+LEADERBOARD_PNG = "leaderboard.png"
+DPI = 120
+FONT = "DejaVu Sans"
+STATUS_COLORS = {rec.STATUS_OK: "tab:green", rec.STATUS_FAILED: "tab:red",
+                 rec.STATUS_TIMEOUT: "tab:orange", rec.STATUS_LOST: "tab:gray"}
+_RC = {"font.family": FONT, "font.sans-serif": [FONT], "svg.hashsalt": "course_utils",
+       "path.simplify": True, "figure.dpi": DPI, "savefig.dpi": DPI}
+
+
+class FiguresError(ValueError):
+    """A path given to ``figures`` is not a run folder (one line)."""
+
+
+@dataclass
+class FiguresReport:
+    """What was written (by run label) and what was skipped, with the reason."""
+
+    out_dir: Path
+    written: dict[str, list[Path]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        lines = []
+        for label, paths in self.written.items():
+            names = ", ".join(p.name for p in paths) or "nothing"
+            lines.append(f"{label}: {names}")
+        lines += [f"note: {n}" for n in self.notes]
+        lines.append(f"figures written to {self.out_dir}/")
+        return "\n".join(lines)
+
+
+# --- helpers -----------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _rc():
+    import matplotlib
+
+    return matplotlib.rc_context(_RC)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    _pyplot().close(fig)
+    strip_png_text(path)
+    return path
+
+
+def strip_png_text(path: str | os.PathLike) -> None:
+    """Drop the text chunks (``Software``, any date) of a PNG so that it depends on pixels only.
+
+    Used on the figures drawn by :mod:`course_utils.plotting` and :mod:`course_utils.grading`,
+    whose ``savefig`` calls write matplotlib's version into the file.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    signature = b"\x89PNG\r\n\x1a\n"
+    if not data.startswith(signature):
+        return
+    out, pos = [signature], len(signature)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        end = pos + 12 + length
+        if kind not in (b"tEXt", b"zTXt", b"iTXt", b"tIME"):
+            out.append(data[pos:end])
+        pos = end
+    cleaned = b"".join(out)
+    if cleaned != data:
+        path.write_bytes(cleaned)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _parameters(run_dir: Path) -> dict[str, Any]:
+    params = _read_json(run_dir / rec.PARAMETERS_FILE)
+    return params or _read_json(run_dir / rec.RESULTS_FILE).get("parameters") or {}
+
+
+def _replayed(run_dir: Path) -> bool:
+    return bool(_read_json(run_dir / rec.RESULTS_FILE).get("replayed")
+                or _parameters(run_dir).get("simulator") == "replay")
+
+
+def _is_run_dir(path: Path) -> bool:
+    return path.is_dir() and (path / rec.SIMULATIONS_FILE).is_file()
+
+
+def run_labels(run_dirs: Sequence[Path]) -> list[str]:
+    """One label per run folder: its name, with ``-2``, ``-3``... where names repeat."""
+    labels: list[str] = []
+    for path in run_dirs:
+        base = Path(os.path.abspath(path)).name or "run"
+        label, n = base, 1
+        while label in labels:
+            n += 1
+            label = f"{base}-{n}"
+        labels.append(label)
+    return labels
+
+
+# --- utilization -------------------------------------------------------------------------
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value) or "-"
+
+
+def utilization_intervals(simulations: pd.DataFrame) -> pd.DataFrame:
+    """One row per simulation with a start and an end: ``worker_key``, ``start``, ``end``
+    (seconds after the run's first start) and ``status``; workers sorted by key."""
+    sims = simulations.copy()
+    for column in ("start_time", "end_time"):
+        sims[column] = pd.to_numeric(sims.get(column), errors="coerce")
+    sims = sims[np.isfinite(sims["start_time"]) & np.isfinite(sims["end_time"])]
+    if sims.empty:
+        return pd.DataFrame(columns=["worker_key", "start", "end", "status"])
+    keys = [" / ".join(_text(v) for v in row) for row in
+            zip(*(sims[c] if c in sims else [""] * len(sims) for c in ("host", "manager", "worker")),
+                strict=True)]
+    t0 = float(sims["start_time"].min())
+    out = pd.DataFrame({"worker_key": keys, "start": sims["start_time"].to_numpy() - t0,
+                        "end": sims["end_time"].to_numpy() - t0,
+                        "status": sims["status"].astype(str).to_numpy()})
+    out["end"] = np.maximum(out["end"], out["start"])
+    return out.sort_values(["worker_key", "start", "end"], kind="stable").reset_index(drop=True)
+
+
+def _busy_seconds(intervals: pd.DataFrame) -> float:
+    """Time some simulation ran, summed over workers (overlaps on one worker counted once)."""
+    busy = 0.0
+    for _, group in intervals.groupby("worker_key", sort=True):
+        cur_start = cur_end = None
+        for start, end in sorted(zip(group["start"], group["end"], strict=True)):
+            if cur_end is None or start > cur_end:
+                if cur_end is not None:
+                    busy += cur_end - cur_start
+                cur_start, cur_end = start, end
+            else:
+                cur_end = max(cur_end, end)
+        if cur_end is not None:
+            busy += cur_end - cur_start
+    return float(busy)
+
+
+def utilization(simulations: pd.DataFrame) -> tuple[int, float, float]:
+    """``(workers, span_s, mean utilization)``: busy time / (workers seen x span), span from the
+    first start to the last end. Workers that never ran a simulation are not in the records."""
+    intervals = utilization_intervals(simulations)
+    if intervals.empty:
+        return 0, 0.0, float("nan")
+    workers = int(intervals["worker_key"].nunique())
+    span = float(intervals["end"].max())
+    if span <= 0:
+        return workers, span, float("nan")
+    return workers, span, _busy_seconds(intervals) / (workers * span)
+
+
+def plot_utilization(run_dir: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Worker-utilization timeline: one row per (host, manager, worker), a bar per simulation
+    from its start to its end (relative to the run's first start), colored by status."""
+    run_dir, path = Path(run_dir), Path(path)
+    sims = rec.read_simulations(run_dir)
+    intervals = utilization_intervals(sims)
+    workers, span, mean = utilization(sims)
+    replayed = _replayed(run_dir)
+    plt = _pyplot()
+    with _rc():
+        keys = sorted(intervals["worker_key"].unique()) if len(intervals) else []
+        height = min(max(2.4, 0.28 * len(keys) + 1.6), 30.0)
+        fig, ax = plt.subplots(figsize=(11, height), constrained_layout=True)
+        for row, key in enumerate(keys):
+            mine = intervals[intervals["worker_key"] == key]
+            for status, group in mine.groupby("status", sort=True):
+                ax.broken_barh(list(zip(group["start"], group["end"] - group["start"],
+                                        strict=True)),
+                               (row - 0.4, 0.8), facecolors=STATUS_COLORS.get(status, "tab:purple"),
+                               edgecolor="none")
+        seen = sorted(set(intervals["status"])) if len(intervals) else []
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=STATUS_COLORS.get(s, "tab:purple"), label=s) for s in seen]
+        if handles:
+            ax.legend(handles=handles, loc="upper right", fontsize=7, ncol=len(handles))
+        ax.set_yticks(range(len(keys)))
+        ax.set_yticklabels([k if len(k) <= 40 else k[:37] + "..." for k in keys],
+                           fontsize=7 if len(keys) <= 40 else 4)
+        ax.set_ylim(-0.6, max(len(keys), 1) - 0.4 + (0.6 if handles else 0))
+        ax.set_xlim(0, span if span > 0 else 1)
+        ax.set_ylabel("worker")
+        ax.set_xlabel("simulated seconds since the first start (replay)" if replayed
+                      else "seconds since the first simulation started")
+        if np.isfinite(mean):
+            title = (f"Worker utilization: mean {100 * mean:.1f}% = busy time / "
+                     f"({workers} workers x {span:.1f} s)")
+        else:
+            title = "Worker utilization: no simulation with a start and an end time"
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        return _save(fig, path)
+
+
+def write_run_utilization(run_dir: str | os.PathLike) -> Path | None:
+    """``utilization.png`` in the run's own folder; never raises (a run must not fail on it)."""
+    try:
+        return plot_utilization(run_dir, Path(run_dir) / UTILIZATION_PNG)
+    except Exception:  # noqa: BLE001  a figure is a convenience, not part of the run
+        return None
+
+
+# --- model error -------------------------------------------------------------------------
+def plot_model_error(run_dir: str | os.PathLike, path: str | os.PathLike) -> Path | None:
+    """MAE (eV) of the model's predictions for each iteration's new simulations; None if the
+    run recorded none (random acquisition, or no iteration yet)."""
+    iterations = rec.read_iterations(run_dir)
+    if iterations.empty or "mae_ev" not in iterations:
+        return None
+    data = pd.DataFrame({"iteration": pd.to_numeric(iterations["iteration"], errors="coerce"),
+                         "mae": pd.to_numeric(iterations["mae_ev"], errors="coerce")}).dropna()
+    if data.empty:
+        return None
+    plt = _pyplot()
+    with _rc():
+        fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+        ax.plot(data["iteration"], data["mae"], marker="o", lw=1.5)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("model error: MAE on the new simulations (eV)")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"Model error per iteration (last {data['mae'].iloc[-1]:.3f} eV, "
+                     f"mean {data['mae'].mean():.3f} eV)", fontsize=10)
+        return _save(fig, Path(path))
+
+
+# --- IE distribution ---------------------------------------------------------------------
+def load_truth(source: str | os.PathLike | pd.DataFrame | None = "qm9") -> pd.DataFrame | None:
+    """A ground-truth table: a frame, a table file, a shipped space's name; None if absent."""
+    from course_utils.ground_truth import GroundTruthError, load_ground_truth, read_table
+
+    if source is None or isinstance(source, pd.DataFrame):
+        return source
+    try:
+        if Path(source).suffix in (".csv", ".gz", ".tsv") or Path(source).is_file():
+            return read_table(source) if Path(source).exists() else None
+        return load_ground_truth(str(source))
+    except GroundTruthError:
+        return None
+
+
+def _coverage_text(truth: pd.DataFrame) -> str:
+    coverage = truth.attrs.get("coverage")
+    if coverage is not None:
+        return str(coverage)
+    return f"table of {len(truth):,} molecules"
+
+
+def plot_ie_distribution(run_dir: str | os.PathLike, path: str | os.PathLike,
+                         truth: pd.DataFrame | None) -> Path | None:
+    """Histogram of the run's simulated IEs against the whole table's; None without a table."""
+    if truth is None:
+        return None
+    ok_truth = pd.to_numeric(truth.loc[truth["status"] == rec.STATUS_OK, "ie"],
+                             errors="coerce").dropna().to_numpy(dtype=float)
+    if len(ok_truth) == 0:
+        return None
+    sims = rec.read_simulations(run_dir)
+    mine = pd.to_numeric(sims.loc[sims["status"] == rec.STATUS_OK, "ie"],
+                         errors="coerce").dropna().to_numpy(dtype=float)
+    values = np.concatenate([ok_truth, mine])
+    bins = np.linspace(np.floor(values.min() * 2) / 2, np.ceil(values.max() * 2) / 2 + 1e-9, 41)
+    plt = _pyplot()
+    with _rc():
+        fig, ax = plt.subplots(figsize=(8, 4.2), constrained_layout=True)
+        ax.hist(ok_truth, bins=bins, density=True, color="lightgray", edgecolor="gray",
+                label=f"whole space, ground truth ({len(ok_truth):,} molecules)")
+        if len(mine):
+            ax.hist(mine, bins=bins, density=True, histtype="step", lw=2, color="tab:blue",
+                    label=f"this run's simulations ({len(mine):,})")
+        ax.axvline(float(ok_truth.max()), color="black", ls=":", lw=1,
+                   label=f"table's best {ok_truth.max():.2f} eV")
+        ax.set_xlabel("ionization energy (eV)")
+        ax.set_ylabel("density")
+        ax.legend(loc="upper left", fontsize=7)
+        ax.set_title(f"IE distribution: simulated vs the whole space ({_coverage_text(truth)})",
+                     fontsize=9)
+        return _save(fig, Path(path))
+
+
+# --- campaign and leaderboard (the kit's own plots) -------------------------------------------
+def plot_campaign_copy(run_dir: Path, path: Path) -> Path | None:
+    """The campaign plot (:func:`course_utils.plotting.plot_campaign`) drawn into ``path``."""
+    from course_utils.plotting import plot_campaign
+
+    sims = rec.read_simulations(run_dir)
+    if not (sims["status"] == rec.STATUS_OK).any():
+        return None
+    workers = int(_parameters(run_dir).get("workers") or 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _rc():
+        plot_campaign(run_dir, workers=workers, filename=str(path.resolve()))
+    _pyplot().close("all")
+    strip_png_text(path)
+    return path
+
+
+def plot_leaderboard_of(run_dirs: Sequence[Path], labels: Sequence[str], path: Path,
+                        truth: pd.DataFrame | None) -> tuple[Path | None, list[str]]:
+    """The grader's leaderboard figure (verify=False) of the runs; None if nothing ranks."""
+    from course_utils import grading
+
+    subs = [grading.Submission(label=label, run_dir=run_dir)
+            for run_dir, label in zip(run_dirs, labels, strict=True)]
+    for sub in subs:
+        grading.check_submission(sub, verify=False, truth=truth)
+    board = grading.leaderboard(subs)
+    not_ranked = [f"{s.label} not ranked: {s.problem}" for s in subs if not s.ranked]
+    if board.empty:
+        return None, not_ranked
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _rc():
+        grading.plot_leaderboard(subs, board, path, truth=truth)
+    _pyplot().close("all")
+    strip_png_text(path)
+    return path, not_ranked
+
+
+# --- everything --------------------------------------------------------------------------
+def check_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """The paths as run folders; :class:`FiguresError` (one line) for the first that is not."""
+    run_dirs = []
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise FiguresError(f"{given}: no such file or folder")
+        if not _is_run_dir(path):
+            raise FiguresError(f"{given}: not a run folder (no {rec.SIMULATIONS_FILE})")
+        run_dirs.append(path)
+    if not run_dirs:
+        raise FiguresError("no run folder given")
+    return run_dirs
+
+
+def make_figures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
+                 truth: str | os.PathLike | pd.DataFrame | None = "qm9") -> FiguresReport:
+    """Regenerate every figure of the runs in ``paths`` into ``out_dir`` from their records.
+
+    ``truth``: the ground-truth table for the IE distribution and the leaderboard's best line
+    (a frame, a table file, or a shipped space's name; None for none).
+    Raises :class:`FiguresError` before writing anything if a path is not a run folder.
+    """
+    run_dirs = check_run_dirs(paths)
+    out = Path(out_dir)
+    table = load_truth(truth)
+    labels = run_labels(run_dirs)
+    report = FiguresReport(out)
+    if table is None:
+        report.notes.append("no ground-truth table: IE distributions skipped")
+    for run_dir, label in zip(run_dirs, labels, strict=True):
+        folder = out / label
+        folder.mkdir(parents=True, exist_ok=True)
+        written = report.written.setdefault(label, [])
+        drawn = plot_campaign_copy(run_dir, folder / CAMPAIGN_PNG)
+        if drawn:
+            written.append(drawn)
+        else:
+            report.notes.append(f"{label}: no successful simulation, campaign plot skipped")
+        drawn = plot_model_error(run_dir, folder / MODEL_ERROR_PNG)
+        if drawn:
+            written.append(drawn)
+        else:
+            report.notes.append(f"{label}: no model error recorded, model_error.png skipped")
+        written.append(plot_utilization(run_dir, folder / UTILIZATION_PNG))
+        drawn = plot_ie_distribution(run_dir, folder / IE_DISTRIBUTION_PNG, table)
+        if drawn:
+            written.append(drawn)
+    board, not_ranked = plot_leaderboard_of(run_dirs, labels, out / LEADERBOARD_PNG, table)
+    if board:
+        report.written["leaderboard"] = [board]
+        report.notes += [note[:300] for note in not_ranked]
+    else:
+        reasons = "; ".join(not_ranked)
+        report.notes.append(f"leaderboard skipped: no run ranks ({reasons})"[:400])
+    return report
+
+
+def figures_main(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                 truth: str | os.PathLike | None = "qm9") -> int:
+    """CLI entry: write the figures and print where; 2 with one line if a path is not a run."""
+    import sys
+
+    try:
+        report = make_figures(paths, out_dir, truth=truth)
+    except (FiguresError, ValueError, OSError) as err:
+        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+              file=sys.stderr)
+        return 2
+    print(report.format())
+    return 0
