@@ -257,9 +257,11 @@ class BuildReport:
 
 def _failure_row(smiles: str, err: BaseException, engine: str) -> dict[str, Any]:
     """A task that raised instead of returning: a hang (walltime) or a worker that died."""
-    name = type(err).__name__
-    status = "timeout" if "Timeout" in name else LOST
-    return {"smiles": smiles, "ie": math.nan, "status": status, "error": f"{name}: {err}",
+    from course_utils.resilience import is_timeout
+
+    status = "timeout" if is_timeout(err) else LOST  # the campaign's classification, too
+    return {"smiles": smiles, "ie": math.nan, "status": status,
+            "error": f"{type(err).__name__}: {err}",
             "seconds": math.nan, "engine": engine}
 
 

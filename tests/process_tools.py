@@ -25,9 +25,9 @@ def descendants(pid: int) -> dict[int, float]:
 
 
 def worker_processes(pid: int) -> list[psutil.Process]:
-    """The Parsl worker processes (the pool's multiprocessing children) below ``pid``."""
+    """The Parsl worker processes (the pool's multiprocessing children) of the run ``pid``."""
     found = []
-    for child_pid in descendants(pid):
+    for child_pid in run_processes(pid):
         try:
             proc = psutil.Process(child_pid)
             if "spawn_main" in " ".join(proc.cmdline()):

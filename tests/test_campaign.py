@@ -251,15 +251,12 @@ def test_a_vanished_task_is_detected_and_resubmitted(parsl_local, tmp_path, smal
 def _kill_busy_workers(pid: int) -> int:
     """SIGKILL the run's worker processes that are computing (not those idle in the queue)."""
     import psutil
-    from process_tools import run_processes
+    from process_tools import worker_processes
 
-    workers = []
-    for child in run_processes(pid):
+    workers = worker_processes(pid)
+    for proc in workers:
         try:
-            proc = psutil.Process(child)
-            if "spawn_main" in " ".join(proc.cmdline()):
-                proc.cpu_percent(None)
-                workers.append(proc)
+            proc.cpu_percent(None)
         except psutil.Error:
             continue
     time.sleep(0.5)
