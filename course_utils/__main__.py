@@ -43,6 +43,15 @@ def _run_parser(sub) -> None:
                      help="when the search is done: budget (default: only the budget) | "
                           "converged:window=W,delta=D[,top=K] | predicted:delta=D[,min_points=M]"
                           " (D in eV); a run a rule stopped is finished")
+    run.add_argument("--retrain", default=defaults.retrain,
+                     help="when to train a new model: every-batch (default) | count:N (after N "
+                          "new results) | growth:F (once the successful data grew by F, e.g. 0.25)")
+    run.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction,
+                     help="share of successful simulations held out to validate each model "
+                          "(seeded, a molecule never changes sides; default 0)")
+    run.add_argument("--arrival", default=defaults.arrival,
+                     help="all (default) | waves:W,every:K: the search space arrives in W seeded "
+                          "waves, one more every K successful simulations")
     run.add_argument("--out", type=Path, required=True, help="output folder")
     run.add_argument("--account", default=None, help="Polaris: ALCF project to charge")
     run.add_argument("--queue", default=None, help="Polaris: debug|prod|...")
@@ -73,6 +82,59 @@ def _figures_parser(sub) -> None:
     figures.add_argument("--out", type=Path, required=True, help="folder for the figures")
     figures.add_argument("--ground-truth", default="qm9",
                          help="ground-truth table file, or a shipped space's name (default qm9)")
+
+
+def _predict_parser(sub) -> None:
+    predict = sub.add_parser(
+        "predict", help="predict IE (eV) with a model version a campaign saved",
+        description="Predict with RUN/models/vNNNN (the .joblib checked against its .json). "
+                    "Invalid SMILES are reported by row; the others are still predicted.")
+    predict.add_argument("smiles", nargs="*", help="SMILES to predict")
+    predict.add_argument("--model", type=Path, required=True, help="RUN/models/vNNNN")
+    predict.add_argument("--input", type=Path, default=None,
+                         help="file of SMILES: a CSV with a smiles column, or one per line")
+    predict.add_argument("--out", type=Path, default=None, help="write the predictions as CSV")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from course_utils.lineage import LineageError, lineage_line, predict_with_version
+
+    smiles = list(args.smiles)
+    if args.input is not None:
+        try:
+            smiles += _read_smiles_file(args.input)
+        except (OSError, ValueError) as err:
+            return _fail(f"cannot read --input {args.input}: {str(err).splitlines()[0]}")
+    if not smiles:
+        return _fail("nothing to predict: give SMILES or --input FILE")
+    try:
+        frame, info = predict_with_version(args.model, smiles)
+    except LineageError as err:
+        return _fail(str(err))
+    print(lineage_line(info))
+    for row in frame[frame["error"] != ""].itertuples():
+        print(f"row {row.row}: {row.smiles!r}: {row.error}", file=sys.stderr)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        frame.rename(columns={"ie": "ie_ev", "ie_spread": "ie_spread_ev"}).to_csv(args.out,
+                                                                                  index=False)
+        print(f"wrote {len(frame)} rows to {args.out}")
+    else:
+        for row in frame[frame["error"] == ""].itertuples():
+            print(f"{row.smiles}\t{row.ie:.3f} eV\t± {row.ie_spread:.3f} eV")
+    return 0 if (frame["error"] == "").all() else 1
+
+
+def _read_smiles_file(path: Path) -> list[str]:
+    import pandas as pd
+
+    text = path.read_text(encoding="utf-8")
+    first = text.splitlines()[0].strip() if text.strip() else ""
+    if "smiles" in [c.strip().lower() for c in first.split(",")]:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        column = next(c for c in frame.columns if c.strip().lower() == "smiles")
+        return frame[column].tolist()
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _truth_parser(sub) -> None:
@@ -220,8 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     _grade_parser(sub)
     _truth_parser(sub)
     _figures_parser(sub)
+    _predict_parser(sub)
     args = parser.parse_args(argv)
-    handlers = {"run": _run, "grade": _grade, "truth": _truth, "figures": _figures}
+    handlers = {"run": _run, "grade": _grade, "truth": _truth, "figures": _figures,
+                "predict": _predict}
     return handlers[args.command](args)
 
 

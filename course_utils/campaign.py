@@ -7,11 +7,14 @@ recorded with their error and replaced by new molecules, never by ones already t
 
 Its parts live beside it: parameters (:mod:`course_utils.parameters`), acquisition
 (:mod:`course_utils.acquisition`), simulator (:mod:`course_utils.simulators`), records
-(:mod:`course_utils.records`), and stops and failures (:mod:`course_utils.resilience`).
+(:mod:`course_utils.records`), retrain policy and validation (:mod:`course_utils.retraining`),
+model versions (:mod:`course_utils.lineage`), arrival of the search space
+(:mod:`course_utils.arrival`), stop rule (:mod:`course_utils.stopping`), and stops and
+failures (:mod:`course_utils.resilience`).
 
 Two modes: ``batch`` (wait for the whole batch, as the original tutorial) and ``streaming``
 (keep every worker busy, submitting the next pick as each simulation finishes, and retrain in
-the background once ``retrain_after`` new results have arrived).
+the background when the retrain policy says so).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import pandas as pd
 
 from course_utils import records as rec
 from course_utils.acquisition import rank_candidates
+from course_utils.arrival import parse_arrival
+from course_utils.lineage import ModelRegistry, training_hash
 from course_utils.parameters import (  # noqa: F401 - re-exported: notebooks import them here
     ACQUISITIONS,
     MODES,
@@ -47,6 +52,7 @@ from course_utils.resilience import (  # noqa: F401 - CampaignInterrupted is re-
     restart_workers,
     stop_signals,
 )
+from course_utils.retraining import ValidationSplit, validation_metrics
 from course_utils.simulators import ReplayMissingError
 from course_utils.stopping import (
     StopDecision,
@@ -123,6 +129,7 @@ class Campaign:
             self.simulator = self._simulator()
             self.recorder.durable = self.simulator.needs_parsl
             self.engine = getattr(self.simulator, "engine", "replay")
+            self.models = ModelRegistry.open(self.out_dir)  # versions go on after the last one
         except BaseException:
             self.release_lock()  # a campaign that cannot start must not keep the folder
             raise
@@ -133,6 +140,17 @@ class Campaign:
         self.stop_rule = parse_stop_rule(self.parameters.stop)  # when the search is done
         self.stop_decision: StopDecision | None = None  # set once the rule fires
         self._stopped_at: dict[str, Any] = {}
+        p = self.parameters
+        self.retrain_policy = p.retrain_policy()
+        self.split = ValidationSplit(p.valid_fraction, p.seed)
+        self.arrival = parse_arrival(p.arrival)
+        self._waves = self.arrival.wave_of(self.space, p.seed)
+        self._wave_by_smiles = (dict(zip(self.space, self._waves.tolist(), strict=True))
+                                if self.arrival.waves > 1 else {})
+        self._scoring_meta: dict[Future, dict[str, Any]] = {}
+        self._model_n_ok: int | None = None  # successes when the model in use was submitted
+        self.model_info: dict[str, Any] | None = None  # the saved version in use
+        self._predictions: pd.DataFrame | None = None  # its scores of the search space
 
     def release_lock(self) -> None:
         """Let another run write into ``out_dir`` (idempotent); the run's last step."""
@@ -235,7 +253,7 @@ class Campaign:
                           f"while simulating it (last: {reason})")
             record = {"smiles": pending.smiles, "ie": math.nan, "status": status, "error": reason}
         record.update(batch=pending.batch, submit_time=pending.submit_time,
-                      elapsed_s=self.elapsed())
+                      elapsed_s=self.elapsed(), wave=self._wave_by_smiles.get(pending.smiles, 0))
         row = self.recorder.add_simulation(record)
         row["predicted"] = pending.predicted
         self._last_progress = time.monotonic()
@@ -305,33 +323,118 @@ class Campaign:
         from course_utils.search_space import iter_unseen, sample_smiles
 
         p = self.parameters
-        yield from self._fresh(sample_smiles(self.space, p.initial_training_count, seed=p.seed))
-        yield from self._fresh(iter_unseen(self.space, seed=p.seed + 1, exclude=self._tried()))
+        space = self.available_space()
+        yield from self._fresh(sample_smiles(space, p.initial_training_count, seed=p.seed))
+        yield from self._fresh(iter_unseen(space, seed=p.seed + 1, exclude=self._tried()))
 
     def initial_batch(self) -> list[dict]:
-        """Step 1: a seeded random sample until ``initial_training_count`` simulations succeed."""
-        missing = self.parameters.initial_training_count - self.n_ok
-        return self.simulate(self.initial_candidates(), missing, batch=0) if missing > 0 else []
+        """Step 1: a seeded random sample until ``initial_training_count`` simulations succeed
+        (and, with a validation share, until the model has enough training molecules)."""
+        p = self.parameters
+        missing = p.initial_training_count - self.n_ok
+        rows = self.simulate(self.initial_candidates(), missing, batch=0) if missing > 0 else []
+        while len(self.training_data()) < N_NEIGHBORS and self.n_ok < p.max_training_count:
+            more = self.simulate(self.initial_candidates(), 1, batch=0)
+            if not more:
+                break
+            rows += more
+        return rows
+
+    # --- data: what trains, what validates, what may be picked --------------------------
+    def training_data(self) -> pd.DataFrame:
+        """Successful simulations the model learns from: all but the validation share."""
+        data = self.recorder.training_data()
+        if self.split.fraction <= 0:
+            return data
+        keep = [not self.split.is_validation(s) for s in data["smiles"]]
+        return data[keep].reset_index(drop=True)
+
+    def validation_rows(self) -> list[dict]:
+        return [r for r in self.recorder.successes if self.split.is_validation(r["smiles"])]
+
+    def available(self) -> np.ndarray | None:
+        """Mask of the search space the arrival scheme has unlocked so far (None: all of it)."""
+        if self.arrival.waves <= 1:
+            return None
+        return self._waves < self.arrival.unlocked(self.n_ok)
+
+    def available_space(self) -> list[str]:
+        mask = self.available()
+        return self.space if mask is None else [s for s, m in zip(self.space, mask, strict=True)
+                                                if m]
 
     # --- model --------------------------------------------------------------------------
-    def score_search_space(self):
+    def score_search_space(self, trigger: str = "") -> Future:
         """Step 2: train -> chunked scoring -> reduce, chained as Parsl apps; returns a future.
 
         The future's result is an (n, 2) array of predicted IE and spread, in search-space
-        order; :meth:`predictions` turns it into a table.
+        order; :meth:`predictions` turns it into a table. What the model is trained on is
+        noted for its lineage (``trigger``: why it is trained).
         """
         n_chunks = self.parameters.score_chunks or self._workers()
         blocks = [] if self.replayed else self._blocks(n_chunks)
-        return self.simulator.score(self.recorder.training_data(), blocks, N_NEIGHBORS)
+        training = self.training_data()
+        future = self.simulator.score(training, blocks, N_NEIGHBORS)
+        self._scoring_meta[future] = {
+            "trigger": trigger or "requested", "n_ok": self.n_ok, "training": training,
+            "data_version": len(self.recorder.simulations), "valid": self.validation_rows(),
+            "started": time.perf_counter()}
+        return future
+
+    def new_model(self, trigger: str) -> pd.DataFrame:
+        """Train, score and save a new model version; its predictions of the search space."""
+        future = self._score_with_retries(trigger)
+        return self.adopt_model(future)
+
+    def adopt_model(self, future: Future) -> pd.DataFrame:
+        """Make a finished scoring round's model the one in use, and save it as a version."""
+        meta = self._scoring_meta.pop(future)
+        predictions = self.predictions(future.result())
+        train_s = time.perf_counter() - meta["started"]
+        model = getattr(future, "model", None)
+        if isinstance(model, Future):
+            model = model.result()
+        valid = meta["valid"]
+        predicted: dict[str, float] = {}
+        if valid:
+            ie = pd.Series(predictions["ie"].to_numpy(), index=predictions["smiles"])
+            predicted = {r["smiles"]: float(ie[r["smiles"]]) for r in valid
+                         if r["smiles"] in ie.index}
+        valid_mae, valid_r2, n_valid = validation_metrics(predicted, valid)
+        previous = self.models.last
+        since = int(previous["data_version"]) if previous is not None else 0
+        failed = [{"smiles": r["smiles"], "status": r["status"], "error": r["error"]}
+                  for r in self.recorder.simulations[since:meta["data_version"]]
+                  if r["status"] in (rec.STATUS_FAILED, rec.STATUS_TIMEOUT)]
+        p = self.parameters
+        info: dict[str, Any] = {
+            "trigger": meta["trigger"], "policy": self.retrain_policy.text,
+            "data_version": meta["data_version"],
+            "training_hash": training_hash(meta["training"]),
+            "train_size": len(meta["training"]), "valid_size": n_valid,
+            "valid_mae_ev": valid_mae, "valid_r2": valid_r2, "train_time_s": train_s,
+            "failed_since_previous": failed, "parameters": p.to_dict(),
+            "packages": rec.environment_info(self.engine)["packages"]}
+        if model is not None:
+            info = self.models.save(model, info)
+        self.model_info = info
+        self._model_n_ok = meta["n_ok"]
+        self._predictions = predictions
+        return predictions
 
     def scores(self) -> np.ndarray:
         """Train and score, waiting with a timeout; a failed or lost round is run again.
 
         Raises :class:`CampaignStopped` (one line) if every attempt fails.
         """
+        future = self._score_with_retries("requested")
+        self._scoring_meta.pop(future, None)
+        return future.result()
+
+    def _score_with_retries(self, trigger: str) -> Future:
         last = ""
         for attempt in range(1, self.SCORING_ATTEMPTS + 1):
-            future, started = self.score_search_space(), time.monotonic()
+            future, started = self.score_search_space(trigger), time.monotonic()
             while not future.done() and time.monotonic() - started < self.SCORING_TIMEOUT_S:
                 self._check_stop()
                 wait([future], timeout=self.POLL_S)
@@ -341,7 +444,8 @@ class Campaign:
             elif future.exception() is not None:
                 last = one_line(future.exception())
             else:
-                return future.result()
+                return future
+            self._scoring_meta.pop(future, None)
             print(f"scoring attempt {attempt} of {self.SCORING_ATTEMPTS} failed ({last})",
                   file=sys.stderr)
         raise CampaignStopped(f"scoring the search space failed {self.SCORING_ATTEMPTS} times "
@@ -364,6 +468,9 @@ class Campaign:
         rng = np.random.default_rng([p.seed, iteration])
         if predictions is None:  # random search needs no model
             predictions = pd.DataFrame({"smiles": self.space, "ie": 0.0, "ie_spread": 0.0})
+        mask = self.available()
+        if mask is not None and len(predictions) == len(mask):
+            predictions = predictions[mask]
         return self._fresh(rank_candidates(predictions, self._tried(), acquisition=p.acquisition,
                                            rng=rng, ucb_kappa=p.ucb_kappa, epsilon=p.epsilon))
 
@@ -454,7 +561,10 @@ class Campaign:
             t0 = time.perf_counter()
             predictions = None
             if p.acquisition != "random":
-                predictions = self.predictions(self.scores())
+                trigger = self.retrain_policy.due(self.n_ok, self._model_n_ok, batch_mode=True)
+                if trigger is not None or self._predictions is None:
+                    self.new_model(trigger or "no model in memory")
+                predictions = self._predictions
             t1 = time.perf_counter()
             picks = self.pick(predictions, iteration)
             t2 = time.perf_counter()
@@ -477,24 +587,27 @@ class Campaign:
             "best_ie": float(best["ie"]) if best else math.nan,
             "model_time_s": model_s, "select_time_s": select_s,
             "simulate_time_s": simulate_s, "mae_ev": mae, "mape_pct": mape,
-            "elapsed_s": self.elapsed(),
+            "elapsed_s": self.elapsed(), **self._model_columns(),
         })
         self._write_results("running", "")
         self._notify("iteration", iteration=iteration, mae_ev=mae, mape_pct=mape)
 
+    def _model_columns(self) -> dict[str, Any]:
+        info = self.model_info or {}
+        return {"model_version": info.get("version"), "valid_mae_ev": info.get("valid_mae_ev"),
+                "valid_r2": info.get("valid_r2")}
+
     def _run_streaming(self) -> None:
         """Keep every worker busy; swap in a new model's ranking whenever one is ready."""
         p = self.parameters
-        retrain_after = p.retrain_after or p.batch_size
         workers = self._workers()
         generation = self.next_iteration
-        scoring = None if p.acquisition == "random" else self.score_search_space()
+        trigger = self.retrain_policy.due(self.n_ok, None)
+        scoring = None if p.acquisition == "random" else self.score_search_space(trigger)
         scoring_started, scoring_size = time.perf_counter(), self.n_ok
         ranking = self.pick(None, generation) if scoring is None else None
         predicted: dict[str, float] = {}
         gen_rows: list[dict] = []
-        since_training = 0
-
         scoring_failures = 0
 
         def fill() -> None:
@@ -518,10 +631,11 @@ class Campaign:
                                           f"times (last: {last})")
                 print(f"scoring attempt {scoring_failures} of {self.SCORING_ATTEMPTS} failed "
                       f"({last})", file=sys.stderr)
-                scoring, scoring_started = self.score_search_space(), time.perf_counter()
+                self._scoring_meta.pop(scoring, None)
+                scoring, scoring_started = self.score_search_space(trigger), time.perf_counter()
             if scoring is not None and scoring.done():
                 scoring_failures = 0
-                predictions = self.predictions(scoring.result())
+                predictions = self.adopt_model(scoring)
                 model_s = time.perf_counter() - scoring_started
                 if ranking is not None:  # close the previous generation's record
                     self.record_iteration(generation, scoring_size, gen_rows, model_s, 0, 0)
@@ -536,13 +650,12 @@ class Campaign:
             if not self._pending and scoring is None:
                 break  # nothing running and nothing left to pick
             rows, _ = self._wait_rows([scoring] if scoring is not None else [])
-            for row in rows:
-                gen_rows.append(row)
-                since_training += row["status"] == rec.STATUS_OK
-            if (scoring is None and p.acquisition != "random" and since_training >= retrain_after
-                    and self.n_ok < p.max_training_count):
-                scoring, since_training = self.score_search_space(), 0
-                scoring_started = time.perf_counter()
+            gen_rows.extend(rows)
+            if scoring is None and p.acquisition != "random" and self.n_ok < p.max_training_count:
+                trigger = self.retrain_policy.due(self.n_ok, self._model_n_ok)
+                if trigger is not None:
+                    scoring = self.score_search_space(trigger)
+                    scoring_started = time.perf_counter()
         while self._pending:  # budget reached while others still ran: keep their results
             gen_rows.extend(self._wait_rows()[0])
         if gen_rows:
@@ -658,10 +771,20 @@ class Campaign:
         results["simulator"] = self.parameters.simulator
         results["replayed"] = self.replayed
         results["stopping"] = self.stopping_block()
+        results["models"] = self.models_block()
         if evaluate:
             results["evaluation"] = self.evaluation()
         rec.atomic_write_json(self.out_dir / rec.RESULTS_FILE, results)
         return results
+
+    def models_block(self) -> dict[str, Any]:
+        """results.json's ``models``: the retrain policy and the versions saved (lineage.csv)."""
+        last = self.models.last
+        return {"retrain": self.retrain_policy.text, "valid_fraction": self.split.fraction,
+                "arrival": self.arrival.text, "versions": len(self.models.rows),
+                "last_version": None if last is None else int(last["version"]),
+                "lineage_file": "lineage.csv" if self.models.rows else None,
+                "notes": list(self.models.notes)}
 
     def _plot(self) -> Path | None:
         from course_utils.plotting import plot_campaign

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from course_utils.arrival import ArrivalError, parse_arrival
 from course_utils.configs import CONFIG_NAMES
+from course_utils.retraining import RetrainPolicyError, parse_retrain_policy
 from course_utils.simulators import SIMULATORS
 from course_utils.stopping import StopRuleError, parse_stop_rule
 
@@ -17,7 +19,7 @@ MODES = ("batch", "streaming")
 N_NEIGHBORS = 4
 # Parameters that define *which* campaign a folder holds; the budget may grow on resume.
 RESUME_KEYS = ("initial_training_count", "batch_size", "seed", "acquisition", "mode",
-               "search_space", "ucb_kappa", "epsilon", "simulator")
+               "search_space", "ucb_kappa", "epsilon", "simulator", "valid_fraction", "arrival")
 
 
 class CampaignParameterError(ValueError):
@@ -52,6 +54,20 @@ class CampaignParameters:
     #: ``converged:window=W,delta=D[,top=K]`` or ``predicted:delta=D[,min_points=M]``.
     #: Not a resume key: a stopped run may go on with another rule or a larger budget.
     stop: str = "budget"
+    #: When to train a new model (:mod:`course_utils.retraining`): ``every-batch``,
+    #: ``count:N`` (N new results) or ``growth:F`` (the successful data grew by the fraction F).
+    retrain: str = "every-batch"
+    #: Share of successful simulations held out of training to validate each model (seeded,
+    #: stable per molecule); 0 keeps the homework's behaviour.
+    valid_fraction: float = 0.0
+    #: ``all``, or ``waves:W,every:K``: the search space arrives in W seeded waves, the next one
+    #: every K successful simulations (:mod:`course_utils.arrival`).
+    arrival: str = "all"
+
+    def retrain_policy(self):
+        """The retrain policy; ``retrain_after`` (older spelling) is ``count:N`` when streaming."""
+        return parse_retrain_policy(self.retrain, self.batch_size,
+                                    self.retrain_after if self.mode == "streaming" else None)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> CampaignParameters:
@@ -82,7 +98,7 @@ class CampaignParameters:
             if value is not None and not is_int(value):
                 fail(f"{name} must be an integer, got {value!r}")
         # nan passes every comparison below unnoticed, and inf makes a walltime or a score useless.
-        for name in ("simulation_walltime", "ucb_kappa", "epsilon"):
+        for name in ("simulation_walltime", "ucb_kappa", "epsilon", "valid_fraction"):
             value = getattr(self, name)
             if (not isinstance(value, int | float | np.integer | np.floating)
                     or isinstance(value, bool) or not math.isfinite(value)):
@@ -124,6 +140,18 @@ class CampaignParameters:
             fail(f"simulation_walltime ({self.simulation_walltime}) must be positive")
         if self.max_failures is not None and self.max_failures < 0:
             fail(f"max_failures ({self.max_failures}) must be >= 0")
+        if not 0.0 <= self.valid_fraction <= 0.5:
+            fail(f"valid_fraction ({self.valid_fraction}) must be between 0 and 0.5: the rest "
+                 "of the successful simulations train the model")
+        if self.retrain_after is not None and self.retrain != "every-batch":
+            fail(f"retrain_after ({self.retrain_after}) and retrain ({self.retrain!r}) both say "
+                 "when to retrain; use retrain='count:N' alone")
+        for name, parse, error in (("retrain", lambda t: parse_retrain_policy(t), RetrainPolicyError),
+                                   ("arrival", parse_arrival, ArrivalError)):
+            try:
+                parse(getattr(self, name))
+            except error as err:
+                fail(str(err))
         if not isinstance(self.stop, str):
             fail(f"stop must be a string such as 'budget' or 'converged:window=3,delta=0.01', "
                  f"got {self.stop!r}")

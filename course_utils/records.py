@@ -37,11 +37,12 @@ import pandas as pd
 
 SIMULATION_FIELDS = [
     "smiles", "ie", "status", "error", "batch", "submit_time", "start_time", "end_time",
-    "elapsed_s", "host", "manager", "worker", "pid",
+    "elapsed_s", "host", "manager", "worker", "pid", "wave",
 ]
 ITERATION_FIELDS = [
     "iteration", "training_size", "n_new", "best_ie", "model_time_s", "select_time_s",
-    "simulate_time_s", "mae_ev", "mape_pct", "elapsed_s",
+    "simulate_time_s", "mae_ev", "mape_pct", "elapsed_s", "model_version", "valid_mae_ev",
+    "valid_r2",
 ]
 SIMULATIONS_FILE = "simulations.csv"
 ITERATIONS_FILE = "iterations.csv"
@@ -234,6 +235,27 @@ def repair_tail(path: Path, columns: list[str]) -> str | None:
     return f"{path}: dropped a torn last line left by an interrupted writer (nothing finished is lost)"
 
 
+def add_new_columns(path: Path, columns: list[str]) -> str | None:
+    """Give a folder written by an older kit the columns added since, empty in its old rows.
+
+    Without this, new rows would be appended under an old header and misread. Only a header
+    that is a prefix of ``columns`` is extended (columns are only ever added at the end).
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    header = rows[0] if rows else []
+    if header == columns or header != columns[:len(header)]:
+        return None
+    pad = [""] * (len(columns) - len(header))
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([columns, *(r + pad for r in rows[1:])])
+    os.replace(tmp, path)
+    return f"{path}: added the columns {', '.join(columns[len(header):])} (new in this kit)"
+
+
 def _append_row(path: Path, fields: list[str], row: Mapping[str, Any], durable: bool = True
                 ) -> None:
     new = not path.exists() or path.stat().st_size == 0
@@ -312,9 +334,9 @@ class CampaignRecorder:
         path.mkdir(parents=True, exist_ok=True)
         for name, columns in ((SIMULATIONS_FILE, SIMULATION_FIELDS),
                               (ITERATIONS_FILE, ITERATION_FIELDS)):
-            note = repair_tail(path / name, columns)
-            if note:
-                print(f"note: {note}", file=sys.stderr)
+            for note in (repair_tail(path / name, columns), add_new_columns(path / name, columns)):
+                if note:
+                    print(f"note: {note}", file=sys.stderr)
         sims = read_simulations(path)
         its = read_iterations(path)
         recorder = cls(path)

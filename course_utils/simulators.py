@@ -49,11 +49,14 @@ class XtbSimulator:
         return set(wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)[0])
 
     def score(self, training: pd.DataFrame, blocks: list, n_neighbors: int) -> Future:
-        """Train -> chunked scoring -> reduce, chained as Parsl apps (a future of an (n, 2) array)."""
+        """Train -> chunked scoring -> reduce, chained as Parsl apps (a future of an (n, 2) array,
+        with the model's future as its ``model``)."""
         from course_utils.apps import score_block_app, stack_app, train_app
 
         model = train_app(training, n_neighbors=n_neighbors)
-        return stack_app(*[score_block_app(model, block) for block in blocks])
+        scores = stack_app(*[score_block_app(model, block) for block in blocks])
+        scores.model = model  # the campaign saves the model version it used
+        return scores
 
     def now(self) -> float:
         """Seconds since this simulator was created (the campaign adds earlier sessions)."""
@@ -132,6 +135,7 @@ class ReplaySimulator:
             model = train_model(training, n_neighbors=n_neighbors)
             ie, spread = model.predict_with_spread(self._space_fps)
             result = _done(np.column_stack([ie, spread]))
+            result.model = model  # the campaign saves the model version it used
         except Exception as err:  # noqa: BLE001 - the campaign reports and retries it
             result = _done(error=err)
         self._clock += time.perf_counter() - started

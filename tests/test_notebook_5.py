@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
 import pandas as pd
-import papermill as pm
-from jupyter_client import kernelspec
+from notebook_tools import printed_text, run_notebook
 
-REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = REPO / "notebooks"
 NAME = "5_comparing_strategies.ipynb"
-KERNEL = "ml-in-the-loop" if "ml-in-the-loop" in kernelspec.find_kernel_specs() else None
 SMALL = {"n_seeds": 3, "budget": 60, "initial": 10, "batch_size": 10, "processes": 2}
-
-
-def _tree(root: Path) -> set[Path]:
-    return {p.relative_to(root) for p in root.rglob("*")}
 
 
 def test_notebook5_small_grid_writes_only_into_output_dir(tmp_path):
     out = tmp_path / "out"
-    executed = tmp_path / NAME
-    before = _tree(NOTEBOOKS)
-    pm.execute_notebook(NOTEBOOKS / NAME, executed, parameters={**SMALL, "output_dir": str(out)},
-                        kernel_name=KERNEL, cwd=str(NOTEBOOKS), progress_bar=False)
-    nb = nbformat.read(executed, as_version=4)
-    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-
-    assert _tree(NOTEBOOKS) == before, "the notebook wrote outside its output_dir"
+    nb = run_notebook(NAME, tmp_path, {**SMALL, "output_dir": str(out)})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([NAME, "out"])
     assert sorted(p.name for p in out.iterdir()) == ["comparison.png", "curves.csv", "runs",
                                                      "runs.csv", "strategies.csv"]
@@ -43,5 +25,5 @@ def test_notebook5_small_grid_writes_only_into_output_dir(tmp_path):
     assert table.index.tolist() == strategies and (table["runs"] == SMALL["n_seeds"]).all()
     assert len(pd.read_csv(out / "runs.csv")) == len(strategies) * SMALL["n_seeds"]
 
-    text = "".join(str(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
+    text = printed_text(nb)
     assert "ground truth covers" in text  # the coverage is stated, not assumed

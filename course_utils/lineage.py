@@ -1,0 +1,239 @@
+"""Model versions and their lineage: every model a campaign trains, saved beside its data.
+
+In a run folder:
+  models/vNNNN.joblib  the model itself (a :class:`~course_utils.ml.KNNModel`)
+  models/vNNNN.json    what made it: time, trigger, data version (simulation records that
+                       existed) and a content hash of its training set, train and validation
+                       sizes and metrics, the labels that failed since the previous version,
+                       parameters, package versions, and the SHA-256 of the model file
+  lineage.csv          one row per version, for pandas and for people
+
+A version is saved in that order (model, JSON, lineage row), each step atomic, so a crash leaves
+at worst a model without its JSON or a JSON without its lineage row. :meth:`ModelRegistry.open`
+repairs those and reports any other disagreement; numbering always goes on after the highest
+version seen anywhere, so no number is ever used twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from course_utils.records import atomic_write_json
+
+MODELS_DIR = "models"
+LINEAGE_FILE = "lineage.csv"
+LINEAGE_FIELDS = [
+    "version", "time", "trigger", "data_version", "training_hash", "train_size", "valid_size",
+    "valid_mae_ev", "valid_r2", "failed_since_previous", "train_time_s", "model_file",
+]
+_NAME = re.compile(r"^v(\d{4,})\.(joblib|json)$")
+
+
+class LineageError(ValueError):
+    """A model version that cannot be trusted or found; the message says which and why."""
+
+
+def version_name(version: int) -> str:
+    return f"v{version:04d}"
+
+
+def training_hash(training: pd.DataFrame) -> str:
+    """Content hash of a training set (SMILES and IE, order-independent)."""
+    lines = sorted(f"{s}\t{float(v)!r}" for s, v in zip(training["smiles"], training["ie"],
+                                                          strict=True))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_lineage(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """lineage.csv of a run folder (an empty frame with its columns if there is none)."""
+    path = Path(run_dir) / LINEAGE_FILE
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=LINEAGE_FIELDS)
+    return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"trigger": str})
+
+
+@dataclass
+class ModelRegistry:
+    """The model versions of one run folder."""
+
+    run_dir: Path
+    rows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    next_version: int = 1
+
+    @property
+    def models_dir(self) -> Path:
+        return self.run_dir / MODELS_DIR
+
+    @property
+    def last(self) -> dict | None:
+        return self.rows[-1] if self.rows else None
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike) -> ModelRegistry:
+        """Read the versions a previous session left, repairing what a crash can leave."""
+        registry = cls(Path(run_dir))
+        registry._reconcile()
+        for note in registry.notes:
+            print(f"note: {note}", file=sys.stderr)
+        return registry
+
+    def _reconcile(self) -> None:
+        files: dict[int, set[str]] = {}
+        if self.models_dir.is_dir():
+            for path in self.models_dir.iterdir():
+                match = _NAME.match(path.name)
+                if match:
+                    files.setdefault(int(match.group(1)), set()).add(match.group(2))
+        lineage = read_lineage(self.run_dir)
+        listed = [int(v) for v in lineage["version"].tolist()]
+        self.rows = lineage.to_dict("records")
+        for version in sorted(set(files) - set(listed)):
+            name = version_name(version)
+            kinds = files[version]
+            if kinds == {"joblib"}:  # saved, but the run ended before its JSON: never used
+                (self.models_dir / f"{name}.joblib").unlink()
+                self.notes.append(f"models/{name}.joblib had no JSON (an interrupted save); "
+                                  "removed it")
+            elif kinds == {"json", "joblib"} and self._intact(version):
+                row = _lineage_row(json.loads((self.models_dir / f"{name}.json").read_text()))
+                self.rows.append(row)
+                self._append(row)
+                self.notes.append(f"{LINEAGE_FILE} lacked {name} (an interrupted save); added it "
+                                  "from models/{name}.json".replace("{name}", name))
+            else:
+                self.notes.append(f"models/{name}.* is not in {LINEAGE_FILE} and is incomplete "
+                                  "or altered; it is ignored (not a version of this run)")
+        for version in listed:
+            if files.get(version) != {"json", "joblib"}:
+                self.notes.append(f"{LINEAGE_FILE} lists {version_name(version)} but its model "
+                                  f"files in {MODELS_DIR}/ are missing; its row is kept as a record")
+        self.rows.sort(key=lambda r: int(r["version"]))
+        self.next_version = max([0, *files, *listed]) + 1
+
+    def _intact(self, version: int) -> bool:
+        try:
+            load_model_version(self.models_dir / version_name(version))
+        except LineageError:
+            return False
+        return True
+
+    def _append(self, row: Mapping[str, Any]) -> None:
+        from course_utils.records import _append_row
+
+        _append_row(self.run_dir / LINEAGE_FILE, LINEAGE_FIELDS, row)
+
+    def save(self, model: Any, meta: Mapping[str, Any]) -> dict:
+        """Save the next version: model file, then its JSON, then its lineage row."""
+        import joblib
+
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        version = self.next_version
+        name = version_name(version)
+        model_path = self.models_dir / f"{name}.joblib"
+        tmp = model_path.with_name(model_path.name + ".tmp")
+        joblib.dump(model, tmp)
+        os.replace(tmp, model_path)
+        info = {"version": version, "name": name,
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                **dict(meta), "model_file": f"{MODELS_DIR}/{name}.joblib",
+                "model_sha256": _sha256(model_path)}
+        atomic_write_json(self.models_dir / f"{name}.json", info)
+        row = _lineage_row(info)
+        self._append(row)
+        self.rows.append(row)
+        self.next_version = version + 1
+        return info
+
+
+def _lineage_row(info: Mapping[str, Any]) -> dict:
+    row = {k: info.get(k) for k in LINEAGE_FIELDS}
+    failed = info.get("failed_since_previous")
+    row["failed_since_previous"] = len(failed) if isinstance(failed, list) else failed
+    return row
+
+
+def _version_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``RUN/models/v0007``, ``...v0007.json`` or ``...v0007.joblib`` -> (joblib, json)."""
+    path = Path(path)
+    if path.suffix in (".json", ".joblib"):
+        path = path.with_suffix("")
+    return path.with_name(path.name + ".joblib"), path.with_name(path.name + ".json")
+
+
+def load_model_version(path: str | os.PathLike) -> tuple[Any, dict]:
+    """The model of one saved version and its JSON, checked against each other.
+
+    Raises :class:`LineageError` if either file is missing, the JSON names another version or
+    another model file, or the model file's content is not the one the JSON recorded.
+    """
+    import joblib
+
+    model_path, json_path = _version_paths(path)
+    for p in (json_path, model_path):
+        if not p.is_file():
+            raise LineageError(f"model version {model_path.with_suffix('')}: {p} is missing; "
+                               f"saved versions are models/vNNNN.joblib with models/vNNNN.json")
+    try:
+        info = json.loads(json_path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise LineageError(f"{json_path} is not valid JSON ({err})") from None
+    stem = model_path.with_suffix("").name
+    if not isinstance(info, dict) or info.get("name") != stem:
+        raise LineageError(f"{json_path} describes {info.get('name') if isinstance(info, dict) else '?'}"
+                           f", not {stem}: the model and its JSON disagree")
+    if info.get("model_sha256") != _sha256(model_path):
+        raise LineageError(f"{model_path} is not the model {json_path.name} recorded (its SHA-256 "
+                           "differs): the model and its JSON disagree; refusing to predict")
+    return joblib.load(model_path), info
+
+
+def lineage_line(info: Mapping[str, Any]) -> str:
+    mae = info.get("valid_mae_ev")
+    valid = (f"validation MAE {mae:.3f} eV on {info.get('valid_size')}"
+             if isinstance(mae, float) and mae == mae else "no validation set")
+    return (f"model {info.get('name')} (data version {info.get('data_version')}, trained on "
+            f"{info.get('train_size')} molecules, {valid}; trigger: {info.get('trigger')})")
+
+
+def predict_with_version(path: str | os.PathLike, smiles: Sequence[str]
+                         ) -> tuple[pd.DataFrame, dict]:
+    """Predicted IE and spread (eV) for each SMILES, with an ``error`` for those RDKit rejects.
+
+    Rows keep the input order and numbering (``row``, from 1); a bad SMILES never stops the
+    others from being predicted.
+    """
+    from rdkit import Chem, RDLogger
+
+    model, info = load_model_version(path)
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        valid = [isinstance(s, str) and bool(s.strip()) and Chem.MolFromSmiles(s) is not None
+                 for s in smiles]
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    frame = pd.DataFrame({"row": range(1, len(smiles) + 1), "smiles": list(smiles),
+                          "ie": float("nan"), "ie_spread": float("nan"),
+                          "error": ["" if ok else "invalid SMILES (RDKit could not parse it)"
+                                    for ok in valid]})
+    good = [s for s, ok in zip(smiles, valid, strict=True) if ok]
+    if good:
+        ie, spread = model.predict_with_spread(good)
+        frame.loc[valid, "ie"] = ie
+        frame.loc[valid, "ie_spread"] = spread
+    return frame, info
