@@ -2,7 +2,7 @@
 #
 # On Polaris it loads the conda module and activates the course's conda environment, creating it
 # from environment.yml the first time. Elsewhere it creates (once) and activates a virtual
-# environment in .venv with pip. Either way it registers the Jupyter kernel "ml-in-the-loop" and
+# environment in .venv with pip (with MPICH's mpiexec and mpi4py, from PyPI wheels). Either way it registers the Jupyter kernel "ml-in-the-loop" and
 # keeps xTB single-threaded per simulation. Safe to source again: finished steps are skipped.
 #
 # Settings (all optional): COURSE_ENV_MODE=conda|venv, COURSE_PYTHON (venv interpreter),
@@ -65,7 +65,7 @@ _course_activate_venv() {
         echo "Installing the course packages into $venv (once; pip output in $venv/pip.log) ..."
         {
             python -m pip install --upgrade pip &&
-            python -m pip install -e "$COURSE_ROOT[dev,engines]"
+            python -m pip install -e "$COURSE_ROOT[dev,engines,mpi]"
         } >"$venv/pip.log" 2>&1 || {
             tail -n 20 "$venv/pip.log" >&2
             _course_fail "pip install failed (full log: $venv/pip.log)"

@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 # shellcheck disable=SC1091
 source ./activate_env.sh
-# The multi-node tests start Parsl managers with a real MPI mpiexec (Debian's MPICH), as
-# Polaris does with its own; without one (and no root to install it) those tests are skipped.
+# The multi-node and MPI tests need a real mpiexec, as Polaris has its own: the venv gets MPICH's
+# from PyPI (the mpi extra); failing that, Debian's MPICH when root; otherwise they are skipped.
 if ! command -v mpiexec >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "Installing MPICH for the multi-node tests (once; log in .venv/apt.log) ..."
     { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mpich; } \

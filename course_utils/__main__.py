@@ -24,7 +24,8 @@ def _run_parser(sub) -> None:
     run.add_argument("--mode", default=defaults.mode, help="|".join(MODES))
     run.add_argument("--search-space", default=defaults.search_space,
                      help="'qm9' or a CSV/TSV file with a smiles column")
-    run.add_argument("--config", default=defaults.config, help="local|polaris")
+    run.add_argument("--config", default=defaults.config,
+                     help="local|polaris, or local-mpi|polaris-mpi (with an MPI executor)")
     run.add_argument("--workers", type=int, default=None, help="workers (per node on Polaris)")
     run.add_argument("--ucb-kappa", type=float, default=defaults.ucb_kappa)
     run.add_argument("--epsilon", type=float, default=defaults.epsilon)
@@ -52,6 +53,14 @@ def _run_parser(sub) -> None:
     run.add_argument("--arrival", default=defaults.arrival,
                      help="all (default) | waves:W,every:K: the search space arrives in W seeded "
                           "waves, one more every K successful simulations")
+    run.add_argument("--trust-tol", type=float, default=None,
+                     help="trust checks (batch mode, needs --config local-mpi|polaris-mpi): a pick "
+                          "whose model value and cheap MPI check agree within this many eV gets "
+                          "no full simulation (default: no checks)")
+    run.add_argument("--trust-streak", type=int, default=defaults.trust_streak,
+                     help="stop after this many consecutive fully trusted batches")
+    run.add_argument("--trust-ranks", type=int, default=defaults.trust_ranks,
+                     help="MPI ranks of each batch's cheap check")
     run.add_argument("--out", type=Path, required=True, help="output folder")
     run.add_argument("--account", default=None, help="Polaris: ALCF project to charge")
     run.add_argument("--queue", default=None, help="Polaris: debug|prod|...")
@@ -201,9 +210,10 @@ def _run(args: argparse.Namespace) -> int:
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
     options = {k: getattr(args, k) for k in ("account", "queue", "walltime", "nodes")
                if getattr(args, k) is not None}
-    if options and args.config != "polaris":
+    on_polaris = args.config in ("polaris", "polaris-mpi")
+    if options and not on_polaris:
         return _fail(f"--{', --'.join(options)} only apply with --config polaris")
-    if args.config == "polaris" and args.workers is not None:
+    if on_polaris and args.workers is not None:
         options["workers_per_node"] = args.workers
     try:
         parameters = CampaignParameters.from_mapping(values)

@@ -9,8 +9,8 @@ Its parts live beside it: parameters (:mod:`course_utils.parameters`), acquisiti
 (:mod:`course_utils.acquisition`), simulator (:mod:`course_utils.simulators`), records
 (:mod:`course_utils.records`), retrain policy and validation (:mod:`course_utils.retraining`),
 model versions (:mod:`course_utils.lineage`), arrival of the search space
-(:mod:`course_utils.arrival`), stop rule (:mod:`course_utils.stopping`), and stops and
-failures (:mod:`course_utils.resilience`).
+(:mod:`course_utils.arrival`), trust checks (:mod:`course_utils.trust`), stop rule
+(:mod:`course_utils.stopping`), and stops and failures (:mod:`course_utils.resilience`).
 
 Two modes: ``batch`` (wait for the whole batch, as the original tutorial) and ``streaming``
 (keep every worker busy, submitting the next pick as each simulation finishes, and retrain in
@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ from course_utils.stopping import (
     parse_stop_rule,
     stopped_early_status,
 )
+from course_utils.trust import TRUST_RULE, TrustLedger
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -151,6 +153,10 @@ class Campaign:
         self._model_n_ok: int | None = None  # successes when the model in use was submitted
         self.model_info: dict[str, Any] | None = None  # the saved version in use
         self._predictions: pd.DataFrame | None = None  # its scores of the search space
+        self._model: Any = None  # the model in use itself, for the trust checks' predictions
+        self.trust = (None if p.trust_tol is None else
+                      TrustLedger.open(self.out_dir, p.trust_tol, p.trust_streak, p.trust_ranks))
+        self.trust_fired = False
 
     def release_lock(self) -> None:
         """Let another run write into ``out_dir`` (idempotent); the run's last step."""
@@ -206,7 +212,8 @@ class Campaign:
         return self.parameters.workers or os.cpu_count() or 1
 
     def _tried(self) -> set[str]:
-        return self.recorder.attempted | {p.smiles for p in self._pending.values()}
+        tried = self.recorder.attempted | {p.smiles for p in self._pending.values()}
+        return tried | self.trust.trusted_smiles if self.trust is not None else tried
 
     def _notify(self, event: str, **info: Any) -> None:
         if self._bar is not None:
@@ -417,6 +424,7 @@ class Campaign:
             "packages": rec.environment_info(self.engine)["packages"]}
         if model is not None:
             info = self.models.save(model, info)
+        self._model = model
         self.model_info = info
         self._model_n_ok = meta["n_ok"]
         self._predictions = predictions
@@ -532,6 +540,13 @@ class Campaign:
         p = self.parameters
         if self.n_ok >= p.max_training_count:
             return "complete", ""
+        if self.trust_fired:
+            block = self.trust.block(True, None)
+            return stopped_early_status(TRUST_RULE), (
+                f"stopped early: {p.trust_streak} consecutive batches in which the cheap check "
+                f"agreed with the model on every pick (within {p.trust_tol} eV), with "
+                f"{self.n_ok} of {p.max_training_count} full simulations; "
+                f"{block['full_simulations_saved']} full simulations saved")
         if self.stop_decision is not None:
             return stopped_early_status(self.stop_decision.rule), self._stop_message()
         if self.n_failed > self.max_failures:
@@ -569,13 +584,62 @@ class Campaign:
             picks = self.pick(predictions, iteration)
             t2 = time.perf_counter()
             target = min(p.batch_size, p.max_training_count - self.n_ok)
-            rows = self.simulate(picks, target, batch=iteration, predictions=predictions)
+            if self.trust is not None:
+                rows, checked = self.checked_batch(iteration, picks, predictions, target)
+            else:
+                rows = self.simulate(picks, target, batch=iteration, predictions=predictions)
+                checked = len(rows)
             t3 = time.perf_counter()
             self.record_iteration(iteration, training_size, rows, t1 - t0, t2 - t1, t3 - t2)
-            if not rows:
+            if not checked:
                 break  # search space exhausted
             if self._ask_stop_rule():
                 break
+            if self.trust is not None and self.trust.streak >= p.trust_streak:
+                self.trust_fired = True
+                break
+
+    # --- trust checks -------------------------------------------------------------------
+    def checked_batch(self, iteration: int, picks: Iterable[str], predictions: pd.DataFrame,
+                      size: int) -> tuple[list[dict], int]:
+        """One batch of ``size`` picks with trust checks: the model's values and the cheap MPI
+        check of the picks run as two futures at once; only the picks they disagree on get
+        full simulations (so the budget is never overshot).
+
+        Returns the full simulations' rows and the number of picks checked.
+        """
+        p = self.parameters
+        batch = list(islice(picks, size))
+        if not batch:
+            return [], 0
+        model_values = self.simulator.predict(self._model, batch)
+        cheap_file = self.out_dir / "checks" / f"iteration-{iteration:04d}.csv"
+        cheap = self.simulator.cheap(batch, p.trust_ranks, cheap_file)
+        started = time.monotonic()
+        while not (model_values.done() and cheap.done()):
+            self._check_stop()
+            if time.monotonic() - started > self.SCORING_TIMEOUT_S:
+                break
+            wait([model_values, cheap], timeout=self.POLL_S)
+        if cheap.done() and cheap.exception() is None:
+            cheap_table = cheap.result()
+        else:  # a failed or hung check trusts nothing: every pick gets its full simulation
+            why = (one_line(cheap.exception()) if cheap.done()
+                   else f"no result after {self.SCORING_TIMEOUT_S:.0f} s")
+            print(f"cheap check of iteration {iteration} failed ({why}); simulating every pick",
+                  file=sys.stderr)
+            cheap_table = pd.DataFrame({"smiles": batch, "ie": math.nan, "status": "failed",
+                                        "error": why, "rank": -1, "seconds": math.nan})
+        if not model_values.done():
+            raise CampaignStopped(f"the model's predictions of iteration {iteration} did not "
+                                  f"arrive within {self.SCORING_TIMEOUT_S:.0f} s")
+        version = (self.model_info or {}).get("version")
+        checks = self.trust.judge(iteration, batch, model_values.result(), cheap_table, version)
+        untrusted = [c["smiles"] for c in checks if not c["trusted"]]
+        rows = (self.simulate(iter(untrusted), len(untrusted), batch=iteration,
+                              predictions=predictions) if untrusted else [])
+        self.trust.record(checks, rows)
+        return rows, len(batch)
 
     def record_iteration(self, iteration: int, training_size: int, rows: list[dict],
                           model_s: float, select_s: float, simulate_s: float) -> None:
@@ -772,6 +836,8 @@ class Campaign:
         results["replayed"] = self.replayed
         results["stopping"] = self.stopping_block()
         results["models"] = self.models_block()
+        results["trust"] = (None if self.trust is None else
+                            self.trust.block(self.trust_fired, self._seconds_per_success()))
         if evaluate:
             results["evaluation"] = self.evaluation()
         rec.atomic_write_json(self.out_dir / rec.RESULTS_FILE, results)

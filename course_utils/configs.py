@@ -1,5 +1,8 @@
 """Parsl configurations: a laptop/CI one and a Polaris one, each built fresh by a function.
 
+The ``-mpi`` variants add a second executor (label ``mpi``) in Parsl's MPI mode beside the
+usual workers (label ``htex``), for apps that run MPI programs (:func:`course_utils.apps.cheap_mpi_app`).
+
 A ``Config`` object must not be reused after ``parsl.clear()``, and nothing here may read the
 environment (``PBS_NODEFILE``, network interfaces) at import time, so every call builds a new
 one. Notebooks use ``with parsl.load(make_config(name, ...)):``.
@@ -8,16 +11,22 @@ one. Notebooks use ``with parsl.load(make_config(name, ...)):``.
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 from parsl.config import Config
-from parsl.executors import HighThroughputExecutor
-from parsl.launchers import MpiExecLauncher
+from parsl.executors import HighThroughputExecutor, MPIExecutor
+from parsl.launchers import MpiExecLauncher, SimpleLauncher
 from parsl.providers import LocalProvider, PBSProProvider
 
-CONFIG_NAMES = ("local", "polaris")
+CONFIG_NAMES = ("local", "polaris", "local-mpi", "polaris-mpi")
 EXECUTOR_LABEL = "htex"
+MPI_EXECUTOR_LABEL = "mpi"
+#: Extra launcher options (CPU binding) that MPI apps put after ``$PARSL_MPI_PREFIX``.
+MPI_OPTIONS_ENV = "COURSE_UTILS_MPI_OPTIONS"
+POLARIS_MPI_CORES = 16  # of each node's 32 cores, the last 16 go to MPI ranks in polaris-mpi
 POLARIS_CORES_PER_NODE = 32
 POLARIS_INTERFACE = "bond0"
 POLARIS_FILESYSTEMS = "home:eagle"
@@ -90,11 +99,14 @@ def make_local_config(
     Workers listen on the loopback interface only, so this works offline and on CI.
     """
     _check_workers(workers)
-    n_workers = workers or os.cpu_count() or 1
-    executor = HighThroughputExecutor(
+    return _config([_local_executor(workers, xtb_threads)], run_dir, retries)
+
+
+def _local_executor(workers: int | None, xtb_threads: int) -> HighThroughputExecutor:
+    return HighThroughputExecutor(
         label=EXECUTOR_LABEL,
         address="127.0.0.1",
-        max_workers_per_node=n_workers,
+        max_workers_per_node=workers or os.cpu_count() or 1,
         cores_per_worker=1,
         cpu_affinity="none",
         prefetch_capacity=0,
@@ -107,14 +119,85 @@ def make_local_config(
             worker_init=thread_exports(xtb_threads),
         ),
     )
+
+
+def _config(executors: list, run_dir: str | os.PathLike | None, retries: int, *,
+            local: bool = True) -> Config:
     return Config(
-        executors=[executor],
+        executors=executors,
         run_dir=str(run_dir) if run_dir is not None else "runinfo",
         retries=retries,
         usage_tracking=0,
-        # Parsl starts the first block on the strategy's first tick: 1 s instead of 5 s.
-        strategy_period=1,
+        # Locally Parsl starts the first block on the strategy's first tick: 1 s instead of 5 s.
+        **({"strategy_period": 1} if local else {}),
     )
+
+
+class LocalNodesLauncher(SimpleLauncher):
+    """Parsl's MPI mode takes its nodes from the batch job's node file; outside a job this
+    launcher writes one that names this machine ``slots`` times (one per MPI program running at
+    once) into the run's submit-script folder, and points ``PBS_NODEFILE`` at it."""
+
+    def __init__(self, slots: int = 1):
+        super().__init__()
+        self.slots = slots
+
+    def __call__(self, command: str, tasks_per_node: int, nodes_per_block: int,
+                 script_dir: str = "") -> str:
+        nodefile = (shlex.quote(script_dir) + "/" if script_dir else "") + '"$JOBNAME.mpi-nodes"'
+        hosts = " ".join(["localhost"] * self.slots)
+        return (f"unset SLURM_NODELIST\nprintf '%s\\n' {hosts} > {nodefile}\n"
+                f"export PBS_NODEFILE={nodefile}\n"
+                + super().__call__(command, tasks_per_node, nodes_per_block, script_dir))
+
+
+def _mpi_worker_init(worker_init: str, mpi_options: str, *, venv_path: bool) -> str:
+    """``worker_init`` plus the binding options MPI apps read; with ``venv_path`` this Python's
+    bin/ goes first on PATH, so Parsl's ``mpiexec`` is the MPICH of the ``mpi`` extra."""
+    path = f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"; " \
+        if venv_path else ""
+    return f"{worker_init}; {path}export {MPI_OPTIONS_ENV}={shlex.quote(mpi_options)}"
+
+
+def _mpi_executor(provider: Any, mpi_tasks: int, address: str, heartbeat: tuple[int, int]
+                  ) -> MPIExecutor:
+    """Parsl's MPI-mode executor, started through the guard like the others: its pool runs up to
+    ``mpi_tasks`` MPI programs at once, each launched by ``$PARSL_MPI_PREFIX`` (``mpiexec``)."""
+    _check_workers(mpi_tasks, "mpi_tasks")
+    options = _guarded(heartbeat_period=heartbeat[0], heartbeat_threshold=heartbeat[1])
+    # MPIExecutor's signature still types this as a str; HTEX runs it as the list it is.
+    interchange = options.pop("interchange_launch_cmd")
+    executor = MPIExecutor(label=MPI_EXECUTOR_LABEL, address=address, provider=provider,
+                           max_workers_per_block=mpi_tasks, mpi_launcher="mpiexec", **options)
+    executor.interchange_launch_cmd = interchange
+    return executor
+
+
+def make_local_mpi_config(
+    workers: int | None = None,
+    run_dir: str | os.PathLike | None = None,
+    *,
+    mpi_tasks: int = 1,
+    mpi_options: str = "",
+    xtb_threads: int = 1,
+    retries: int = 0,
+) -> Config:
+    """:func:`make_local_config` plus an ``mpi`` executor: MPI programs on this machine through
+    MPICH's ``mpiexec`` (the venv's, from the ``mpi`` extra), up to ``mpi_tasks`` at once.
+
+    Ranks and workers share this machine's cores: on a laptop, fewer workers leave room for them.
+    """
+    _check_workers(workers)
+    provider = LocalProvider(
+        launcher=LocalNodesLauncher(mpi_tasks),
+        init_blocks=1,
+        min_blocks=1,
+        max_blocks=1,
+        worker_init=_mpi_worker_init(thread_exports(xtb_threads), mpi_options, venv_path=True),
+    )
+    executors = [_local_executor(workers, xtb_threads),
+                 _mpi_executor(provider, mpi_tasks, "127.0.0.1", heartbeat=(5, 30))]
+    return _config(executors, run_dir, retries)
 
 
 def job_node_count(nodefile: str | os.PathLike | None = None) -> int:
@@ -189,31 +272,7 @@ def make_polaris_config(
         launcher_overrides = f"--depth={depth} --ppn 1"
     launcher = RunDirMpiExecLauncher(bind_cmd=bind_cmd, overrides=launcher_overrides)
     init = worker_init if worker_init is not None else polaris_worker_init(xtb_threads=xtb_threads)
-    provider: Any
-    if interactive:
-        provider = LocalProvider(
-            nodes_per_block=nodes,
-            launcher=launcher,
-            init_blocks=1,
-            min_blocks=1,
-            max_blocks=1,
-            worker_init=init,
-        )
-    else:
-        provider = PBSProProvider(
-            account=account,
-            queue=queue,
-            walltime=walltime,
-            nodes_per_block=nodes,
-            launcher=launcher,
-            scheduler_options=f"#PBS -l filesystems={POLARIS_FILESYSTEMS}\n#PBS -l place=scatter",
-            select_options="ngpus=4",
-            cpus_per_node=POLARIS_CORES_PER_NODE * 2,
-            init_blocks=1,
-            min_blocks=0,
-            max_blocks=1,
-            worker_init=init,
-        )
+    job = {"account": account, "queue": queue, "walltime": walltime} if not interactive else None
     executor = HighThroughputExecutor(
         label=EXECUTOR_LABEL,
         address=address,
@@ -222,14 +281,79 @@ def make_polaris_config(
         cpu_affinity=cpu_affinity,
         prefetch_capacity=0,
         **_guarded(heartbeat_period=15, heartbeat_threshold=60),
-        provider=provider,
+        provider=_polaris_provider(job, nodes, launcher, init),
     )
-    return Config(
-        executors=[executor],
-        run_dir=str(run_dir) if run_dir is not None else "runinfo",
-        retries=retries,
-        usage_tracking=0,
+    return _config([executor], run_dir, retries, local=False)
+
+
+def _polaris_provider(job: dict[str, Any] | None, nodes: int, launcher: Any, worker_init: str
+                      ) -> LocalProvider | PBSProProvider:
+    """The nodes of the job this runs in (``job`` None), or a PBS job of its own
+    (``job``: account, queue, walltime)."""
+    if job is None:
+        return LocalProvider(nodes_per_block=nodes, launcher=launcher, init_blocks=1,
+                             min_blocks=1, max_blocks=1, worker_init=worker_init)
+    return PBSProProvider(
+        **job,
+        nodes_per_block=nodes,
+        launcher=launcher,
+        scheduler_options=f"#PBS -l filesystems={POLARIS_FILESYSTEMS}\n#PBS -l place=scatter",
+        select_options="ngpus=4",
+        cpus_per_node=POLARIS_CORES_PER_NODE * 2,
+        init_blocks=1,
+        min_blocks=0,
+        max_blocks=1,
+        worker_init=worker_init,
     )
+
+
+def polaris_rank_binding(first_core: int, cores: int, threads: int = 1) -> str:
+    """PALS ``mpiexec`` options that pin each rank on a node to ``threads`` cores of its own,
+    taken in order from ``first_core`` (ranks per node can be at most ``cores // threads``)."""
+    if threads < 1 or cores < threads or first_core < 0:
+        raise ValueError(f"cannot bind ranks of {threads} thread(s) to {cores} cores "
+                         f"from core {first_core}")
+    starts = range(first_core, first_core + cores - threads + 1, threads)
+    slots = [str(c) if threads == 1 else f"{c}-{c + threads - 1}" for c in starts]
+    return "--cpu-bind list:" + ":".join(slots)
+
+
+def make_polaris_mpi_config(
+    *,
+    mpi_tasks: int = 1,
+    mpi_cores: int = POLARIS_MPI_CORES,
+    mpi_options: str | None = None,
+    workers_per_node: int | None = None,
+    **polaris: Any,
+) -> Config:
+    """:func:`make_polaris_config` plus an ``mpi`` executor: up to ``mpi_tasks`` MPI programs
+    at once, each spread by PALS ``mpiexec`` over the job's nodes (``PBS_NODEFILE``).
+
+    Inside a job, workers and ranks share each node without sharing cores: the workers
+    (``workers_per_node``, default ``32 - mpi_cores``, ``cpu_affinity="block"``) take the first
+    cores and ranks are pinned to the last ``mpi_cores`` (``--cpu-bind list:16:...:31``), so a
+    program may use up to ``mpi_cores`` ranks per node. Outside a job each executor submits
+    a PBS job of its own. ``mpi_options`` replaces the binding; other options go to
+    :func:`make_polaris_config`.
+    """
+    if not isinstance(mpi_cores, int) or not 1 <= mpi_cores < POLARIS_CORES_PER_NODE:
+        raise ValueError(f"mpi_cores must be between 1 and {POLARIS_CORES_PER_NODE - 1}, "
+                         f"got {mpi_cores!r}")
+    if workers_per_node is None:
+        workers_per_node = POLARIS_CORES_PER_NODE - mpi_cores
+    htex = make_polaris_config(workers_per_node=workers_per_node, **polaris).executors[0]
+    threads = polaris.get("xtb_threads", 1)
+    if mpi_options is None:
+        mpi_options = polaris_rank_binding(POLARIS_CORES_PER_NODE - mpi_cores, mpi_cores, threads)
+    init = polaris.get("worker_init")
+    init = _mpi_worker_init(init if init is not None else polaris_worker_init(xtb_threads=threads),
+                            mpi_options, venv_path=False)  # Cray's mpiexec, never a venv's
+    base = htex.provider
+    job = ({"account": base.account, "queue": base.queue, "walltime": base.walltime}
+           if isinstance(base, PBSProProvider) else None)
+    provider = _polaris_provider(job, base.nodes_per_block, SimpleLauncher(), init)
+    return _config([htex, _mpi_executor(provider, mpi_tasks, htex.address, heartbeat=(15, 60))],
+                   polaris.get("run_dir"), polaris.get("retries", 0), local=False)
 
 
 def shutdown() -> None:
@@ -259,17 +383,18 @@ def load_fresh(name: str = "local", **kwargs: Any):
 
 
 def make_config(name: str = "local", **kwargs: Any) -> Config:
-    """Build a configuration by name (``"local"`` or ``"polaris"``), passing options through.
+    """Build a configuration by name (one of :data:`CONFIG_NAMES`), passing options through.
 
-    ``workers`` means workers on this machine for ``local`` and workers per node for ``polaris``.
+    ``workers`` means workers on this machine for ``local`` and workers per node for ``polaris``;
+    the ``-mpi`` variants add an executor for MPI programs (``mpi_tasks`` of them at once).
     """
     key = str(name).strip().lower()
-    if key == "local":
-        return make_local_config(**kwargs)
-    if key == "polaris":
+    if key in ("local", "local-mpi"):
+        return (make_local_config if key == "local" else make_local_mpi_config)(**kwargs)
+    if key in ("polaris", "polaris-mpi"):
         if "workers" in kwargs:  # notebooks say "workers"; on Polaris that means per node
             workers = kwargs.pop("workers")
             if workers is not None:
                 kwargs.setdefault("workers_per_node", workers)
-        return make_polaris_config(**kwargs)
+        return (make_polaris_config if key == "polaris" else make_polaris_mpi_config)(**kwargs)
     raise ValueError(f"Unknown Parsl config {name!r}; choose one of {', '.join(CONFIG_NAMES)}.")

@@ -63,6 +63,13 @@ class CampaignParameters:
     #: ``all``, or ``waves:W,every:K``: the search space arrives in W seeded waves, the next one
     #: every K successful simulations (:mod:`course_utils.arrival`).
     arrival: str = "all"
+    #: Trust checks (:mod:`course_utils.trust`, batch mode): a pick whose model value and cheap
+    #: MPI check agree within ``trust_tol`` eV is accepted without a full simulation; None: off.
+    trust_tol: float | None = None
+    #: Stop after this many consecutive batches in which every pick was trusted.
+    trust_streak: int = 3
+    #: MPI ranks of each batch's cheap check.
+    trust_ranks: int = 2
 
     def retrain_policy(self):
         """The retrain policy; ``retrain_after`` (older spelling) is ``count:N`` when streaming."""
@@ -80,6 +87,24 @@ class CampaignParameters:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def _validate_trust(self, fail) -> None:
+        tol = self.trust_tol
+        if (not isinstance(tol, int | float | np.integer | np.floating) or isinstance(tol, bool)
+                or not math.isfinite(tol) or tol < 0):
+            fail(f"trust_tol ({tol!r}) must be a finite number of eV >= 0, or None (no checks)")
+        if self.trust_streak is None or self.trust_streak < 1:
+            fail(f"trust_streak ({self.trust_streak!r}) must be at least 1")
+        if self.trust_ranks is None or self.trust_ranks < 1:
+            fail(f"trust_ranks ({self.trust_ranks!r}) must be at least 1")
+        if self.mode != "batch":
+            fail("trust checks work batch by batch: use mode='batch' with trust_tol")
+        if self.acquisition == "random":
+            fail("trust checks compare the model with a cheap calculation: random search has "
+                 "no model; choose another acquisition or trust_tol=None")
+        if self.simulator == "xtb" and not str(self.config).lower().endswith("-mpi"):
+            fail(f"trust checks run the cheap fidelity as an MPI program: use config='local-mpi' "
+                 f"(or 'polaris-mpi'), not {self.config!r}")
+
     def validate(self, search_space_size: int | None = None) -> None:
         """Raise :class:`CampaignParameterError` with a one-line reason naming the parameters."""
         def fail(message: str) -> None:
@@ -93,7 +118,8 @@ class CampaignParameters:
             if not is_int(value):
                 fail(f"{name} must be an integer, got {value!r}")
         # Optional counts: a float or a bool here is a typo that would misbehave much later.
-        for name in ("workers", "retrain_after", "score_chunks", "max_failures"):
+        for name in ("workers", "retrain_after", "score_chunks", "max_failures", "trust_streak",
+                     "trust_ranks"):
             value = getattr(self, name)
             if value is not None and not is_int(value):
                 fail(f"{name} must be an integer, got {value!r}")
@@ -140,6 +166,8 @@ class CampaignParameters:
             fail(f"simulation_walltime ({self.simulation_walltime}) must be positive")
         if self.max_failures is not None and self.max_failures < 0:
             fail(f"max_failures ({self.max_failures}) must be >= 0")
+        if self.trust_tol is not None:
+            self._validate_trust(fail)
         if not 0.0 <= self.valid_fraction <= 0.5:
             fail(f"valid_fraction ({self.valid_fraction}) must be between 0 and 0.5: the rest "
                  "of the successful simulations train the model")

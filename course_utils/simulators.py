@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +58,21 @@ class XtbSimulator:
         scores = stack_app(*[score_block_app(model, block) for block in blocks])
         scores.model = model  # the campaign saves the model version it used
         return scores
+
+    def predict(self, model: Any, smiles: Sequence[str]) -> Future:
+        """The model's values for ``smiles`` on a worker (a future of smiles, ie, ie_spread)."""
+        from course_utils.apps import score_app
+
+        return score_app(model, list(smiles))
+
+    def cheap(self, smiles: Sequence[str], ranks: int, out_file: str | Path) -> Future:
+        """The cheap fidelity of ``smiles`` as one MPI task of ``ranks`` ranks (needs a ``-mpi``
+        config); a future of the program's result table."""
+        from course_utils.apps import cheap_results_app, submit_cheap_mpi
+
+        out = str(Path(out_file).absolute())
+        done = submit_cheap_mpi(list(smiles), out, ranks, engine=self.engine)
+        return cheap_results_app(out, done=done)
 
     def now(self) -> float:
         """Seconds since this simulator was created (the campaign adds earlier sessions)."""
@@ -128,10 +144,13 @@ class ReplaySimulator:
         """Train and score in this process; the time it takes is charged to the clock."""
         from course_utils.ml import fingerprints, train_model
 
-        started = time.perf_counter()
-        try:
+        try:  # the search space's fingerprints are a cache, not the model's work: not charged
             if self._space_fps is None:
                 self._space_fps = fingerprints(self._space)
+        except Exception as err:  # noqa: BLE001 - the campaign reports and retries it
+            return _done(error=err)
+        started = time.perf_counter()
+        try:
             model = train_model(training, n_neighbors=n_neighbors)
             ie, spread = model.predict_with_spread(self._space_fps)
             result = _done(np.column_stack([ie, spread]))
@@ -140,6 +159,30 @@ class ReplaySimulator:
             result = _done(error=err)
         self._clock += time.perf_counter() - started
         return result
+
+    def predict(self, model: Any, smiles: Sequence[str]) -> Future:
+        """The model's values for ``smiles``, in this process."""
+        from course_utils.ml import run_model
+
+        started = time.perf_counter()
+        result = _done(run_model(model, list(smiles)))
+        self._clock += time.perf_counter() - started
+        return result
+
+    def cheap(self, smiles: Sequence[str], ranks: int, out_file: str | Path) -> Future:
+        """The cheap fidelity, computed for real in this process (there is no table of it) and
+        charged to the clock as if ``ranks`` MPI ranks had shared it; the same table as the
+        MPI program writes."""
+        from course_utils.mpi_cheap import evaluate_share, gather_frame, write_atomic
+
+        items = list(smiles)
+        try:
+            frame = gather_frame([evaluate_share(items, range(len(items)))], len(items))
+            write_atomic(frame, out_file)
+        except Exception as err:  # noqa: BLE001 - the campaign treats it as a failed check
+            return _done(error=err)
+        self._clock += float(frame["seconds"].sum()) / max(int(ranks), 1)
+        return _done(frame)
 
     def now(self) -> float:
         """Simulated seconds since this simulator was created (the campaign adds earlier

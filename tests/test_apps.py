@@ -49,3 +49,16 @@ def test_chunked_covers_everything_once():
     assert chunked(items[:2], 5) == [["0"], ["1"]]
     with pytest.raises(ValueError):
         chunked(items, 0)
+
+
+def test_record_function_passes_the_fidelity_through():
+    """The plain function behind simulate_record_app: full by default, cheap when asked."""
+    from course_utils.apps import _simulate_record
+    from course_utils.chemistry import compute_vertical
+
+    full, cheap = _simulate_record("CC"), _simulate_record("CC", fidelity="cheap")
+    assert full["ie"] == pytest.approx(compute_vertical("CC"), abs=1e-9)
+    assert cheap["ie"] == pytest.approx(compute_vertical("CC", fidelity="cheap"), abs=1e-9)
+    assert cheap["status"] == "ok" and cheap["ie"] != pytest.approx(full["ie"], abs=1e-4)
+    with pytest.raises(ValueError, match="Unknown fidelity"):
+        _simulate_record("CC", fidelity="medium")

@@ -189,3 +189,33 @@ def test_a_plain_install_brings_an_engine():
     assert "tblite" in names(project["dependencies"])
     assert "xtb" in names(project["optional-dependencies"]["engines"])
     assert "xtb" not in names(project["dependencies"])
+
+
+# --- the cheap fidelity: no xTB relaxation ----------------------------------------------------
+@pytest.mark.parametrize("smiles", ["C", "CC", "O"])
+def test_cheap_fidelity_differs_from_full_but_is_close(smiles):
+    full = compute_vertical(smiles)
+    cheap = compute_vertical(smiles, fidelity="cheap")
+    assert cheap != pytest.approx(full, abs=1e-4)  # the geometry really is the MMFF one
+    assert cheap == pytest.approx(full, abs=0.15)
+    assert compute_vertical(smiles, fidelity=" Cheap ") == pytest.approx(cheap, abs=1e-9)
+
+
+def test_cheap_fidelity_skips_the_relaxation(monkeypatch):
+    monkeypatch.setattr(chemistry, "MAX_STEPS", 1)
+    with pytest.raises(OptimizationNotConvergedError):
+        compute_vertical("CCCCCCO")
+    assert 12 < compute_vertical("CCCCCCO", fidelity="cheap") < 16
+
+
+def test_cheap_fidelity_keeps_the_error_types():
+    with pytest.raises(InvalidSmilesError):
+        compute_vertical("C1CC", fidelity="cheap")
+    with pytest.raises(EmbeddingError):
+        compute_vertical("C1#CC1", fidelity="cheap")
+
+
+def test_unknown_fidelity_is_a_one_line_error(monkeypatch):
+    monkeypatch.setattr(chemistry, "_importable", lambda name: False)  # checked before the engine
+    with pytest.raises(ValueError, match=r"^Unknown fidelity 'medium'; choose one of full, cheap\.$"):
+        compute_vertical("O", fidelity="medium")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 
 import pytest
 from parsl.launchers import MpiExecLauncher
@@ -101,3 +103,82 @@ def test_thread_exports_validate():
     assert "OMP_NUM_THREADS=4" in configs.thread_exports(4)
     with pytest.raises(ValueError):
         configs.thread_exports(0)
+
+
+# --- the -mpi variants: workers for ordinary apps plus Parsl's MPI mode ----------------------
+def test_local_mpi_config_adds_an_mpi_executor_beside_the_workers(tmp_path):
+    from parsl.executors import MPIExecutor
+
+    cfg = make_config("local-mpi", workers=1, mpi_tasks=2, run_dir=tmp_path)
+    htex, mpi = cfg.executors
+    assert (htex.label, mpi.label) == (configs.EXECUTOR_LABEL, configs.MPI_EXECUTOR_LABEL)
+    assert htex.max_workers_per_node == 1 and not htex.enable_mpi_mode
+    assert isinstance(mpi, MPIExecutor) and mpi.enable_mpi_mode and mpi.mpi_launcher == "mpiexec"
+    assert mpi.max_workers_per_block == 2 and mpi.address == "127.0.0.1"
+    assert cfg.run_dir == str(tmp_path)
+    for ex in (htex, mpi):  # both started through the guard
+        assert "course_utils.parsl_guard" in ex.launch_cmd
+        assert "course_utils.parsl_guard" in ex.interchange_launch_cmd
+    init = mpi.provider.worker_init
+    assert "OMP_NUM_THREADS=1" in init and f"export PATH={Path(sys.executable).parent}:" in init
+    assert f"{configs.MPI_OPTIONS_ENV}=''" in init
+    # MPI mode needs a batch job's node file; outside one the launcher writes it.
+    script = mpi.provider.launcher("pool --x", 1, 1, "/run/submit scripts")
+    lines = script.splitlines()
+    assert lines[1] == "printf '%s\\n' localhost localhost > '/run/submit scripts'/\"$JOBNAME.mpi-nodes\""
+    assert lines[2] == "export PBS_NODEFILE='/run/submit scripts'/\"$JOBNAME.mpi-nodes\""
+    assert lines[-1] == "pool --x"
+
+
+@pytest.mark.parametrize("bad", [{"mpi_tasks": 0}, {"workers": 0}])
+def test_local_mpi_config_validates(bad):
+    with pytest.raises(ValueError):
+        make_config("local-mpi", **bad)
+
+
+def test_polaris_mpi_config_splits_each_node_between_workers_and_ranks():
+    from parsl.executors import MPIExecutor
+    from parsl.launchers import SimpleLauncher
+
+    cfg = make_config("polaris-mpi", account="MyProject", queue="prod", nodes=2,
+                      interactive=False, address="10.0.0.1", mpi_tasks=1)
+    htex, mpi = cfg.executors
+    assert htex.max_workers_per_node == 16 and htex.cpu_affinity == "block"
+    assert isinstance(htex.provider.launcher, MpiExecLauncher)
+    assert isinstance(mpi, MPIExecutor) and mpi.mpi_launcher == "mpiexec"
+    assert mpi.address == "10.0.0.1" and mpi.max_workers_per_block == 1
+    provider = mpi.provider
+    assert isinstance(provider, PBSProProvider) and type(provider.launcher) is SimpleLauncher
+    assert (provider.account, provider.queue, provider.nodes_per_block) == ("MyProject", "prod", 2)
+    assert "filesystems=home:eagle" in provider.scheduler_options
+    binding = "--cpu-bind list:" + ":".join(str(c) for c in range(16, 32))
+    assert f"{configs.MPI_OPTIONS_ENV}='{binding}'" in provider.worker_init
+    assert "activate_env.sh" in provider.worker_init and "export PATH" not in provider.worker_init
+
+
+def test_polaris_mpi_inside_a_job_uses_its_nodes(monkeypatch, tmp_path):
+    nodefile = tmp_path / "nodes"
+    nodefile.write_text("x1\nx2\nx3\n")
+    monkeypatch.setenv("PBS_NODEFILE", str(nodefile))
+    cfg = make_config("polaris-mpi", workers=8, address="127.0.0.1", mpi_cores=8,
+                      mpi_options="--cpu-bind depth --depth=1")
+    htex, mpi = cfg.executors
+    assert htex.max_workers_per_node == 8
+    assert isinstance(mpi.provider, LocalProvider) and mpi.provider.nodes_per_block == 3
+    assert "COURSE_UTILS_MPI_OPTIONS='--cpu-bind depth --depth=1'" in mpi.provider.worker_init
+
+
+def test_polaris_rank_binding():
+    assert configs.polaris_rank_binding(16, 4) == "--cpu-bind list:16:17:18:19"
+    assert configs.polaris_rank_binding(24, 8, threads=4) == "--cpu-bind list:24-27:28-31"
+    with pytest.raises(ValueError):
+        configs.polaris_rank_binding(0, 2, threads=4)
+    with pytest.raises(ValueError, match="mpi_cores"):
+        make_config("polaris-mpi", account="P", interactive=False, address="x", mpi_cores=32)
+
+
+def test_every_config_name_builds(monkeypatch):
+    monkeypatch.delenv("PBS_NODEFILE", raising=False)
+    for name in configs.CONFIG_NAMES:
+        options = {"account": "P", "address": "127.0.0.1"} if name.startswith("polaris") else {}
+        assert make_config(name, **options).executors
