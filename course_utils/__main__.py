@@ -146,6 +146,40 @@ def _read_smiles_file(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def _sweep_parser(sub) -> None:
+    sweep = sub.add_parser(
+        "sweep", help="a sweep of configurations that stops the hopeless ones early",
+        description="Successive halving: run every configuration of --configs (one per line, "
+                    "name=value words as in submit/example_sweep.txt) to a first rung budget, "
+                    "keep the best 1/eta (best IE, ties by time), resume them with a larger "
+                    "budget, up to the full budget. Writes OUT/sweep.csv, OUT/sweep.json and "
+                    "OUT/configs/config-NN/; the same command again goes on where it stopped.")
+    sweep.add_argument("--configs", type=Path, required=True, help="configurations file")
+    sweep.add_argument("--out", type=Path, required=True, help="the sweep's folder")
+    sweep.add_argument("--eta", type=int, default=3, help="keep the best 1/eta at each rung")
+    sweep.add_argument("--rungs", default=None,
+                       help="rung budgets (successful simulations), e.g. 16,32,64")
+    sweep.add_argument("--min-budget", type=int, default=None,
+                       help="first rung's budget; then x eta per rung (default: from eta and "
+                            "the number of configurations)")
+    sweep.add_argument("--budget", type=int, default=None,
+                       help="full budget for every configuration (default: their "
+                            "max_training_count, which must agree)")
+    sweep.add_argument("--simulator", default="xtb", help="xtb | replay")
+    sweep.add_argument("--search-space", default=None,
+                       help="default qm9 (truth:qm9 with --simulator replay)")
+    sweep.add_argument("--ground-truth", default=None, help="replay: table file")
+    sweep.add_argument("--config", default="local", help="local|polaris")
+    sweep.add_argument("--workers", type=int, default=None, help="workers (per node on Polaris)")
+    sweep.add_argument("--quiet", action="store_true", help="no line per campaign")
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from course_utils.sweep import sweep_main
+
+    return sweep_main(args)
+
+
 def _truth_parser(sub) -> None:
     truth = sub.add_parser("truth", help="build or inspect the ground-truth table of a search space")
     verbs = truth.add_subparsers(dest="verb", required=True)
@@ -293,9 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     _truth_parser(sub)
     _figures_parser(sub)
     _predict_parser(sub)
+    _sweep_parser(sub)
     args = parser.parse_args(argv)
     handlers = {"run": _run, "grade": _grade, "truth": _truth, "figures": _figures,
-                "predict": _predict}
+                "predict": _predict, "sweep": _sweep}
     return handlers[args.command](args)
 
 

@@ -9,6 +9,8 @@ Command line (what ``submit/submit_homework.sh`` and ``submit/submit_sweep.sh`` 
 
     python -m course_utils.pbs submit -A PROJECT [-q debug] [-n NODES] [-t HH:MM:SS] name=value ...
     python -m course_utils.pbs sweep  -A PROJECT [...] SWEEP_FILE      # one job per line
+    python -m course_utils.pbs sweep --halving [--eta 3] [--rungs 24,48] -A PROJECT [...] SWEEP_FILE
+                                                                       # one job, early termination
     python -m course_utils.pbs papermill-args NOTEBOOK                 # used inside the job
 """
 
@@ -30,6 +32,8 @@ from course_utils.configs import POLARIS_FILESYSTEMS
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_SCRIPT = REPO / "submit" / "run_notebook.pbs"
+#: One job that runs a whole sweep with early termination (``sweep --halving``).
+SWEEP_JOB_SCRIPT = REPO / "submit" / "run_sweep.pbs"
 HOMEWORK = "notebooks/4_homework.ipynb"
 _WALLTIME = re.compile(r"^\d{1,3}:[0-5]\d:[0-5]\d$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -167,19 +171,23 @@ def job_variables(spec: JobSpec) -> dict[str, str]:
     return out
 
 
-def qsub_command(spec: JobSpec, script: str | os.PathLike) -> list[str]:
-    variables = ",".join(f"{k}={v}" for k, v in job_variables(spec).items())
+def qsub_command(spec: JobSpec, script: str | os.PathLike,
+                 extra: Mapping[str, str] | None = None) -> list[str]:
+    variables = ",".join(f"{k}={v}" for k, v in {**job_variables(spec), **(extra or {})}.items())
     return ["qsub", "-v", variables, str(script)]
 
 
-def submit(spec: JobSpec, *, dry_run: bool = False) -> tuple[str, Path]:
-    """Write the job script beside the outputs and ``qsub`` it; returns (job id, script path)."""
+def submit(spec: JobSpec, *, dry_run: bool = False, template: str | os.PathLike = JOB_SCRIPT,
+           extra: Mapping[str, str] | None = None) -> tuple[str, Path]:
+    """Write the job script beside the outputs and ``qsub`` it; returns (job id, script path).
+
+    ``template``: the job script to fill in; ``extra``: further job variables."""
     spec.validate()
     scripts = spec.jobs_root / "scripts"
     scripts.mkdir(parents=True, exist_ok=True)
     script = scripts / f"{spec.job_name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.pbs"
-    script.write_text(render_job_script(spec))
-    command = qsub_command(spec, script)
+    script.write_text(render_job_script(spec, template))
+    command = qsub_command(spec, script, extra)
     if dry_run:
         return shlex.join(command), script
     try:
@@ -269,6 +277,21 @@ def _report(spec: JobSpec, job: str, script: Path, dry_run: bool) -> None:
               f"{where}  (check with: qstat -u $USER)")
 
 
+def halving_variables(args: argparse.Namespace) -> dict[str, str]:
+    """The sweep checked now, as the job variables of ``submit/run_sweep.pbs`` (rungs planned
+    here, so the job runs exactly what was checked; ``:`` because qsub -v splits at commas)."""
+    from course_utils.sweep import SweepError, check_sweep, parse_rungs, read_configs
+
+    try:
+        configs = read_configs(args.sweep_file)
+        _, rungs = check_sweep(configs, eta=args.eta, rungs=parse_rungs(args.rungs),
+                               min_budget=args.min_budget, common={"simulator": args.simulator})
+    except SweepError as err:
+        raise SubmitError(str(err)) from None
+    return {"SWEEP_FILE": str(Path(args.sweep_file).resolve()), "ETA": str(args.eta),
+            "RUNGS": ":".join(str(r) for r in rungs), "SIMULATOR": args.simulator}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_utils.pbs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -280,6 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     sweep = sub.add_parser("sweep", help="submit one job per line of a sweep file")
     _job_options(sweep)
     sweep.add_argument("sweep_file")
+    sweep.add_argument("--halving", action="store_true",
+                       help="one job for the whole sweep, stopping configurations that cannot "
+                            "catch the leader (python -m course_utils sweep)")
+    sweep.add_argument("--eta", type=int, default=3, help="--halving: keep the best 1/eta per rung")
+    sweep.add_argument("--rungs", default=None, help="--halving: rung budgets, e.g. 16,32,64")
+    sweep.add_argument("--min-budget", type=int, default=None, help="--halving: first rung")
+    sweep.add_argument("--simulator", default="xtb", help="--halving: xtb (default) | replay")
+    sweep.add_argument("--out-dir", default="",
+                       help="--halving: exact sweep folder; one that holds the sweep goes on")
     args_cmd = sub.add_parser("papermill-args", help="(inside a job) print papermill options")
     args_cmd.add_argument("notebook")
     args = parser.parse_args(argv)
@@ -292,6 +324,15 @@ def main(argv: list[str] | None = None) -> int:
             job, script = submit(spec, dry_run=args.dry_run)
             _report(spec, job, script, args.dry_run)
             return 0
+        if args.halving:
+            spec = _spec(args, {}, args.name or f"{Path(args.sweep_file).stem}-halving")
+            variables = halving_variables(args)  # checked before anything is written
+            job, script = submit(spec, dry_run=args.dry_run, template=SWEEP_JOB_SCRIPT,
+                                 extra=variables)
+            _report(spec, job, script, args.dry_run)
+            return 0
+        if args.out_dir:
+            raise SubmitError("--out-dir only applies with --halving (one folder per sweep)")
         sets = read_sweep(args.sweep_file)
         specs = [_spec(args, p, f"{args.name or Path(args.sweep_file).stem}-{i}")
                  for i, p in enumerate(sets, start=1)]
