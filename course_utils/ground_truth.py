@@ -24,14 +24,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from course_utils.records import repair_tail
+from course_utils.records import acquire_run_lock, repair_tail
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -283,14 +283,53 @@ def build_ground_truth(
     Stopping (Ctrl-C, SIGTERM, a job's walltime) loses at most the molecules in flight; run it
     again to continue. ``limit`` caps how many molecules this call simulates.
     """
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    from course_utils.apps import truth_record_app
     from course_utils.chemistry import resolve_engine
-    from course_utils.search_space import load_search_space
 
     build_file = Path(out) if out is not None else default_build_file(space)
     name = resolve_engine(engine)
+    # One builder per file: a second one would simulate the same molecules at the same time.
+    lock = acquire_run_lock(build_file.parent, lock_name=f".{build_file.name}.lock")
+    try:
+        with _stops_as_interrupts():
+            return _build(space, build_file, name, config=config, workers=workers, shard=shard,
+                          limit=limit, walltime=walltime, progress=progress,
+                          config_options=config_options)
+    finally:
+        lock.release()
+
+
+@contextmanager
+def _stops_as_interrupts() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a job's end, a closed terminal) stop a build like Ctrl-C: what
+    finished is written, then it ends. SIGINT works even when the build was started in the
+    background by a non-interactive shell, which starts it with SIGINT ignored."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    saved = {sig: signal.signal(sig, interrupt)
+             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _build(space: str, build_file: Path, name: str, *, config: str, workers: int | None,
+           shard: tuple[int, int], limit: int | None, walltime: float, progress: bool,
+           config_options: dict[str, Any] | None) -> BuildReport:
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    from course_utils.apps import truth_record_app
+    from course_utils.search_space import load_search_space
+
     smiles = load_search_space(space)["smiles"].tolist()
     note = repair_tail(build_file, TRUTH_COLUMNS)  # before reading: a torn row is not a result
     if note:

@@ -142,8 +142,10 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
-def acquire_run_lock(out_dir: str | os.PathLike) -> RunLock:
+def acquire_run_lock(out_dir: str | os.PathLike, lock_name: str = LOCK_FILE) -> RunLock:
     """Make this process the only writer of ``out_dir`` (created if needed), or fail at once.
+
+    ``lock_name`` locks one file's writers instead of the folder's (a ground-truth build file).
 
     Raises :class:`FolderInUseError` naming the live run that holds the folder. A lock file
     left by a dead run is taken over with a note on stderr; calling this again in the same
@@ -151,7 +153,7 @@ def acquire_run_lock(out_dir: str | os.PathLike) -> RunLock:
     """
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    path = (folder / LOCK_FILE).resolve()
+    path = (folder / lock_name).resolve()
     me = {"host": socket.gethostname(), "pid": os.getpid(),
           "started": datetime.now().astimezone().isoformat(timespec="seconds")}
     previous = _HELD.get(path)

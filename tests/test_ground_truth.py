@@ -216,3 +216,58 @@ def test_a_loaded_dataflow_kernel_is_reused_and_left_running(parsl_session, spac
 def test_nothing_reached_the_package_data_folder():
     """Builds and packs of a user space write only where they were told to."""
     assert not list(gt._data_dir().glob("space.csv_ground_truth*"))
+
+
+def test_a_second_build_of_the_same_file_is_refused_while_one_runs(space, tmp_path):
+    out = tmp_path / "t.csv"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from course_utils.records import "
+         "acquire_run_lock as a; a(sys.argv[1], lock_name='.t.csv.lock'); print('held', "
+         "flush=True); time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = _cli("build", "--search-space", str(space), "--out", str(out), "--quiet",
+                    cwd=tmp_path)
+        assert proc.returncode == 2
+        assert "is in use by another run" in proc.stderr and f"PID {holder.pid}" in proc.stderr
+        assert not out.exists()  # nothing simulated, nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_build_started_in_the_background_stops_on_sigint_and_keeps_its_rows(small_space,
+                                                                               tmp_path):
+    """Non-interactive shells start background jobs with SIGINT ignored; the build must still
+    stop on it (and on SIGTERM) after writing what finished."""
+    import signal
+    import time
+
+    out = tmp_path / "t.csv"
+    build = subprocess.Popen(
+        [sys.executable, "-m", "course_utils", "truth", "build", "--search-space",
+         str(small_space), "--out", str(out), "--workers", "1", "--limit", "40", "--quiet"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        deadline = time.monotonic() + 90
+        def finished() -> int:
+            return len(_raw(out)) if out.exists() and out.stat().st_size > 0 else 0
+
+        while time.monotonic() < deadline and finished() < 1:
+            assert build.poll() is None, build.communicate()
+            time.sleep(0.5)
+        assert finished() >= 1, "no molecule finished in 90 s"
+        build.send_signal(signal.SIGINT)
+        build.wait(timeout=60)
+    finally:
+        if build.poll() is None:
+            build.kill()
+    assert build.returncode == 130, build.communicate()  # like any interrupted command
+    log = [json.loads(line) for line in (tmp_path / "t.csv.builds.jsonl").read_text().splitlines()]
+    rows = _raw(out)
+    assert 1 <= len(rows) == rows["smiles"].nunique() < 40
+    assert log[-1]["interrupted"] is True and log[-1]["computed"] == len(rows)
