@@ -102,11 +102,11 @@ def _stamp(search_space: str, ground_truth: str | os.PathLike | None) -> tuple[i
 
 
 def _table_path(search_space: str, ground_truth: str | os.PathLike | None) -> Path:
-    from course_utils.ground_truth import packaged_table_path
+    from course_utils.ground_truth import packaged_table_path, table_name
 
     if ground_truth is not None:
         return Path(ground_truth)
-    return packaged_table_path(str(search_space).removeprefix("truth:"))
+    return packaged_table_path(table_name(search_space))
 
 
 @lru_cache(maxsize=8)

@@ -323,9 +323,10 @@ def _yardsticks(results: dict[str, Any], sims: pd.DataFrame,
     """The run against the ground truth, computed here from its records (never taken from its
     results.json); empty where no table covers its search space."""
     from course_utils.evaluation import evaluate_run
+    from course_utils.ground_truth import table_name
 
     space = (results.get("parameters") or {}).get("search_space")
-    if truth is None or space not in ("qm9", "truth:qm9"):
+    if truth is None or space is None or table_name(space) != "qm9":
         return {}
     ev = evaluate_run(sims, truth)
     recall, reach = ev["top_k_recall"], ev["simulations_to_top_k"]

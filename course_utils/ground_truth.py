@@ -180,6 +180,12 @@ def truth_record(smiles: str, engine: str | None = None, walltime: float | None 
             "seconds": time.perf_counter() - start, "engine": name}
 
 
+def table_name(search_space: str) -> str:
+    """The shipped table a search space is answered and measured from: ``qm9`` for ``qm9``,
+    ``truth:qm9`` and ``truth:qm9:N`` (anything else is returned as it is)."""
+    return str(search_space).removeprefix("truth:").partition(":")[0]
+
+
 def build_order(smiles: list[str], shard: tuple[int, int] = (1, 1)) -> list[str]:
     """The fixed seeded order of the build, restricted to shard ``i`` of ``n`` (1-based)."""
     import numpy as np
@@ -427,16 +433,11 @@ def _now() -> str:
 
 
 def _versions(engine: str) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    """Python, the packages and the engine of a build (the same reader as a campaign's)."""
+    from course_utils.records import environment_info
 
-    out = {"python": platform.python_version()}
-    for package in ("xtb", "tblite", "rdkit", "ase", "parsl", "numpy"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    out["engine"] = engine
-    return out
+    info = environment_info(engine)
+    return {"python": info["python"], **info["packages"], "engine": engine}
 
 
 # --------------------------------------------------------------------------- packing and status

@@ -253,16 +253,33 @@ def _load_qm9() -> pandas.DataFrame:
         return _qm9_cache
 
 
-def _covered_by_truth(space: str) -> tuple[pandas.DataFrame, SearchSpaceReport]:
-    """The molecules of ``space`` that the ground-truth table covers, in the space's order:
-    a search space that replay can answer completely while the table is being built."""
-    from course_utils.ground_truth import load_ground_truth
+def _covered_by_truth(spec: str) -> tuple[pandas.DataFrame, SearchSpaceReport]:
+    """The molecules of a space that the ground-truth table covers, in the space's order:
+    a search space that replay can answer completely while the table is being built.
 
+    ``qm9`` grows with the table; ``qm9:N`` is the first N molecules of the table's fixed
+    build order, the same set forever once covered, so runs on it stay reproducible.
+    """
+    from course_utils.ground_truth import build_order, load_ground_truth
+
+    space, _, count = spec.partition(":")
     table = load_ground_truth(space)
     full = load_search_space(space)
-    df = full[full["smiles"].isin(set(table["smiles"]))].reset_index(drop=True)
+    keep = set(table["smiles"])
+    if count:
+        if not count.isdigit() or int(count) < 1:
+            raise SearchSpaceError(f"'truth:{spec}': N in truth:{space}:N must be a whole "
+                                   "number >= 1")
+        first = build_order(full["smiles"].tolist())[:int(count)]
+        covered = next((i for i, s in enumerate(first) if s not in keep), len(first))
+        if covered < len(first):
+            raise SearchSpaceError(
+                f"'truth:{spec}': the ground-truth table covers only the first {covered:,} "
+                f"molecules of its build order ({table.attrs['coverage']}); use N <= {covered}")
+        keep = set(first)
+    df = full[full["smiles"].isin(keep)].reset_index(drop=True)
     df.attrs.clear()
-    label = f"'truth:{space}' ({table.attrs['coverage']})"
+    label = f"'truth:{spec}' ({table.attrs['coverage']})"
     return df, SearchSpaceReport(label, len(df), len(df), validated=False)
 
 

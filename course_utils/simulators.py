@@ -200,7 +200,9 @@ def replay_table(space_name: str, path: str | None = None, space_size: int = 0
         table = read_table(path)
         table = table[table["status"] != LOST]
         return table, str(Coverage(len(table), space_size, str(path)))
-    table = load_ground_truth(space_name.removeprefix("truth:"))
+    from course_utils.ground_truth import table_name
+
+    table = load_ground_truth(table_name(space_name))
     return table, str(table.attrs["coverage"])
 
 

@@ -293,3 +293,18 @@ def test_iter_unseen_is_deterministic(qm9):
     a = iter_unseen(qm9, seed=11)
     b = iter_unseen(qm9, seed=11)
     assert [next(a) for _ in range(10)] == [next(b) for _ in range(10)]
+
+
+def test_truth_qm9_n_is_a_fixed_covered_prefix_of_the_build_order():
+    from course_utils.ground_truth import build_order, load_ground_truth
+
+    space = load_search_space("truth:qm9:300")["smiles"].tolist()
+    qm9 = load_search_space("qm9")["smiles"].tolist()
+    assert set(space) == set(build_order(qm9)[:300])  # the same 300 whatever the table's size
+    assert set(space) <= set(load_ground_truth("qm9")["smiles"])
+    assert space == [s for s in qm9 if s in set(space)]  # in the space's own order (seeds)
+    covered = len(load_ground_truth("qm9"))
+    with pytest.raises(SearchSpaceError, match="covers only the first"):
+        load_search_space(f"truth:qm9:{covered + 1}")
+    with pytest.raises(SearchSpaceError, match="whole number"):
+        load_search_space("truth:qm9:0")
