@@ -36,7 +36,7 @@ import pandas as pd
 from course_utils import records as rec
 from course_utils.acquisition import rank_candidates
 from course_utils.arrival import parse_arrival
-from course_utils.lineage import ModelRegistry, training_hash
+from course_utils.lineage import ModelRegistry, failed_labels, training_hash
 from course_utils.parameters import (  # noqa: F401 - re-exported: notebooks import them here
     ACQUISITIONS,
     MODES,
@@ -53,13 +53,15 @@ from course_utils.resilience import (  # noqa: F401 - CampaignInterrupted is re-
     restart_workers,
     stop_signals,
 )
-from course_utils.retraining import ValidationSplit, validation_metrics
+from course_utils.retraining import ValidationSplit, validation_of
 from course_utils.simulators import ReplayMissingError
 from course_utils.stopping import (
     StopDecision,
     history_from_records,
     parse_stop_rule,
+    stop_message,
     stopped_early_status,
+    stopping_block,
 )
 from course_utils.trust import TRUST_RULE, TrustLedger
 
@@ -401,26 +403,18 @@ class Campaign:
         model = getattr(future, "model", None)
         if isinstance(model, Future):
             model = model.result()
-        valid = meta["valid"]
-        predicted: dict[str, float] = {}
-        if valid:
-            ie = pd.Series(predictions["ie"].to_numpy(), index=predictions["smiles"])
-            predicted = {r["smiles"]: float(ie[r["smiles"]]) for r in valid
-                         if r["smiles"] in ie.index}
-        valid_mae, valid_r2, n_valid = validation_metrics(predicted, valid)
+        valid_mae, valid_r2, n_valid = validation_of(predictions, meta["valid"])
         previous = self.models.last
         since = int(previous["data_version"]) if previous is not None else 0
-        failed = [{"smiles": r["smiles"], "status": r["status"], "error": r["error"]}
-                  for r in self.recorder.simulations[since:meta["data_version"]]
-                  if r["status"] in (rec.STATUS_FAILED, rec.STATUS_TIMEOUT)]
-        p = self.parameters
         info: dict[str, Any] = {
             "trigger": meta["trigger"], "policy": self.retrain_policy.text,
             "data_version": meta["data_version"],
             "training_hash": training_hash(meta["training"]),
             "train_size": len(meta["training"]), "valid_size": n_valid,
             "valid_mae_ev": valid_mae, "valid_r2": valid_r2, "train_time_s": train_s,
-            "failed_since_previous": failed, "parameters": p.to_dict(),
+            "failed_since_previous": failed_labels(self.recorder.simulations[
+                since:meta["data_version"]]),
+            "parameters": self.parameters.to_dict(),
             "packages": rec.environment_info(self.engine)["packages"]}
         if model is not None:
             info = self.models.save(model, info)
@@ -753,36 +747,13 @@ class Campaign:
 
     def stopping_block(self) -> dict[str, Any]:
         """results.json's ``stopping``: the rule, whether and when it fired, what it saved."""
-        d = self.stop_decision
-        block: dict[str, Any] = {
-            "rule": self.stop_rule.text, "fired": d is not None, "at_iteration": None,
-            "at_simulations": None, "elapsed_s": None, "on_resume": False, "reason": None,
-            "predicted": None, "saved": None}
-        if d is None:
-            return block
-        left = max(self.parameters.max_training_count - self.n_ok, 0)
-        per_sim, workers = self._seconds_per_success(), self._workers()
-        block.update(
-            at_iteration=d.iteration, at_simulations=d.simulations, reason=d.reason,
-            elapsed_s=self._stopped_at.get("elapsed_s"),
-            on_resume=bool(self._stopped_at.get("on_resume")), predicted=d.curve,
-            saved={"simulations": left, "seconds_per_simulation": per_sim, "workers": workers,
-                   "seconds": None if per_sim is None else left * per_sim / workers})
-        return block
+        return stopping_block(self.stop_rule.text, self.stop_decision, self._stopped_at,
+                              left=max(self.parameters.max_training_count - self.n_ok, 0),
+                              seconds_per_simulation=self._seconds_per_success(),
+                              workers=self._workers())
 
     def _stop_message(self) -> str:
-        block, p = self.stopping_block(), self.parameters
-        saved = block["saved"]
-        text = (f"stopped early by the rule {block['rule']} at iteration {block['at_iteration']} "
-                f"with {block['at_simulations']} of {p.max_training_count} successful "
-                f"simulations: {block['reason']}")
-        if block["on_resume"]:
-            return text + ("; the rule already held on the resumed records, so this run stopped "
-                           "at once without a new simulation: run again with another rule "
-                           "(e.g. --stop budget) to go on")
-        seconds = f" (about {saved['seconds']:.0f} s)" if saved["seconds"] is not None else ""
-        return text + (f"; saved {saved['simulations']} simulations of the budget{seconds}; run "
-                       "again with another rule (e.g. --stop budget) to go on")
+        return stop_message(self.stopping_block(), self.parameters.max_training_count)
 
     def _cancel_pending(self) -> None:
         """On an interrupt, keep what already finished; unfinished work is simply redone later."""
@@ -797,19 +768,21 @@ class Campaign:
     def ground_truth(self) -> pd.DataFrame | None:
         """The table this run can be measured against, if there is one (replay's own, the one
         named by ``ground_truth``, or the shipped table of QM9); None otherwise."""
-        from course_utils.ground_truth import GroundTruthError
+        from course_utils.ground_truth import Coverage, GroundTruthError, table_name
         from course_utils.simulators import replay_table
 
         p = self.parameters
         space = str(p.search_space)
-        if p.ground_truth is None and space not in ("qm9", "truth:qm9"):
+        if p.ground_truth is None and table_name(space) != "qm9":
             return None
         try:
             table, _ = replay_table(space, p.ground_truth, len(self.space))
         except (GroundTruthError, OSError):
             return None
-        if p.ground_truth is None:
-            from course_utils.ground_truth import Coverage
+        if p.ground_truth is None and space.count(":") == 2:  # truth:qm9:N, a fixed subset
+            table = table[table["smiles"].isin(set(self.space))].reset_index(drop=True)
+            table.attrs["coverage"] = Coverage(len(table), len(self.space), space)
+        elif p.ground_truth is None:
             from course_utils.search_space import QM9_SIZE
 
             table.attrs["coverage"] = Coverage(len(table), QM9_SIZE, "qm9")

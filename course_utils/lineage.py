@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.records import atomic_write_json
+from course_utils.records import STATUS_FAILED, STATUS_TIMEOUT, atomic_write_json
 
 MODELS_DIR = "models"
 LINEAGE_FILE = "lineage.csv"
@@ -53,6 +53,12 @@ def training_hash(training: pd.DataFrame) -> str:
     lines = sorted(f"{s}\t{float(v)!r}" for s, v in zip(training["smiles"], training["ie"],
                                                           strict=True))
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def failed_labels(records: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """The simulations among ``records`` whose label failed, kept with their errors."""
+    return [{"smiles": r["smiles"], "status": r["status"], "error": r["error"]}
+            for r in records if r["status"] in (STATUS_FAILED, STATUS_TIMEOUT)]
 
 
 def _sha256(path: Path) -> str:

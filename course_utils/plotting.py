@@ -93,7 +93,7 @@ def plot_campaign(
     if np.isfinite(per_sim):
         ax_t.plot(n_ref * per_sim / max(workers, 1), ref, ls="--", color="tab:red",
                   label=f"random search (expected, {per_sim:.2f} s/sim on {workers} workers)")
-    replayed = "REPLAY" in title
+    replayed = _parameters(out).get("simulator") == "replay"  # a custom title may not say so
     ax_t.set_xlabel("simulated wall time (s), from the table's recorded seconds" if replayed
                     else "wall time (s)")
     ax_t.set_ylabel(IE_LABEL)
@@ -127,11 +127,19 @@ def _global_best_line(out: Path, axes) -> None:
         ax.legend(loc="upper left", fontsize=7)
 
 
+def _parameters(out: Path) -> dict:
+    path = out / rec.PARAMETERS_FILE
+    try:
+        values = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
 def _title(out: Path) -> str:
-    params_path = out / rec.PARAMETERS_FILE
-    if not params_path.exists():
+    p = _parameters(out)
+    if not p:
         return "ML-in-the-loop campaign"
-    p = json.loads(params_path.read_text())
     replay = ("REPLAY from the ground-truth table (simulated clock), "
               if p.get("simulator") == "replay" else "")
     return (f"{replay}{p.get('acquisition')} / {p.get('mode')}: initial "

@@ -24,6 +24,8 @@ import hashlib
 import math
 from dataclasses import dataclass
 
+import pandas as pd
+
 POLICIES = ("every-batch", "count", "growth")
 SPELLINGS = ("every-batch", "count:N", "growth:F")
 
@@ -132,3 +134,13 @@ def validation_metrics(predicted: dict[str, float], rows: list[dict]
     total = sum((t - mean) ** 2 for t in true)
     r2 = 1.0 - sum(e * e for e in errors) / total if len(true) > 1 and total > 0 else math.nan
     return mae, r2, len(pairs)
+
+
+def validation_of(predictions: pd.DataFrame, rows: list[dict]) -> tuple[float, float, int]:
+    """:func:`validation_metrics` of a model's scores of the search space (``smiles``, ``ie``)
+    on the held-out ``rows``."""
+    if not rows:
+        return math.nan, math.nan, 0
+    ie = pd.Series(predictions["ie"].to_numpy(), index=predictions["smiles"])
+    predicted = {r["smiles"]: float(ie[r["smiles"]]) for r in rows if r["smiles"] in ie.index}
+    return validation_metrics(predicted, rows)

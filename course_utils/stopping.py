@@ -380,3 +380,40 @@ def _option(where: str, key: str, value: str, kind: type) -> Any:
     if not (math.isfinite(number) and number > 0):
         raise StopRuleError(f"{where}: {key}={value} must be a positive number of eV")
     return number
+
+
+# --- what a run reports ----------------------------------------------------------------------
+def stopping_block(rule: str, decision: StopDecision | None, stopped_at: Mapping[str, Any], *,
+                   left: int, seconds_per_simulation: float | None, workers: int
+                   ) -> dict[str, Any]:
+    """results.json's ``stopping``: the rule, whether and when it fired, and what it saved
+    (``left`` successful simulations of the budget, at the run's mean time per simulation)."""
+    block: dict[str, Any] = {
+        "rule": rule, "fired": decision is not None, "at_iteration": None,
+        "at_simulations": None, "elapsed_s": None, "on_resume": False, "reason": None,
+        "predicted": None, "saved": None}
+    if decision is None:
+        return block
+    per_sim = seconds_per_simulation
+    block.update(
+        at_iteration=decision.iteration, at_simulations=decision.simulations,
+        reason=decision.reason, elapsed_s=stopped_at.get("elapsed_s"),
+        on_resume=bool(stopped_at.get("on_resume")), predicted=decision.curve,
+        saved={"simulations": left, "seconds_per_simulation": per_sim, "workers": workers,
+               "seconds": None if per_sim is None else left * per_sim / workers})
+    return block
+
+
+def stop_message(block: Mapping[str, Any], budget: int) -> str:
+    """The one line a stopped run ends with: which rule, when, why, and how to go on."""
+    saved = block["saved"]
+    text = (f"stopped early by the rule {block['rule']} at iteration {block['at_iteration']} "
+            f"with {block['at_simulations']} of {budget} successful simulations: "
+            f"{block['reason']}")
+    if block["on_resume"]:
+        return text + ("; the rule already held on the resumed records, so this run stopped "
+                       "at once without a new simulation: run again with another rule "
+                       "(e.g. --stop budget) to go on")
+    seconds = f" (about {saved['seconds']:.0f} s)" if saved["seconds"] is not None else ""
+    return text + (f"; saved {saved['simulations']} simulations of the budget{seconds}; run "
+                   "again with another rule (e.g. --stop budget) to go on")
