@@ -211,8 +211,10 @@ def load_model_version(path: str | os.PathLike) -> tuple[Any, dict]:
 
 def lineage_line(info: Mapping[str, Any]) -> str:
     mae = info.get("valid_mae_ev")
+    held_out = (info.get("parameters") or {}).get("valid_fraction")
     valid = (f"validation MAE {mae:.3f} eV on {info.get('valid_size')}"
-             if isinstance(mae, float) and mae == mae else "no validation set")
+             if isinstance(mae, float) and mae == mae
+             else "no validation molecule yet" if held_out else "no validation set")
     return (f"model {info.get('name')} (data version {info.get('data_version')}, trained on "
             f"{info.get('train_size')} molecules, {valid}; trigger: {info.get('trigger')})")
 

@@ -35,7 +35,7 @@ def test_bad_arrival_says_what_is_wrong(text, words):
 
 def test_campaign_picks_only_from_unlocked_waves_and_records_the_wave(tmp_path):
     result = run_campaign({"initial_training_count": 8, "max_training_count": 32,
-                           "batch_size": 4, "seed": 3, "search_space": "truth:qm9",
+                           "batch_size": 4, "seed": 3, "search_space": "truth:qm9:4000",
                            "simulator": "replay", "workers": 2, "arrival": "waves:4,every:8"},
                           tmp_path, progress=False, plot=False)
     sims = result.simulations

@@ -30,7 +30,7 @@ TRAINING = pd.DataFrame({"smiles": ["C", "CC", "CCC", "CCO", "CO", "C#N"],
 
 def _params(**extra) -> CampaignParameters:
     return CampaignParameters(**{"initial_training_count": 8, "max_training_count": 32,
-                                 "batch_size": 4, "seed": 7, "search_space": "truth:qm9",
+                                 "batch_size": 4, "seed": 7, "search_space": "truth:qm9:4000",
                                  "simulator": "replay", "workers": 2, **extra})
 
 
@@ -175,10 +175,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_predict_command(finished, tmp_path):
-    model = str(finished / "models" / "v0003")
+    lineage = read_lineage(finished)
+    version = int(lineage.loc[lineage["valid_size"] > 0, "version"].iloc[0])
+    model = str(finished / "models" / f"v{version:04d}")
     good = _cli("--model", model, "CCO", "C#N")
     assert good.returncode == 0, good.stderr
-    assert good.stdout.startswith("model v0003 (data version ")
+    assert good.stdout.startswith(f"model v{version:04d} (data version ")
     assert "validation MAE" in good.stdout and good.stdout.count(" eV\t± ") == 2
     source = tmp_path / "in.csv"
     source.write_text("smiles\nCCO\nbad((\nC#N\n")

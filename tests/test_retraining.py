@@ -91,7 +91,7 @@ def test_validation_metrics():
 # --- in the engine -----------------------------------------------------------------------------
 def _replay(out, **extra):
     values = {"initial_training_count": 8, "max_training_count": 40, "batch_size": 4, "seed": 5,
-              "search_space": "truth:qm9", "simulator": "replay", "workers": 2, **extra}
+              "search_space": "truth:qm9:4000", "simulator": "replay", "workers": 2, **extra}
     return run_campaign(values, out, progress=False, plot=False)
 
 

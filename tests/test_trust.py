@@ -59,7 +59,7 @@ def test_ledger_judges_each_pick_and_records_full_values(tmp_path):
 # --- the loop ----------------------------------------------------------------------------------
 def _params(**extra) -> dict:
     return {"initial_training_count": 8, "max_training_count": 24, "batch_size": 3, "seed": 4,
-            "search_space": "truth:qm9", "simulator": "replay", "workers": 2,
+            "search_space": "truth:qm9:4000", "simulator": "replay", "workers": 2,
             "trust_ranks": 2, **extra}
 
 
