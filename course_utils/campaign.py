@@ -134,6 +134,7 @@ class Campaign:
             self.recorder.durable = self.simulator.needs_parsl
             self.engine = getattr(self.simulator, "engine", "replay")
             self.models = ModelRegistry.open(self.out_dir)  # versions go on after the last one
+            self.models.durable = self.recorder.durable
         except BaseException:
             self.release_lock()  # a campaign that cannot start must not keep the folder
             raise
@@ -158,6 +159,8 @@ class Campaign:
         self._model: Any = None  # the model in use itself, for the trust checks' predictions
         self.trust = (None if p.trust_tol is None else
                       TrustLedger.open(self.out_dir, p.trust_tol, p.trust_streak, p.trust_ranks))
+        if self.trust is not None:
+            self.trust.durable = self.recorder.durable
         self.trust_fired = False
 
     def release_lock(self) -> None:

@@ -50,16 +50,13 @@ def evaluate_run(
       simulations_to_top_k  1-based count of successful simulations, in record order, until the
                        first whose table IE is >= the k-th best IE; None if never reached
     """
+    from course_utils.ground_truth import derived
+
     ks = _check_ks(ks)
     sims = _successes(simulations)
-    table = _table(truth)
+    table, ranked, true_ie, in_table = derived(truth, "evaluation", _prepare)
     notes: list[str] = []
-
-    ranked = table[table["ie"].notna()].sort_values(["ie", "smiles"], ascending=[False, True],
-                                                    kind="stable")
     n_ranked = len(ranked)
-    true_ie: dict[str, float] = dict(zip(ranked["smiles"], ranked["ie"], strict=True))
-    in_table = set(table["smiles"])
 
     attempted = _attempted(simulations)
     missing = [s for s in attempted if s not in in_table]
@@ -205,6 +202,16 @@ def _attempted(simulations: pd.DataFrame) -> list[str]:
     """Distinct molecules the run simulated (lost attempts were retried: they are not results)."""
     rows = simulations[simulations["status"] != LOST]
     return list(dict.fromkeys(rows["smiles"].astype(str)))
+
+
+def _prepare(truth: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float], set[str]]:
+    """What every evaluation against one table needs: its settled rows, those with an IE
+    ranked (IE descending, then SMILES), their IE by SMILES, and the set of its SMILES."""
+    table = _table(truth)
+    ranked = table[table["ie"].notna()].sort_values(["ie", "smiles"], ascending=[False, True],
+                                                    kind="stable")
+    return table, ranked, dict(zip(ranked["smiles"], ranked["ie"], strict=True)), \
+        set(table["smiles"])
 
 
 def _table(truth: pd.DataFrame) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -178,6 +178,34 @@ def truth_record(smiles: str, engine: str | None = None, walltime: float | None 
         ie, status, error = math.nan, "failed", f"{type(err).__name__}: {err.detail}"
     return {"smiles": smiles, "ie": ie, "status": status, "error": error,
             "seconds": time.perf_counter() - start, "engine": name}
+
+
+_DERIVED: dict[tuple, tuple[Any, Any]] = {}
+
+
+def derived(table: pd.DataFrame, name: str, build: Callable[[pd.DataFrame], Any]) -> Any:
+    """``build(table)``, computed once per table *content*: replays and evaluations of many
+    campaigns in one process get copies of the same table, and rebuilding lookups from its
+    rows each time costs more than a replay itself. A hash of the rows (a few ms) keys it."""
+    key = (name, _content_key(table))
+    hit = _DERIVED.get(key)
+    if hit is not None:
+        return hit[1]
+    value = build(table)
+    if len(_DERIVED) >= 32:
+        _DERIVED.clear()
+    _DERIVED[key] = (None, value)
+    return value
+
+
+def _content_key(table: pd.DataFrame) -> tuple:
+    import numpy as np
+    import pandas as pd
+
+    hashed = pd.util.hash_pandas_object(table, index=False).to_numpy()
+    # two independent reductions: a collision would need both to agree
+    return (len(table), tuple(table.columns), int(hashed.sum(dtype=np.uint64)),
+            int(np.bitwise_xor.reduce(hashed)))
 
 
 def table_name(search_space: str) -> str:

@@ -81,6 +81,8 @@ class ModelRegistry:
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     next_version: int = 1
+    #: fsync each lineage row; a replay (recomputed in milliseconds) skips it.
+    durable: bool = True
 
     @property
     def models_dir(self) -> Path:
@@ -142,7 +144,7 @@ class ModelRegistry:
     def _append(self, row: Mapping[str, Any]) -> None:
         from course_utils.records import _append_row
 
-        _append_row(self.run_dir / LINEAGE_FILE, LINEAGE_FIELDS, row)
+        _append_row(self.run_dir / LINEAGE_FILE, LINEAGE_FIELDS, row, self.durable)
 
     def save(self, model: Any, meta: Mapping[str, Any]) -> dict:
         """Save the next version: model file, then its JSON, then its lineage row."""

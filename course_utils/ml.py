@@ -415,9 +415,14 @@ class KNNModel:
 
 
 def train_model(
-    train_data: pd.DataFrame, *, n_neighbors: int = 4, radius: int = 4, length: int = 256
+    train_data: pd.DataFrame, *, n_neighbors: int = 4, radius: int = 4, length: int = 256,
+    fps: np.ndarray | None = None,
 ) -> KNNModel:
-    """Fit the KNN surrogate; "fitting" is just fingerprinting and storing the data."""
+    """Fit the KNN surrogate; "fitting" is just fingerprinting and storing the data.
+
+    ``fps``: the packed fingerprints of ``train_data``'s SMILES, in its order, when they are
+    known already (a replay takes them from the search space's cached ones).
+    """
     missing = [c for c in ("smiles", "ie") if c not in train_data.columns]
     if missing:
         raise ValueError(
@@ -440,7 +445,8 @@ def train_model(
             f"{first} ({train_data['smiles'].iloc[first]!r}); drop failed calculations first"
         )
     smiles = tuple(train_data["smiles"])
-    fps = fingerprints(smiles, radius=radius, length=length)
+    if fps is None:
+        fps = fingerprints(smiles, radius=radius, length=length)
     return KNNModel(
         train_smiles=smiles,
         train_fps=fps,

@@ -96,10 +96,9 @@ class ReplaySimulator:
 
     def __init__(self, table: pd.DataFrame, workers: int, space: Sequence[str], *,
                  coverage: str = ""):
-        known = table[table["status"].isin(("ok", "failed", "timeout"))]
-        self._rows = {s: (ie, status, error, seconds) for s, ie, status, error, seconds in zip(
-            known["smiles"], known["ie"], known["status"], known["error"], known["seconds"],
-            strict=True)}
+        from course_utils.ground_truth import derived
+
+        self._rows = derived(table, "replay answers", _answers)
         self.coverage = coverage
         self.workers = max(int(workers), 1)
         self._free = [0.0] * self.workers  # when each simulated worker is next idle
@@ -147,11 +146,14 @@ class ReplaySimulator:
         try:  # the search space's fingerprints are a cache, not the model's work: not charged
             if self._space_fps is None:
                 self._space_fps = fingerprints(self._space)
+                self._position = {s: i for i, s in enumerate(self._space)}
         except Exception as err:  # noqa: BLE001 - the campaign reports and retries it
             return _done(error=err)
         started = time.perf_counter()
         try:
-            model = train_model(training, n_neighbors=n_neighbors)
+            rows = [self._position.get(s) for s in training["smiles"]]
+            known = None if None in rows else self._space_fps[rows]  # all from the space
+            model = train_model(training, n_neighbors=n_neighbors, fps=known)
             ie, spread = model.predict_with_spread(self._space_fps)
             result = _done(np.column_stack([ie, spread]))
             result.model = model  # the campaign saves the model version it used
@@ -188,6 +190,14 @@ class ReplaySimulator:
         """Simulated seconds since this simulator was created (the campaign adds earlier
         sessions of a resumed run)."""
         return self._clock
+
+
+def _answers(table: pd.DataFrame) -> dict[str, tuple]:
+    """SMILES -> (IE, status, error, seconds) of every settled row of a ground-truth table."""
+    known = table[table["status"].isin(("ok", "failed", "timeout"))]
+    return {s: (ie, status, error, seconds) for s, ie, status, error, seconds in zip(
+        known["smiles"], known["ie"], known["status"], known["error"], known["seconds"],
+        strict=True)}
 
 
 def replay_table(space_name: str, path: str | None = None, space_size: int = 0

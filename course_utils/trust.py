@@ -74,6 +74,8 @@ class TrustLedger:
     streak_needed: int
     ranks: int
     rows: list[dict] = field(default_factory=list)
+    #: fsync each check; a replay (recomputed in seconds) skips it.
+    durable: bool = True
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike, tol: float, streak: int, ranks: int
@@ -124,7 +126,7 @@ class TrustLedger:
             if done is not None:
                 row["full_ie"] = float(done["ie"]) if done["status"] == "ok" else math.nan
                 row["full_status"] = done["status"]
-            _append_row(self.run_dir / CHECKS_FILE, CHECK_FIELDS, row)
+            _append_row(self.run_dir / CHECKS_FILE, CHECK_FIELDS, row, self.durable)
             self.rows.append(row)
 
     def block(self, fired: bool, seconds_per_full: float | None) -> dict[str, Any]:

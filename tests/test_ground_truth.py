@@ -271,3 +271,18 @@ def test_a_build_started_in_the_background_stops_on_sigint_and_keeps_its_rows(sm
     rows = _raw(out)
     assert 1 <= len(rows) == rows["smiles"].nunique() < 40
     assert log[-1]["interrupted"] is True and log[-1]["computed"] == len(rows)
+
+
+def test_derived_lookups_are_built_once_per_table_content():
+    calls = []
+
+    def build(table):
+        calls.append(len(table))
+        return set(table["smiles"])
+
+    table = pd.DataFrame({"smiles": ["C", "O"], "ie": [1.0, float("nan")], "status": ["ok", "failed"]})
+    first = gt.derived(table, "test lookup", build)
+    assert gt.derived(table.copy(), "test lookup", build) is first  # a copy: same content
+    changed = table.assign(ie=[1.5, float("nan")])
+    assert gt.derived(changed, "test lookup", build) == {"C", "O"}
+    assert calls == [2, 2]  # built for the original and for the changed table only
