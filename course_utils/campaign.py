@@ -771,7 +771,7 @@ class Campaign:
     def ground_truth(self) -> pd.DataFrame | None:
         """The table this run can be measured against, if there is one (replay's own, the one
         named by ``ground_truth``, or the shipped table of QM9); None otherwise."""
-        from course_utils.ground_truth import Coverage, GroundTruthError, table_name
+        from course_utils.ground_truth import Coverage, GroundTruthError, table_name, truth_of_space
         from course_utils.simulators import replay_table
 
         p = self.parameters
@@ -783,8 +783,7 @@ class Campaign:
         except (GroundTruthError, OSError):
             return None
         if p.ground_truth is None and space.count(":") == 2:  # truth:qm9:N, a fixed subset
-            table = table[table["smiles"].isin(set(self.space))].reset_index(drop=True)
-            table.attrs["coverage"] = Coverage(len(table), len(self.space), space)
+            table = truth_of_space(table, space)
         elif p.ground_truth is None:
             from course_utils.search_space import QM9_SIZE
 

@@ -323,12 +323,12 @@ def _yardsticks(results: dict[str, Any], sims: pd.DataFrame,
     """The run against the ground truth, computed here from its records (never taken from its
     results.json); empty where no table covers its search space."""
     from course_utils.evaluation import evaluate_run
-    from course_utils.ground_truth import table_name
+    from course_utils.ground_truth import table_name, truth_of_space
 
     space = (results.get("parameters") or {}).get("search_space")
     if truth is None or space is None or table_name(space) != "qm9":
         return {}
-    ev = evaluate_run(sims, truth)
+    ev = evaluate_run(sims, truth_of_space(truth, space))
     recall, reach = ev["top_k_recall"], ev["simulations_to_top_k"]
     return {"regret_ev": ev["regret_ev"], "best_rank": ev["best_rank"],
             "best_percentile": ev["best_percentile"], "top1_recall": recall.get("1"),

@@ -286,3 +286,11 @@ def test_derived_lookups_are_built_once_per_table_content():
     changed = table.assign(ie=[1.5, float("nan")])
     assert gt.derived(changed, "test lookup", build) == {"C", "O"}
     assert calls == [2, 2]  # built for the original and for the changed table only
+
+
+def test_a_run_on_truth_qm9_n_is_measured_against_its_n_molecules():
+    table = gt.load_ground_truth("qm9")
+    assert gt.truth_of_space(table, "truth:qm9") is table
+    subset = gt.truth_of_space(table, "truth:qm9:300")
+    assert len(subset) == 300 and set(subset["smiles"]) <= set(table["smiles"])
+    assert subset.attrs["coverage"].complete and subset.attrs["coverage"].total == 300
