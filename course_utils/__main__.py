@@ -297,8 +297,11 @@ def _out_folder_problem(out: Path) -> str | None:
 def existing_outputs(out: Path) -> list[str]:
     """The run's output files that really exist in ``out`` (a run without successes has no plot)."""
     from course_utils import records as rec
+    from course_utils.lineage import LINEAGE_FILE
+    from course_utils.trust import CHECKS_FILE
 
-    names = (rec.RESULTS_FILE, rec.SIMULATIONS_FILE, rec.ITERATIONS_FILE, rec.PLOT_FILE)
+    names = (rec.RESULTS_FILE, rec.SIMULATIONS_FILE, rec.ITERATIONS_FILE, rec.PLOT_FILE,
+             LINEAGE_FILE, CHECKS_FILE)
     return [name for name in names if (Path(out) / name).is_file()]
 
 

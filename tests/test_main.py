@@ -104,3 +104,10 @@ def test_two_identical_runs_started_together_do_not_mix(small_space, tmp_path):
     assert len(refused) == 1 and "in use by another run" in refused[0] and "PID" in refused[0]
     sims = rec.read_simulations(out)
     assert sims["smiles"].is_unique and (sims["status"] == "ok").sum() == 8
+
+
+def test_summary_names_the_lineage_and_the_checks_when_a_run_wrote_them(tmp_path):
+    (tmp_path / rec.RESULTS_FILE).write_text("{}")
+    (tmp_path / "lineage.csv").write_text("version\n")
+    (tmp_path / "checks.csv").write_text("iteration\n")
+    assert existing_outputs(tmp_path) == [rec.RESULTS_FILE, "lineage.csv", "checks.csv"]
