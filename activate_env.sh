@@ -2,8 +2,9 @@
 #
 # On Polaris it loads the conda module and activates the course's conda environment, creating it
 # from environment.yml the first time. Elsewhere it creates (once) and activates a virtual
-# environment in .venv with pip (with MPICH's mpiexec and mpi4py, from PyPI wheels). Either way it registers the Jupyter kernel "ml-in-the-loop" and
-# keeps xTB single-threaded per simulation. Safe to source again: finished steps are skipped.
+# environment in .venv with pip (with MPICH's mpiexec and mpi4py, from PyPI wheels). Either way
+# it registers the Jupyter kernel "ml-in-the-loop" and keeps xTB single-threaded per simulation.
+# Safe to source again: finished steps are skipped.
 #
 # Settings (all optional): COURSE_ENV_MODE=conda|venv, COURSE_PYTHON (venv interpreter),
 # COURSE_VENV (venv path), COURSE_CONDA_ENV (conda env prefix), COURSE_KERNEL_NAME.
