@@ -427,23 +427,15 @@ class Campaign:
         self._predictions = predictions
         return predictions
 
-    def scores(self) -> np.ndarray:
+    def _score_with_retries(self, trigger: str) -> Future:
         """Train and score, waiting with a timeout; a failed or lost round is run again.
 
         Raises :class:`CampaignStopped` (one line) if every attempt fails.
         """
-        future = self._score_with_retries("requested")
-        self._scoring_meta.pop(future, None)
-        return future.result()
-
-    def _score_with_retries(self, trigger: str) -> Future:
         last = ""
         for attempt in range(1, self.SCORING_ATTEMPTS + 1):
-            future, started = self.score_search_space(trigger), time.monotonic()
-            while not future.done() and time.monotonic() - started < self.SCORING_TIMEOUT_S:
-                self._check_stop()
-                wait([future], timeout=self.POLL_S)
-            self._check_stop()
+            future = self.score_search_space(trigger)
+            self._await([future])
             if not future.done():
                 last = f"no result after {self.SCORING_TIMEOUT_S:.0f} s"
             elif future.exception() is not None:
@@ -455,6 +447,16 @@ class Campaign:
                   file=sys.stderr)
         raise CampaignStopped(f"scoring the search space failed {self.SCORING_ATTEMPTS} times "
                               f"(last: {last})")
+
+    def _await(self, futures: list[Future]) -> None:
+        """Wait up to ``SCORING_TIMEOUT_S`` for all of ``futures``, honouring a stop request
+        every ``POLL_S``; the caller looks at what is done."""
+        started = time.monotonic()
+        while (not all(f.done() for f in futures)
+               and time.monotonic() - started < self.SCORING_TIMEOUT_S):
+            self._check_stop()
+            wait(futures, timeout=self.POLL_S)
+        self._check_stop()
 
     def predictions(self, scores: np.ndarray) -> pd.DataFrame:
         """Scores from :meth:`score_search_space` as ``smiles``, ``ie``, ``ie_spread`` (eV)."""
@@ -573,9 +575,11 @@ class Campaign:
             t0 = time.perf_counter()
             predictions = None
             if p.acquisition != "random":
+                # None only while this session's model still fits the policy (the first
+                # call of a session is always due), so _predictions is set from here on.
                 trigger = self.retrain_policy.due(self.n_ok, self._model_n_ok, batch_mode=True)
-                if trigger is not None or self._predictions is None:
-                    self.new_model(trigger or "no model in memory")
+                if trigger is not None:
+                    self.new_model(trigger)
                 predictions = self._predictions
             t1 = time.perf_counter()
             picks = self.pick(predictions, iteration)
@@ -612,12 +616,7 @@ class Campaign:
         model_values = self.simulator.predict(self._model, batch)
         cheap_file = self.out_dir / "checks" / f"iteration-{iteration:04d}.csv"
         cheap = self.simulator.cheap(batch, p.trust_ranks, cheap_file)
-        started = time.monotonic()
-        while not (model_values.done() and cheap.done()):
-            self._check_stop()
-            if time.monotonic() - started > self.SCORING_TIMEOUT_S:
-                break
-            wait([model_values, cheap], timeout=self.POLL_S)
+        self._await([model_values, cheap])
         if cheap.done() and cheap.exception() is None:
             cheap_table = cheap.result()
         else:  # a failed or hung check trusts nothing: every pick gets its full simulation
@@ -771,7 +770,7 @@ class Campaign:
     def ground_truth(self) -> pd.DataFrame | None:
         """The table this run can be measured against, if there is one (replay's own, the one
         named by ``ground_truth``, or the shipped table of QM9); None otherwise."""
-        from course_utils.ground_truth import Coverage, GroundTruthError, table_name, truth_of_space
+        from course_utils.ground_truth import GroundTruthError, table_name, truth_of_space
         from course_utils.simulators import replay_table
 
         p = self.parameters
@@ -782,13 +781,9 @@ class Campaign:
             table, _ = replay_table(space, p.ground_truth, len(self.space))
         except (GroundTruthError, OSError):
             return None
-        if p.ground_truth is None and space.count(":") == 2:  # truth:qm9:N, a fixed subset
-            table = truth_of_space(table, space)
-        elif p.ground_truth is None:
-            from course_utils.search_space import QM9_SIZE
-
-            table.attrs["coverage"] = Coverage(len(table), QM9_SIZE, "qm9")
-        return table
+        # The shipped table states its coverage of QM9 already; truth:qm9:N is measured
+        # against its N molecules only.
+        return truth_of_space(table, space) if p.ground_truth is None else table
 
     def evaluation(self) -> dict[str, Any] | None:
         """Regret, rank, top-k recall against the ground truth; None without a table."""

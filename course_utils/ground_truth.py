@@ -175,12 +175,12 @@ def truth_record(smiles: str, engine: str | None = None, walltime: float | None 
     try:
         ie, status, error = compute_vertical(smiles, engine=name), "ok", ""
     except ChemistryError as err:
-        ie, status, error = math.nan, "failed", f"{type(err).__name__}: {err.detail}"
+        ie, status, error = math.nan, "failed", err.record_text
     return {"smiles": smiles, "ie": ie, "status": status, "error": error,
             "seconds": time.perf_counter() - start, "engine": name}
 
 
-_DERIVED: dict[tuple, tuple[Any, Any]] = {}
+_DERIVED: dict[tuple, Any] = {}
 
 
 def derived(table: pd.DataFrame, name: str, build: Callable[[pd.DataFrame], Any]) -> Any:
@@ -188,14 +188,11 @@ def derived(table: pd.DataFrame, name: str, build: Callable[[pd.DataFrame], Any]
     campaigns in one process get copies of the same table, and rebuilding lookups from its
     rows each time costs more than a replay itself. A hash of the rows (a few ms) keys it."""
     key = (name, _content_key(table))
-    hit = _DERIVED.get(key)
-    if hit is not None:
-        return hit[1]
-    value = build(table)
-    if len(_DERIVED) >= 32:
-        _DERIVED.clear()
-    _DERIVED[key] = (None, value)
-    return value
+    if key not in _DERIVED:
+        if len(_DERIVED) >= 32:
+            _DERIVED.clear()
+        _DERIVED[key] = build(table)
+    return _DERIVED[key]
 
 
 def _content_key(table: pd.DataFrame) -> tuple:

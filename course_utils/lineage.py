@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.records import STATUS_FAILED, STATUS_TIMEOUT, atomic_write_json
+from course_utils.records import STATUS_FAILED, STATUS_TIMEOUT, _append_row, atomic_write_json
 
 MODELS_DIR = "models"
 LINEAGE_FILE = "lineage.csv"
@@ -123,7 +123,7 @@ class ModelRegistry:
                 self.rows.append(row)
                 self._append(row)
                 self.notes.append(f"{LINEAGE_FILE} lacked {name} (an interrupted save); added it "
-                                  "from models/{name}.json".replace("{name}", name))
+                                  f"from models/{name}.json")
             else:
                 self.notes.append(f"models/{name}.* is not in {LINEAGE_FILE} and is incomplete "
                                   "or altered; it is ignored (not a version of this run)")
@@ -142,8 +142,6 @@ class ModelRegistry:
         return True
 
     def _append(self, row: Mapping[str, Any]) -> None:
-        from course_utils.records import _append_row
-
         _append_row(self.run_dir / LINEAGE_FILE, LINEAGE_FIELDS, row, self.durable)
 
     def save(self, model: Any, meta: Mapping[str, Any]) -> dict:

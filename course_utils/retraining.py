@@ -57,19 +57,16 @@ class RetrainPolicy:
             return None
         if self.kind == "every-batch" and batch_mode:
             return f"{self.text}: {new} new results"
-        if self.kind == "growth":
-            target = math.ceil(n_ok_at_last_model * (1.0 + self.growth) - 1e-9)
-            if n_ok >= max(target, n_ok_at_last_model + 1):
-                grown = new / max(n_ok_at_last_model, 1)
-                return (f"{self.text}: successful data grew {n_ok_at_last_model} -> {n_ok} "
-                        f"(+{grown:.0%})")
+        if n_ok < self.next_size(n_ok_at_last_model):
             return None
-        if new >= self.count:
-            return f"{self.text}: {new} new results"
-        return None
+        if self.kind == "growth":
+            grown = new / max(n_ok_at_last_model, 1)
+            return (f"{self.text}: successful data grew {n_ok_at_last_model} -> {n_ok} "
+                    f"(+{grown:.0%})")
+        return f"{self.text}: {new} new results"
 
     def next_size(self, n_ok_at_last_model: int) -> int:
-        """Successful simulations at which the next model is due (for progress messages)."""
+        """Successful simulations at which the next model is due (at least one more)."""
         if self.kind == "growth":
             return max(math.ceil(n_ok_at_last_model * (1.0 + self.growth) - 1e-9),
                        n_ok_at_last_model + 1)

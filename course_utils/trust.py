@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from course_utils.records import _append_row
+
 CHECKS_FILE = "checks.csv"
 CHECK_FIELDS = [
     "iteration", "smiles", "model_ie", "model_spread", "cheap_ie", "cheap_status", "cheap_error",
@@ -74,6 +76,9 @@ class TrustLedger:
     streak_needed: int
     ranks: int
     rows: list[dict] = field(default_factory=list)
+    #: Picks the model's value was accepted for: tried, never simulated in full. Kept with
+    #: ``rows`` (the campaign asks for it on every candidate it considers).
+    trusted_smiles: set[str] = field(default_factory=set)
     #: fsync each check; a replay (recomputed in seconds) skips it.
     durable: bool = True
 
@@ -82,12 +87,8 @@ class TrustLedger:
              ) -> TrustLedger:
         ledger = cls(Path(run_dir), tol, streak, ranks)
         ledger.rows = read_checks(run_dir).to_dict("records")
+        ledger.trusted_smiles = {r["smiles"] for r in ledger.rows if _truthy(r["trusted"])}
         return ledger
-
-    @property
-    def trusted_smiles(self) -> set[str]:
-        """Picks the model's value was accepted for: tried, never simulated in full."""
-        return {r["smiles"] for r in self.rows if _truthy(r["trusted"])}
 
     @property
     def streak(self) -> int:
@@ -118,8 +119,6 @@ class TrustLedger:
 
     def record(self, rows: list[dict], full: Sequence[Mapping[str, Any]]) -> None:
         """Add the full simulations' outcomes to the batch's rows and append them."""
-        from course_utils.records import _append_row
-
         outcome = {r["smiles"]: r for r in full}
         for row in rows:
             done = outcome.get(row["smiles"])
@@ -128,6 +127,8 @@ class TrustLedger:
                 row["full_status"] = done["status"]
             _append_row(self.run_dir / CHECKS_FILE, CHECK_FIELDS, row, self.durable)
             self.rows.append(row)
+            if row["trusted"]:
+                self.trusted_smiles.add(row["smiles"])
 
     def block(self, fired: bool, seconds_per_full: float | None) -> dict[str, Any]:
         """results.json's ``trust``: what the checks saved, and what they cost."""
