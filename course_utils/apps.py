@@ -154,7 +154,7 @@ def _simulate_record(
                                           fidelity=fidelity),
                       status="ok", error="")
     except ChemistryError as err:
-        record.update(ie=math.nan, status="failed", error=f"{type(err).__name__}: {err.detail}")
+        record.update(ie=math.nan, status="failed", error=err.record_text)
     record["end_time"] = time.time()
     return record
 

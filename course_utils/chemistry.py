@@ -55,6 +55,12 @@ class ChemistryError(RuntimeError):
         # Parsl pickles exceptions raised on workers; keep (smiles, detail) through the trip.
         return (type(self), (self.smiles, self.detail))
 
+    @property
+    def record_text(self) -> str:
+        """The ``error`` of a failed simulation's record: its type and detail, no SMILES (the
+        record names the molecule already)."""
+        return f"{type(self).__name__}: {self.detail}"
+
 
 class InvalidSmilesError(ChemistryError, ValueError):
     """RDKit cannot parse the SMILES: a problem with the input, not the simulation."""
