@@ -136,14 +136,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         orig_times, orig_result = _timed(original, args.original_repeats)
 
     diff = np.abs(ours_result["ie"].to_numpy() - orig_result)
+    # Where a molecule's 4th and 5th nearest training molecules are equidistant, sklearn's pick
+    # depends on NumPy's SIMD dispatch and ours goes to the earlier molecule: compare elsewhere.
+    ordered = np.sort(ml.tanimoto_distances(ml.fingerprints(smiles),
+                                            ml.fingerprints(train["smiles"])), axis=1)
+    clear = ordered[:, 3] != ordered[:, 4]
     results = {
         "n_molecules": float(len(smiles)),
         "cold_fingerprints_s": cold[0],
         "disk_cache_fingerprints_s": disk[0],
         "ours_s": statistics.median(ours_times),
         "original_s": statistics.median(orig_times),
-        "max_abs_diff": float(diff.max()),
-        "n_exactly_equal": float((diff == 0).sum()),
+        "max_abs_diff": float(diff[clear].max()),
+        "n_unambiguous": float(clear.sum()),
+        "n_exactly_equal": float((diff[clear] == 0).sum()),
+        "n_differ_at_ties": float((diff[~clear] > 0).sum()),
     }
     results["speedup"] = results["original_s"] / results["ours_s"]
 
@@ -160,8 +167,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         print(f"{label:<48}{statistics.median(times):>10.4f}{len(times):>6}")
     print("-" * 64)
     print(
-        f"predictions: max |ours - original| = {results['max_abs_diff']:.3g} eV; "
-        f"{int(results['n_exactly_equal']):,}/{len(smiles):,} bit-identical"
+        f"predictions where the 4 nearest are unambiguous ({int(clear.sum()):,} of "
+        f"{len(smiles):,}): max |ours - original| = {results['max_abs_diff']:.3g} eV, "
+        f"{int(results['n_exactly_equal']):,} bit-identical; with a tie at the 4th neighbour, "
+        f"{int(results['n_differ_at_ties']):,} differ (sklearn's pick among equidistant "
+        f"neighbours is NumPy's; ours is the earlier molecule)"
     )
     print(
         f"ML iteration speed-up (original / ours, warm cache): {results['speedup']:.1f}x  "

@@ -19,11 +19,12 @@ the background when the retrain policy says so).
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from itertools import islice
@@ -67,10 +68,22 @@ from course_utils.trust import TRUST_RULE, TrustLedger
 
 
 # --- the run ---------------------------------------------------------------------------------
-def _as_lookup(predictions: pd.DataFrame | None) -> dict[str, float]:
-    if predictions is None:
-        return {}
-    return dict(zip(predictions["smiles"].tolist(), predictions["ie"].tolist(), strict=True))
+class _Predicted:
+    """A model's predicted IE of a molecule, looked up by its position in the search space.
+
+    Predictions cover the whole space, so a dict of them per batch cost more than the model
+    itself in a replay of all of QM9; the positions are one dict per campaign.
+    """
+
+    def __init__(self, predictions: pd.DataFrame | None, position: Mapping[str, int]):
+        self._ie = None if predictions is None else predictions["ie"].to_numpy()
+        self._position = position
+        if self._ie is not None and len(self._ie) != len(position):  # a part of the space
+            self._position = {s: i for i, s in enumerate(predictions["smiles"].tolist())}
+
+    def get(self, smiles: str, default: float = math.nan) -> float:
+        i = None if self._ie is None else self._position.get(smiles)
+        return default if i is None else float(self._ie[i])
 
 
 @dataclass
@@ -305,7 +318,7 @@ class Campaign:
         ``predictions`` (the model's, if any) are kept beside each result to measure model error.
         """
         candidates = iter(candidates)
-        predicted = _as_lookup(predictions)
+        predicted = _Predicted(predictions, self.space_position)
         done: list[dict] = []
         successes = 0
 
@@ -458,9 +471,22 @@ class Campaign:
             wait(futures, timeout=self.POLL_S)
         self._check_stop()
 
+    @functools.cached_property
+    def space_position(self) -> dict[str, int]:
+        """Each search-space molecule's position (the order of the model's scores)."""
+        from course_utils.search_space import position_index
+
+        return position_index(self.space)
+
+    @functools.cached_property
+    def space_smiles(self) -> pd.Series:
+        """The search space as a Series, converted once (not once per model version)."""
+        return pd.Series(self.space, name="smiles")
+
     def predictions(self, scores: np.ndarray) -> pd.DataFrame:
         """Scores from :meth:`score_search_space` as ``smiles``, ``ie``, ``ie_spread`` (eV)."""
-        return pd.DataFrame({"smiles": self.space, "ie": scores[:, 0], "ie_spread": scores[:, 1]})
+        return pd.DataFrame({"smiles": self.space_smiles, "ie": scores[:, 0],
+                             "ie_spread": scores[:, 1]})
 
     def _blocks(self, n: int) -> list:
         from course_utils.apps import SmilesBlock, chunked
@@ -474,12 +500,14 @@ class Campaign:
         p = self.parameters
         rng = np.random.default_rng([p.seed, iteration])
         if predictions is None:  # random search needs no model
-            predictions = pd.DataFrame({"smiles": self.space, "ie": 0.0, "ie_spread": 0.0})
+            predictions = pd.DataFrame({"smiles": self.space_smiles, "ie": 0.0, "ie_spread": 0.0})
         mask = self.available()
         if mask is not None and len(predictions) == len(mask):
             predictions = predictions[mask]
+        positions = self.space_position if len(predictions) == len(self.space) else None
         return self._fresh(rank_candidates(predictions, self._tried(), acquisition=p.acquisition,
-                                           rng=rng, ucb_kappa=p.ucb_kappa, epsilon=p.epsilon))
+                                           rng=rng, ucb_kappa=p.ucb_kappa, epsilon=p.epsilon,
+                                           positions=positions))
 
     def _model_error(self, rows: list[dict]) -> tuple[float, float]:
         """Mean absolute error (eV) and mean absolute percentage error of the picks' predictions."""
@@ -666,7 +694,7 @@ class Campaign:
         scoring = None if p.acquisition == "random" else self.score_search_space(trigger)
         scoring_started, scoring_size = time.perf_counter(), self.n_ok
         ranking = self.pick(None, generation) if scoring is None else None
-        predicted: dict[str, float] = {}
+        predicted = _Predicted(None, {})
         gen_rows: list[dict] = []
         scoring_failures = 0
 
@@ -703,7 +731,7 @@ class Campaign:
                     gen_rows = []
                     if self._ask_stop_rule():
                         break  # the running simulations are still collected below
-                predicted = _as_lookup(predictions)
+                predicted = _Predicted(predictions, self.space_position)
                 ranking = self.pick(predictions, generation)
                 scoring, scoring_size = None, self.n_ok
             fill()

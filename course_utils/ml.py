@@ -6,11 +6,12 @@ fingerprints of every QM9 molecule on each active-learning iteration, which was 
 the ML step. Here fingerprints are computed once, bit-packed, and cached in memory and on
 disk, and the neighbour search runs on the packed words with ``np.bitwise_count``.
 
-Predictions match sklearn's brute-force ``KNeighborsRegressor`` bit for bit: the Jaccard
-distances are evaluated with the same integer ratio scipy uses, neighbours are selected
-with the same ``argpartition`` + ``argsort`` calls sklearn makes (so even ties among
-equidistant neighbours resolve identically), and the ``weights="distance"`` rule
-(including exact-match queries) mirrors ``sklearn.neighbors._base._get_weights``.
+The model is sklearn's brute-force ``KNeighborsRegressor``: the same Jaccard distances (bit
+for bit), the same ``weights="distance"`` rule (including exact-match queries, as in
+``sklearn.neighbors._base._get_weights``), so the same predictions wherever a molecule's k
+nearest neighbours are unambiguous. Among equidistant neighbours sklearn's choice depends on
+NumPy's SIMD dispatch; here the earlier training molecule wins (see
+:mod:`course_utils.neighbours`), the same on every machine.
 
 Packed layout: fingerprint bit ``i`` is bit ``i % 64`` (least significant first) of word
 ``i // 64``; arrays have shape ``(n, length // 64)`` and dtype ``uint64``.
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from course_utils.neighbours import check_packed, nearest, tanimoto_distances
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,10 +61,6 @@ MEMORY_CACHE_SIZE = 4
 
 #: SMILES per chunk when fingerprinting; bounds the temporary unpacked bit matrix.
 _CHUNK = 4096
-
-#: Elements of a (query chunk x train) temporary in distance calculations: ~2 MB per
-#: float64 temporary, which bounds memory and measured fastest (stays in cache).
-_MAX_BLOCK_ELEMENTS = 1 << 18
 
 _memory_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 _memory_lock = threading.Lock()
@@ -271,53 +270,6 @@ def fingerprints(
     return arr
 
 
-def _check_packed(fp: np.ndarray, name: str) -> np.ndarray:
-    fp = np.asarray(fp)
-    if fp.ndim != 2 or fp.dtype != np.uint64:
-        raise ValueError(
-            f"{name} must be a 2-D uint64 packed fingerprint array, "
-            f"got {fp.dtype} with shape {fp.shape}"
-        )
-    return fp
-
-
-def tanimoto_distances(query_fp: np.ndarray, train_fp: np.ndarray) -> np.ndarray:
-    """Jaccard distances between packed fingerprints, identical to scipy's ``jaccard``.
-
-    Computed as ``(|a|b| - |a&b|) / |a|b|`` (the same integer ratio scipy divides, so the
-    float64 results match sklearn bit for bit) and 0 when both fingerprints are empty.
-    The query is processed in chunks so temporaries stay a few MB whatever the input size.
-    """
-    query_fp = _check_packed(query_fp, "query_fp")
-    train_fp = _check_packed(train_fp, "train_fp")
-    if query_fp.shape[1] != train_fp.shape[1]:
-        raise ValueError(
-            f"fingerprint lengths differ: {query_fp.shape[1]} vs {train_fp.shape[1]} words"
-        )
-    n_query, n_train = query_fp.shape[0], train_fp.shape[0]
-    out = np.empty((n_query, n_train), dtype=np.float64)
-    if n_query == 0 or n_train == 0:
-        return out
-    train_count = np.bitwise_count(train_fp).sum(axis=1, dtype=np.int32)
-    chunk = max(1, _MAX_BLOCK_ELEMENTS // n_train)
-    for start in range(0, n_query, chunk):
-        q = query_fp[start : start + chunk]
-        # Looping over the few words avoids a 3-D temporary and a slow short-axis sum.
-        inter = np.zeros((q.shape[0], n_train), dtype=np.int32)
-        for w in range(q.shape[1]):
-            inter += np.bitwise_count(q[:, w, None] & train_fp[None, :, w])
-        query_count = np.bitwise_count(q).sum(axis=1, dtype=np.int32)
-        union = query_count[:, None] + train_count[None, :] - inter
-        np.divide(
-            (union - inter).astype(np.float64),
-            union,
-            out=out[start : start + chunk],
-            where=union != 0,
-        )
-        out[start : start + chunk][union == 0] = 0.0
-    return out
-
-
 # ----------------------------------------------------------------------------- model
 
 
@@ -337,7 +289,7 @@ class KNNModel:
 
     def __post_init__(self) -> None:
         _validate_params(self.radius, self.length)
-        fps = _check_packed(self.train_fps, "train_fps")
+        fps = check_packed(self.train_fps, "train_fps")
         ie = np.asarray(self.train_ie, dtype=np.float64)
         smiles = tuple(self.train_smiles)
         n = len(smiles)
@@ -358,7 +310,7 @@ class KNNModel:
 
     def _query_fps(self, smiles_or_fps: Sequence[str] | str | np.ndarray) -> np.ndarray:
         if isinstance(smiles_or_fps, np.ndarray) and smiles_or_fps.dtype == np.uint64:
-            fps = _check_packed(smiles_or_fps, "query fingerprints")
+            fps = check_packed(smiles_or_fps, "query fingerprints")
             if fps.shape[1] != self.length // 64:
                 raise ValueError(
                     f"query fingerprints have {fps.shape[1]} words, "
@@ -370,35 +322,24 @@ class KNNModel:
     def kneighbors(
         self, smiles_or_fps: Sequence[str] | str | np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Distances and training indices of the k nearest neighbours, nearest first.
-
-        Uses the exact ``argpartition`` + ``argsort`` sequence of sklearn's brute-force
-        search on identical distance rows, so ties resolve exactly as sklearn does.
-        """
-        fps = self._query_fps(smiles_or_fps)
-        k = self.n_neighbors
-        n_query = fps.shape[0]
-        dist_out = np.empty((n_query, k), dtype=np.float64)
-        ind_out = np.empty((n_query, k), dtype=np.intp)
-        chunk = max(1, _MAX_BLOCK_ELEMENTS // self.train_fps.shape[0])
-        for start in range(0, n_query, chunk):
-            dist = tanimoto_distances(fps[start : start + chunk], self.train_fps)
-            rows = np.arange(dist.shape[0])[:, None]
-            ind = np.argpartition(dist, k - 1, axis=1)[:, :k]
-            ind = ind[rows, np.argsort(dist[rows, ind])]
-            dist_out[start : start + chunk] = dist[rows, ind]
-            ind_out[start : start + chunk] = ind
-        return dist_out, ind_out
+        """Distances and training indices of the k nearest neighbours, nearest first; among
+        equidistant neighbours the earlier training molecule wins."""
+        return nearest(self._query_fps(smiles_or_fps), self.train_fps, self.n_neighbors)
 
     def predict_with_spread(
         self, smiles_or_fps: Sequence[str] | str | np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Predictions plus the std of the k neighbours' targets, an uncertainty for UCB.
+        """Predictions plus the std of the k neighbours' targets, an uncertainty for UCB."""
+        return self.predict_from_neighbours(*self.kneighbors(smiles_or_fps))
+
+    def predict_from_neighbours(
+        self, dist: np.ndarray, ind: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predictions and spreads from :meth:`kneighbors`' answer (or an incremental one).
 
         Weights follow sklearn's ``weights="distance"``: ``1/d``, except that a query with
         any neighbour at distance 0 averages just those exact matches (weight 1, others 0).
         """
-        dist, ind = self.kneighbors(smiles_or_fps)
         with np.errstate(divide="ignore"):
             weights = 1.0 / dist
         inf_mask = np.isinf(weights)

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from course_utils import records as rec
+from course_utils.acquisition import best_first
 from course_utils.campaign import (
     Campaign,
     CampaignParameterError,
@@ -88,6 +89,29 @@ def test_epsilon_greedy_is_seeded_and_reduces_to_greedy():
     assert run(0.5, 3) == run(0.5, 3)
     assert sorted(run(1.0, 4)) == sorted(PRED["smiles"])
     assert any(run(1.0, s) != list(rank_candidates(PRED, set())) for s in range(5))
+
+
+def test_best_first_is_a_stable_descending_argsort_read_lazily():
+    rng = np.random.default_rng(0)
+    for n, head in ((1000, 10), (3000, 256), (300, 256), (2000, 3)):
+        score = rng.integers(0, 20, n).astype(float)  # many ties, across the head's edge
+        score[rng.choice(n, 5, replace=False)] = np.nan
+        assert list(best_first(score, head)) == np.argsort(-score, kind="stable").tolist()
+
+
+def test_positions_give_the_same_ranking_as_hashing_the_space():
+    rng = np.random.default_rng(1)
+    pred = pd.DataFrame({"smiles": [f"m{i}" for i in range(500)],
+                         "ie": rng.integers(0, 9, 500).astype(float),
+                         "ie_spread": rng.random(500)})
+    positions = {s: i for i, s in enumerate(pred["smiles"])}
+    tried = {"m3", "m77", "m499", "not-in-space"}
+    for acquisition in ("greedy", "ucb", "epsilon-greedy", "random"):
+        plain = list(rank_candidates(pred, tried, acquisition=acquisition,
+                                     rng=np.random.default_rng(5)))
+        fast = list(rank_candidates(pred, tried, acquisition=acquisition,
+                                    rng=np.random.default_rng(5), positions=positions))
+        assert fast == plain and len(plain) == 497 and not tried & set(plain)
 
 
 def test_random_search_ignores_predictions_and_never_repeats():

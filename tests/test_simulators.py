@@ -99,3 +99,25 @@ def test_grader_refuses_replayed_runs(tiny_truth, tmp_path):
     report = grade([tmp_path / "replayed"], tmp_path / "grading", verify=False)
     assert len(report.board) == 0
     assert "replayed run" in report.not_ranked["reason"].iloc[0]
+
+
+def test_replay_scores_equal_a_fresh_model_while_searching_only_new_molecules():
+    """Between rounds a replay searches only the newly trained molecules for neighbours; its
+    scores must still be exactly what the model gives on the whole space."""
+    import numpy as np
+
+    from course_utils.ground_truth import load_ground_truth
+    from course_utils.ml import fingerprints, train_model
+
+    truth = load_ground_truth("qm9")
+    table = truth.head(2000)
+    sim = ReplaySimulator(table, 2, table["smiles"].tolist())
+    ok = table[table["status"] == "ok"].sample(60, random_state=0)[["smiles", "ie"]]
+    space_fps = fingerprints(table["smiles"].tolist())
+    for size in (8, 20, 21, 60):
+        training = ok.head(size).sort_values("smiles")  # as a campaign trains: new rows between
+        scored = sim.score(training, [], 4).result()
+        model = train_model(training)
+        ie, spread = model.predict_with_spread(space_fps)
+        np.testing.assert_array_equal(scored, np.column_stack([ie, spread]))
+    assert sim._neighbours.rows_searched == 60
