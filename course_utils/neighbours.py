@@ -90,7 +90,7 @@ def _order_keys(dist: np.ndarray, positions: np.ndarray, words: int) -> np.ndarr
     distance_bits, index_bits = _key_bits(words)
     if len(positions) and positions.max() >= 1 << index_bits:
         raise ValueError(f"at most {1 << index_bits:,} training molecules are supported")
-    keys = np.floor(dist * float(1 << distance_bits)).astype(np.int64)
+    keys = (dist * float(1 << distance_bits)).astype(np.int64)  # truncation: floor, as d >= 0
     keys <<= index_bits
     keys += positions.astype(np.int64)
     return keys
@@ -104,20 +104,22 @@ def _smallest(keys: np.ndarray, k: int) -> np.ndarray:
     return np.sort(keys, axis=1)[:, :k]
 
 
-def _search(query_fp: np.ndarray, train_fp: np.ndarray, k: int,
-            positions: np.ndarray | None = None) -> np.ndarray:
-    """Ordering keys of each query's k nearest training rows, chunked over queries.
-    ``positions``: the rows' positions in the whole training data (default 0, 1, ...)."""
+def _search(query_fp: np.ndarray, train_fp: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ordering keys and distances of each query's k nearest training rows, nearest first,
+    chunked over queries so the (chunk x train) temporaries stay small."""
     n_query, words = query_fp.shape
-    if positions is None:
-        positions = np.arange(train_fp.shape[0])
     k = min(k, train_fp.shape[0])
-    out = np.empty((n_query, k), dtype=np.int64)
+    positions = np.arange(train_fp.shape[0])
+    keys_out = np.empty((n_query, k), dtype=np.int64)
+    dist_out = np.empty((n_query, k), dtype=np.float64)
+    mask = (1 << _key_bits(words)[1]) - 1
     chunk = max(1, MAX_BLOCK_ELEMENTS // max(train_fp.shape[0], 1))
     for start in range(0, n_query, chunk):
         dist = tanimoto_distances(query_fp[start : start + chunk], train_fp)
-        out[start : start + chunk] = _smallest(_order_keys(dist, positions, words), k)
-    return out
+        keys = _smallest(_order_keys(dist, positions, words), k)
+        keys_out[start : start + chunk] = keys
+        dist_out[start : start + chunk] = np.take_along_axis(dist, keys & mask, axis=1)
+    return keys_out, dist_out
 
 
 def _positions(keys: np.ndarray, words: int) -> np.ndarray:
@@ -128,16 +130,11 @@ def _popcounts(fp: np.ndarray) -> np.ndarray:
     return np.bitwise_count(fp).sum(axis=1, dtype=np.int32)
 
 
-def _pair_distances(query_fp: np.ndarray, train_fp: np.ndarray, ind: np.ndarray,
-                    query_words: np.ndarray | None = None,
-                    query_count: np.ndarray | None = None) -> np.ndarray:
+def _pair_distances(query_words: np.ndarray, query_count: np.ndarray, train_fp: np.ndarray,
+                    ind: np.ndarray) -> np.ndarray:
     """Distance from each query to its chosen training rows, bit for bit as
-    :func:`tanimoto_distances` computes it. Word-major copies keep every step a contiguous
-    1-D pass; ``query_words``/``query_count`` let a caller reuse them across calls."""
-    if query_words is None:
-        query_words = np.ascontiguousarray(query_fp.T)
-    if query_count is None:
-        query_count = _popcounts(query_fp)
+    :func:`tanimoto_distances` computes it; queries come word-major (``(words, n)``), so every
+    step is a contiguous 1-D pass."""
     train_words = np.ascontiguousarray(train_fp.T)
     inter = np.zeros(ind.shape[::-1], dtype=np.int32)  # (k, n_query)
     for j in range(ind.shape[1]):
@@ -164,8 +161,8 @@ def nearest(query_fp: np.ndarray, train_fp: np.ndarray, k: int) -> tuple[np.ndar
     if query_fp.shape[1] != train_fp.shape[1]:
         raise ValueError(
             f"fingerprint lengths differ: {query_fp.shape[1]} vs {train_fp.shape[1]} words")
-    ind = _positions(_search(query_fp, train_fp, k), query_fp.shape[1])
-    return _pair_distances(query_fp, train_fp, ind), ind
+    keys, dist = _search(query_fp, train_fp, k)
+    return dist, _positions(keys, query_fp.shape[1])
 
 
 class IncrementalNeighbours:
@@ -264,9 +261,8 @@ class IncrementalNeighbours:
         moved = (merged != self._keys[rows]).any(axis=1)
         rows, merged = rows[moved], merged[moved]
         self._keys[rows] = merged
-        self._dist[rows] = _pair_distances(
-            self._query[rows], train_fp, merged & self._index_mask,
-            self._query_words[:, rows], self._query_count[rows])
+        self._dist[rows] = _pair_distances(self._query_words[:, rows], self._query_count[rows],
+                                           train_fp, merged & self._index_mask)
         self.changed[rows] = True
 
     def _kth_overlap(self, train_fp: np.ndarray, kth_pos: np.ndarray
@@ -312,9 +308,7 @@ class IncrementalNeighbours:
         moved = self._kept_positions(train_fp, ids, values)
         self.changed[:] = False
         if moved is None or not len(moved):  # a first or fresh search
-            self._keys = _search(self._query, train_fp, self.k)
-            self._dist = _pair_distances(self._query, train_fp, self._keys & self._index_mask,
-                                         self._query_words, self._query_count)
+            self._keys, self._dist = _search(self._query, train_fp, self.k)
             self.changed[:] = True
             self.rows_searched += len(train_fp)
         else:
