@@ -156,3 +156,12 @@ def test_an_update_that_fails_halfway_leaves_the_next_one_correct(monkeypatch):
     for a, b in zip(inc.update(train[:40]), nb.nearest(query, train[:40], 4), strict=True):
         np.testing.assert_array_equal(a, b)
     assert inc.changed.all()
+
+
+def test_merging_in_small_blocks_of_queries_gives_the_same_answer(monkeypatch):
+    query, train = _sparse_fps(300, 4, 3, seed=19), _sparse_fps(50, 4, 3, seed=20)
+    monkeypatch.setattr(nb, "MERGE_BLOCK_ELEMENTS", 64)  # blocks of a few queries
+    inc = nb.IncrementalNeighbours(query, 4)
+    for size in (10, 27, 50):
+        for a, b in zip(inc.update(train[:size]), nb.nearest(query, train[:size], 4), strict=True):
+            np.testing.assert_array_equal(a, b)
