@@ -134,21 +134,26 @@ def _popcounts(fp: np.ndarray) -> np.ndarray:
     return np.bitwise_count(fp).sum(axis=1, dtype=np.int32)
 
 
+def _chosen_overlap(query_words: np.ndarray, query_count: np.ndarray, train_words: np.ndarray,
+                    train_count: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bits in common and in either between each query and one chosen training row each
+    (``chosen[i]`` for query ``i``); word-major, so every step is a contiguous 1-D pass."""
+    inter = np.zeros(len(chosen), dtype=np.int32)
+    for w in range(query_words.shape[0]):
+        inter += np.bitwise_count(query_words[w] & train_words[w][chosen])
+    return inter, query_count + train_count[chosen] - inter
+
+
 def _pair_distances(query_words: np.ndarray, query_count: np.ndarray, train_fp: np.ndarray,
                     ind: np.ndarray) -> np.ndarray:
     """Distance from each query to its chosen training rows, bit for bit as
-    :func:`tanimoto_distances` computes it; queries come word-major (``(words, n)``), so every
-    step is a contiguous 1-D pass."""
-    train_words = np.ascontiguousarray(train_fp.T)
-    inter = np.zeros(ind.shape[::-1], dtype=np.int32)  # (k, n_query)
-    for j in range(ind.shape[1]):
-        rows = np.ascontiguousarray(ind[:, j])
-        for w in range(query_words.shape[0]):
-            inter[j] += np.bitwise_count(query_words[w] & train_words[w][rows])
-    inter = inter.T
-    union = query_count[:, None] + _popcounts(train_fp)[ind] - inter
+    :func:`tanimoto_distances` computes it; queries come word-major (``(words, n)``)."""
+    train_words, train_count = np.ascontiguousarray(train_fp.T), _popcounts(train_fp)
     out = np.zeros(ind.shape, dtype=np.float64)
-    np.divide((union - inter).astype(np.float64), union, out=out, where=union != 0)
+    for j in range(ind.shape[1]):
+        inter, union = _chosen_overlap(query_words, query_count, train_words, train_count,
+                                       np.ascontiguousarray(ind[:, j]))
+        np.divide((union - inter).astype(np.float64), union, out=out[:, j], where=union != 0)
     return out
 
 
@@ -206,8 +211,10 @@ class IncrementalNeighbours:
                         values: np.ndarray | None) -> np.ndarray | None:
         """Where each earlier row is now, if they all are there, unchanged and in order."""
         where = {row_id: i for i, row_id in enumerate(ids)}
-        if len(where) != len(ids) or (values is None) != (self._values is None):
+        if len(where) != len(ids):
             return None  # repeated ids cannot be matched
+        if (values is None) != (self._values is None):
+            return None
         moved = [where.get(row_id) for row_id in self._ids]
         if None in moved:
             return None
@@ -218,7 +225,8 @@ class IncrementalNeighbours:
             return None
         return moved
 
-    def _overlaps(self, rows: np.ndarray, queries: slice) -> tuple[np.ndarray, np.ndarray]:
+    def _overlaps(self, rows: np.ndarray, row_count: np.ndarray, queries: slice
+                  ) -> tuple[np.ndarray, np.ndarray]:
         """(rows x queries) bits in common and bits in either, word-major so that each step
         is one contiguous pass over the queries, into reused buffers."""
         words = self._query_words[:, queries]
@@ -231,8 +239,14 @@ class IncrementalNeighbours:
                 np.bitwise_and(words[w], word, out=both)
                 np.bitwise_count(both, out=count)
                 np.add(inter[j], count, out=inter[j])
-        union = self._query_count[queries][None, :] + _popcounts(rows)[:, None] - inter
+        union = self._query_count[queries][None, :] + row_count[:, None] - inter
         return inter, union
+
+    @staticmethod
+    def _similarity(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
+        """1 - distance in float32; two empty fingerprints are identical (similarity 1)."""
+        return np.divide(inter, union, dtype=np.float32, where=union != 0,
+                         out=np.ones(union.shape, dtype=np.float32))
 
     def _merge(self, train_fp: np.ndarray, fresh: np.ndarray) -> None:
         """Merge new rows (at positions ``fresh`` of ``train_fp``) into the queries' lists.
@@ -242,14 +256,16 @@ class IncrementalNeighbours:
         to keep every such query (rounding never reverses an order); the merge itself is
         exact, on the ordering keys. Queries go in blocks whose arrays stay in the CPU cache.
         """
-        kth_inter, kth_union = self._kth_overlap(train_fp, self._keys[:, -1] & self._index_mask)
-        kth_similar = np.divide(kth_inter, kth_union, dtype=np.float32)
+        kth_similar = self._similarity(*_chosen_overlap(
+            self._query_words, self._query_count, np.ascontiguousarray(train_fp.T),
+            _popcounts(train_fp), self._keys[:, -1] & self._index_mask))
+        new_rows = train_fp[fresh]
+        new_count = _popcounts(new_rows)
         block = max(1, MERGE_BLOCK_ELEMENTS // len(fresh))
         for start in range(0, len(self._query), block):
             queries = slice(start, start + block)
-            inter, union = self._overlaps(train_fp[fresh], queries)
-            similar = np.divide(inter, union, dtype=np.float32, where=union != 0,
-                                out=np.ones(union.shape, dtype=np.float32))
+            inter, union = self._overlaps(new_rows, new_count, queries)
+            similar = self._similarity(inter, union)
             hits = np.flatnonzero((similar >= kth_similar[queries]).any(axis=0))
             if len(hits):
                 self._merge_rows(train_fp, fresh, start + hits, inter[:, hits].T,
@@ -268,19 +284,6 @@ class IncrementalNeighbours:
         self._dist[rows] = _pair_distances(self._query_words[:, rows], self._query_count[rows],
                                            train_fp, merged & self._index_mask)
         self.changed[rows] = True
-
-    def _kth_overlap(self, train_fp: np.ndarray, kth_pos: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """Bits in common and in either between each query and its k-th neighbour; a pair of
-        empty fingerprints counts as 1 and 1 (distance 0), as in :meth:`_merge`."""
-        chosen = np.ascontiguousarray(train_fp.T)
-        inter = np.zeros(len(self._query), dtype=np.int32)
-        for w in range(chosen.shape[0]):
-            inter += np.bitwise_count(self._query_words[w] & chosen[w][kth_pos])
-        union = self._query_count + _popcounts(train_fp)[kth_pos] - inter
-        empty = union == 0
-        inter[empty], union[empty] = 1, 1
-        return inter, union
 
     def update(self, train_fp: np.ndarray, ids: Sequence[Hashable] | None = None,
                values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
