@@ -24,10 +24,6 @@ __all__ = ["IncrementalNeighbours", "check_packed", "nearest", "tanimoto_distanc
 #: Elements of a (query chunk x train) temporary: ~2 MB per float64 temporary, which bounds
 #: memory and measured fastest (it stays in cache).
 MAX_BLOCK_ELEMENTS = 1 << 18
-#: The same bound for merging new training rows, whose several (rows x queries) temporaries
-#: are live at once: half as large measured fastest (0.75-0.83 s against 1.05-1.19 s for a
-#: grid run's nine updates on all of QM9).
-MERGE_BLOCK_ELEMENTS = 1 << 17
 
 
 def check_packed(fp: np.ndarray, name: str) -> np.ndarray:
@@ -134,27 +130,6 @@ def _popcounts(fp: np.ndarray) -> np.ndarray:
     return np.bitwise_count(fp).sum(axis=1, dtype=np.int32)
 
 
-def _chosen_overlap(query_words: np.ndarray, query_count: np.ndarray, train_words: np.ndarray,
-                    train_count: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bits in common and in either between each query and one chosen training row each
-    (``chosen[i]`` for query ``i``); word-major, so every step is a contiguous 1-D pass."""
-    inter = np.zeros(len(chosen), dtype=np.int32)
-    for w in range(query_words.shape[0]):
-        inter += np.bitwise_count(query_words[w] & train_words[w][chosen])
-    return inter, query_count + train_count[chosen] - inter
-
-
-def _pair_distances(query_words: np.ndarray, query_count: np.ndarray, train_fp: np.ndarray,
-                    ind: np.ndarray) -> np.ndarray:
-    """Distance from each query to its chosen training rows, bit for bit as
-    :func:`tanimoto_distances` computes it; queries come word-major (``(words, n)``)."""
-    train_words, train_count = np.ascontiguousarray(train_fp.T), _popcounts(train_fp)
-    out = np.zeros(ind.shape, dtype=np.float64)
-    for j in range(ind.shape[1]):
-        inter, union = _chosen_overlap(query_words, query_count, train_words, train_count,
-                                       np.ascontiguousarray(ind[:, j]))
-        np.divide((union - inter).astype(np.float64), union, out=out[:, j], where=union != 0)
-    return out
 
 
 def nearest(query_fp: np.ndarray, train_fp: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -181,17 +156,15 @@ class IncrementalNeighbours:
     the same fingerprint and value) in the same relative order, with new rows anywhere in
     between (a campaign's training set sorted by SMILES grows like that), only the new rows are
     compared with the queries. The kept neighbours are renumbered (which keeps their order) and
-    a query's list is merged only where a new row beats its k-th; that gives exactly what
-    :func:`nearest` gives. Any other change starts the search over. ``changed`` marks the
-    queries whose neighbours (or their values) changed in the last update, so a caller can
-    reuse its predictions for the others.
+    each new row is inserted into the lists it beats; that gives exactly what :func:`nearest`
+    gives. Any other change starts the search over. ``changed`` marks the queries whose
+    neighbours (or their values) changed in the last update, so a caller can reuse its
+    predictions for the others. The loop itself is compiled
+    (:mod:`course_utils.neighbour_kernel`).
     """
 
-    #: New training rows compared with all queries at once (bounds a (rows x queries) array).
-    ROWS_PER_PASS = 32
-
     def __init__(self, query_fp: np.ndarray, k: int):
-        self._query = check_packed(query_fp, "query_fp")
+        self._query = np.ascontiguousarray(check_packed(query_fp, "query_fp"))
         self.k = int(k)
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -199,13 +172,22 @@ class IncrementalNeighbours:
         self._train = np.empty((0, words), dtype=np.uint64)
         self._ids: list[Hashable] = []
         self._values: np.ndarray | None = None
-        self._keys = np.empty((n, 0), dtype=np.int64)
-        self._dist = np.empty((n, 0), dtype=np.float64)
-        self._query_words = np.ascontiguousarray(self._query.T)
         self._query_count = _popcounts(self._query)
-        self._index_mask = (1 << _key_bits(words)[1]) - 1
+        self._distance_bits, self._index_bits = _key_bits(words)
+        self._index_mask = (1 << self._index_bits) - 1
+        self._empty_lists()
         self.changed = np.ones(n, dtype=bool)
         self.rows_searched = 0  # training rows compared with the queries so far (for tests)
+
+    def _empty_lists(self) -> None:
+        """Per query and slot: ordering key, distance, bits in common and in either."""
+        from course_utils.neighbour_kernel import EMPTY_KEY
+
+        shape = (self._query.shape[0], self.k)
+        self._keys = np.full(shape, EMPTY_KEY, dtype=np.int64)
+        self._dist = np.full(shape, np.inf)
+        self._common = np.zeros(shape, dtype=np.int32)
+        self._either = np.ones(shape, dtype=np.int32)  # similarity 0: any row may enter
 
     def _kept_positions(self, train_fp: np.ndarray, ids: list[Hashable],
                         values: np.ndarray | None) -> np.ndarray | None:
@@ -225,65 +207,14 @@ class IncrementalNeighbours:
             return None
         return moved
 
-    def _overlaps(self, rows: np.ndarray, row_count: np.ndarray, queries: slice
-                  ) -> tuple[np.ndarray, np.ndarray]:
-        """(rows x queries) bits in common and bits in either, word-major so that each step
-        is one contiguous pass over the queries, into reused buffers."""
-        words = self._query_words[:, queries]
-        n = words.shape[1]
-        inter = np.empty((len(rows), n), dtype=np.int32)
-        both, count = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.uint8)
-        for j, row in enumerate(rows):
-            inter[j] = 0
-            for w, word in enumerate(row):
-                np.bitwise_and(words[w], word, out=both)
-                np.bitwise_count(both, out=count)
-                np.add(inter[j], count, out=inter[j])
-        union = self._query_count[queries][None, :] + row_count[:, None] - inter
-        return inter, union
-
-    @staticmethod
-    def _similarity(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
-        """1 - distance in float32; two empty fingerprints are identical (similarity 1)."""
-        return np.divide(inter, union, dtype=np.float32, where=union != 0,
-                         out=np.ones(union.shape, dtype=np.float32))
-
     def _merge(self, train_fp: np.ndarray, fresh: np.ndarray) -> None:
-        """Merge new rows (at positions ``fresh`` of ``train_fp``) into the queries' lists.
+        """Insert the rows at positions ``fresh`` of ``train_fp`` into every query's list."""
+        from course_utils.neighbour_kernel import insert_rows
 
-        Only queries where some new row is at least as similar as their k-th neighbour can
-        change. That test runs on float32 similarities, which is safe because it only needs
-        to keep every such query (rounding never reverses an order); the merge itself is
-        exact, on the ordering keys. Queries go in blocks whose arrays stay in the CPU cache.
-        """
-        kth_similar = self._similarity(*_chosen_overlap(
-            self._query_words, self._query_count, np.ascontiguousarray(train_fp.T),
-            _popcounts(train_fp), self._keys[:, -1] & self._index_mask))
-        new_rows = train_fp[fresh]
-        new_count = _popcounts(new_rows)
-        block = max(1, MERGE_BLOCK_ELEMENTS // len(fresh))
-        for start in range(0, len(self._query), block):
-            queries = slice(start, start + block)
-            inter, union = self._overlaps(new_rows, new_count, queries)
-            similar = self._similarity(inter, union)
-            hits = np.flatnonzero((similar >= kth_similar[queries]).any(axis=0))
-            if len(hits):
-                self._merge_rows(train_fp, fresh, start + hits, inter[:, hits].T,
-                                 union[:, hits].T)
-
-    def _merge_rows(self, train_fp: np.ndarray, fresh: np.ndarray, rows: np.ndarray,
-                    common: np.ndarray, either: np.ndarray) -> None:
-        """Exact merge for the queries ``rows``, given their overlaps with the new rows."""
-        dist = np.zeros(common.shape, dtype=np.float64)
-        np.divide((either - common).astype(np.float64), either, out=dist, where=either != 0)
-        keys = _order_keys(dist, fresh, self._query.shape[1])
-        merged = _smallest(np.concatenate([self._keys[rows], keys], axis=1), self.k)
-        moved = (merged != self._keys[rows]).any(axis=1)
-        rows, merged = rows[moved], merged[moved]
-        self._keys[rows] = merged
-        self._dist[rows] = _pair_distances(self._query_words[:, rows], self._query_count[rows],
-                                           train_fp, merged & self._index_mask)
-        self.changed[rows] = True
+        rows = np.ascontiguousarray(train_fp[fresh])
+        insert_rows(self._query, self._query_count, rows, _popcounts(rows),
+                    fresh.astype(np.int64), self._keys, self._dist, self._common, self._either,
+                    self.changed, self._distance_bits, self._index_bits)
 
     def update(self, train_fp: np.ndarray, ids: Sequence[Hashable] | None = None,
                values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -315,14 +246,14 @@ class IncrementalNeighbours:
         moved = self._kept_positions(train_fp, ids, values)
         self.changed[:] = False
         if moved is None or not len(moved):  # a first or fresh search
-            self._keys, self._dist = _search(self._query, train_fp, self.k)
+            self._empty_lists()
+            fresh = np.arange(len(train_fp))
             self.changed[:] = True
-            self.rows_searched += len(train_fp)
         else:
             # Renumber the kept neighbours: their order among themselves holds.
             self._keys = (self._keys & ~self._index_mask) + moved[self._keys & self._index_mask]
             fresh = np.setdiff1d(np.arange(len(train_fp)), moved)
-            for start in range(0, len(fresh), self.ROWS_PER_PASS):
-                self._merge(train_fp, fresh[start : start + self.ROWS_PER_PASS])
-            self.rows_searched += len(fresh)
+        if len(fresh):
+            self._merge(train_fp, fresh)
+        self.rows_searched += len(fresh)
         self._train, self._ids, self._values = train_fp.copy(), ids, values

@@ -158,10 +158,15 @@ def test_an_update_that_fails_halfway_leaves_the_next_one_correct(monkeypatch):
     assert inc.changed.all()
 
 
-def test_merging_in_small_blocks_of_queries_gives_the_same_answer(monkeypatch):
+def test_empty_and_disjoint_fingerprints_merge_as_a_fresh_search_ranks_them():
+    """Two empty fingerprints are identical (distance 0); no bits in common is distance 1."""
     query, train = _sparse_fps(300, 4, 3, seed=19), _sparse_fps(50, 4, 3, seed=20)
-    monkeypatch.setattr(nb, "MERGE_BLOCK_ELEMENTS", 64)  # blocks of a few queries
+    query[:20] = 0
+    train[[3, 17, 31]] = 0  # empty training rows: neighbours at distance 0 of the empty queries
+    train[40:, 0], train[40:, 1] = 0, 1  # one bit no query has: disjoint from every query
     inc = nb.IncrementalNeighbours(query, 4)
-    for size in (10, 27, 50):
-        for a, b in zip(inc.update(train[:size]), nb.nearest(query, train[:size], 4), strict=True):
+    for size in (4, 10, 27, 50):
+        got = inc.update(train[:size])
+        for a, b in zip(got, nb.nearest(query, train[:size], 4), strict=True):
             np.testing.assert_array_equal(a, b)
+    assert (got[0][:20, :3] == 0).all() and (got[0][:20, 3] == 1.0).all()
