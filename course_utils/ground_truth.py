@@ -123,14 +123,22 @@ def load_ground_truth(space: str = "qm9") -> pd.DataFrame:
             f"no ground-truth table is shipped for {space!r} (looked for {path.name}); "
             "build one with `python -m course_utils truth build`"
         )
-    df = _read_packaged(str(path), path.stat().st_mtime_ns, space).copy()
+    df = read_answerable(path)
     df.attrs["coverage"] = Coverage(len(df), _space_size(space), space)
     return df
 
 
+def read_answerable(path: str | os.PathLike) -> pd.DataFrame:
+    """The rows of a table file that can answer a replay (``lost`` ones dropped), parsed once
+    per process and file version: replays and evaluations of a grid ask for it again and again."""
+    path = Path(path)
+    stat = path.stat() if path.exists() else None
+    version = (stat.st_mtime_ns, stat.st_size) if stat else None
+    return _read_answerable(str(path), version).copy()
+
+
 @functools.lru_cache(maxsize=4)
-def _read_packaged(path: str, mtime_ns: int, space: str) -> pd.DataFrame:
-    """Parsed once per process and file version: replays and evaluations ask for it often."""
+def _read_answerable(path: str, version: tuple[int, int] | None) -> pd.DataFrame:
     df = read_table(path)
     return df[df["status"] != LOST].reset_index(drop=True)
 

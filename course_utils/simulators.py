@@ -226,11 +226,10 @@ def replay_table(space_name: str, path: str | None = None, space_size: int = 0
                  ) -> tuple[pd.DataFrame, str]:
     """The table that answers a replay: ``path`` (a ``truth build`` file) if given, else the
     one shipped for ``space_name`` (``qm9``, or ``truth:qm9``, its covered part)."""
-    from course_utils.ground_truth import LOST, Coverage, load_ground_truth, read_table
+    from course_utils.ground_truth import Coverage, load_ground_truth, read_answerable
 
     if path is not None:
-        table = read_table(path)
-        table = table[table["status"] != LOST]
+        table = read_answerable(path)
         return table, str(Coverage(len(table), space_size, str(path)))
     from course_utils.ground_truth import table_name
 
