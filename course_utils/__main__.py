@@ -194,6 +194,9 @@ def _truth_parser(sub) -> None:
     build.add_argument("--engine", default=None, help="xtb|tblite (default: auto)")
     build.add_argument("--nodes", type=int, default=None, help="Polaris: nodes")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.add_argument("--nice", action="store_true",
+                       help="yield the CPU to everything else (nice 19, and on Linux its "
+                            "session's scheduling group; start it with setsid)")
     status = verbs.add_parser("status", help="coverage, failures and remaining compute")
     status.add_argument("--search-space", default="qm9")
     status.add_argument("--out", type=Path, default=None, help="the build file to include")
@@ -217,6 +220,8 @@ def _truth(args: argparse.Namespace) -> int:
             print(gt.truth_status(args.search_space, files[0]))
             return 0
         options = {"nodes": args.nodes} if args.nodes is not None else None
+        if args.nice:
+            gt.lower_priority()
         report = gt.build_ground_truth(
             args.search_space, out=args.out, config=args.config, workers=args.workers,
             shard=gt.parse_shard(args.shard), limit=args.limit, engine=args.engine,

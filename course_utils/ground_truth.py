@@ -353,6 +353,24 @@ def build_ground_truth(
         lock.release()
 
 
+def lower_priority() -> None:
+    """Let tests and notebooks beside a long build run at full speed.
+
+    ``nice`` alone is not enough on Linux with autogroup scheduling: CPU is shared between
+    sessions first, so a niced build started in its own session (``setsid``, as a background
+    job should be) still takes half of a 2-core machine from a terminal's tests. Lowering the
+    session's group too makes the build take only what the others leave. The workers Parsl
+    starts inherit both.
+    """
+    os.nice(19 - os.nice(0))
+    autogroup = Path("/proc/self/autogroup")
+    if autogroup.exists():
+        try:
+            autogroup.write_text("19")
+        except OSError:  # not permitted here: plain nice is the best we can do
+            pass
+
+
 @contextmanager
 def _stops_as_interrupts() -> Iterator[None]:
     """SIGTERM and SIGHUP (a job's end, a closed terminal) stop a build like Ctrl-C: what

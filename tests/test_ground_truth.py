@@ -187,6 +187,18 @@ def test_cli_status_and_a_bad_shard(full, space, tmp_path):
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "outputs").exists()
 
 
+def test_a_niced_build_lowers_its_process_and_its_session_group():
+    code = ("import os; from course_utils.ground_truth import lower_priority; lower_priority(); "
+            "print(os.nice(0)); g = '/proc/self/autogroup'; "
+            "print(open(g).read().strip() if os.path.exists(g) else 'no autogroup')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          start_new_session=True, timeout=120)  # its own session, as with setsid
+    assert proc.returncode == 0, proc.stderr
+    nice, group = proc.stdout.splitlines()
+    assert nice == "19"
+    assert group == "no autogroup" or group.endswith("nice 19")
+
+
 def test_shipped_table_agrees_with_fresh_simulations():
     """Issue 10's acceptance check: a seeded sample of the shipped table, recomputed now."""
     path = gt.packaged_table_path("qm9")
