@@ -130,8 +130,6 @@ def _popcounts(fp: np.ndarray) -> np.ndarray:
     return np.bitwise_count(fp).sum(axis=1, dtype=np.int32)
 
 
-
-
 def nearest(query_fp: np.ndarray, train_fp: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Distances and training positions of each query's k nearest, nearest first.
 
