@@ -1,8 +1,9 @@
 # Source this file (do not execute it):   source activate_env.sh
 #
 # On Polaris it loads the conda module and activates the course's conda environment, creating it
-# from environment.yml the first time. Elsewhere it creates (once) and activates a virtual
-# environment in .venv with pip (with MPICH's mpiexec and mpi4py, from PyPI wheels). Either way
+# from environment.yml the first time and updating it when the dependency list changed.
+# Elsewhere it creates (once) and activates a virtual environment in .venv with pip (with
+# MPICH's mpiexec and mpi4py, from PyPI wheels), reinstalling when the list changed. Either way
 # it registers the Jupyter kernel "ml-in-the-loop" and keeps xTB single-threaded per simulation.
 # Safe to source again: finished steps are skipped.
 #
@@ -36,11 +37,20 @@ _course_activate_conda() {
         module use /soft/modulefiles 2>/dev/null
         module load conda 2>/dev/null || _course_fail "could not 'module load conda'" || return 1
     fi
-    local prefix="${COURSE_CONDA_ENV:-$COURSE_ROOT/.conda-env}"
+    local prefix="${COURSE_CONDA_ENV:-$COURSE_ROOT/.conda-env}" want
+    local stamp="$prefix/.course_install_stamp"
+    want="$(_course_install_stamp)"
     if [ ! -d "$prefix/conda-meta" ]; then
         echo "Creating the course conda environment in $prefix (once, takes a few minutes)..."
         (cd "$COURSE_ROOT" && conda env create --prefix "$prefix" --file environment.yml) ||
             _course_fail "conda env create failed; see the messages above" || return 1
+        echo "$want" >"$stamp"
+    elif [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        # The dependency list changed since the environment was made: bring it up to date.
+        echo "Updating the course conda environment in $prefix (the dependencies changed) ..."
+        (cd "$COURSE_ROOT" && conda env update --prefix "$prefix" --file environment.yml) ||
+            _course_fail "conda env update failed; see the messages above" || return 1
+        echo "$want" >"$stamp"
     fi
     conda activate "$prefix" || _course_fail "conda activate $prefix failed" || return 1
     KERNEL_SCOPE="--user"
