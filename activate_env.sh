@@ -32,25 +32,28 @@ _course_install_stamp() {
     cat "$COURSE_ROOT/pyproject.toml" "$COURSE_ROOT/environment.yml" 2>/dev/null | cksum | cut -d' ' -f1
 }
 
+# An environment's stamp file says which dependency list it was last installed from.
+_course_stamp_current() { [ -f "$1" ] && [ "$(cat "$1")" = "$(_course_install_stamp)" ]; }
+_course_write_stamp() { _course_install_stamp >"$1"; }
+
 _course_activate_conda() {
     if ! command -v conda >/dev/null 2>&1; then
         module use /soft/modulefiles 2>/dev/null
         module load conda 2>/dev/null || _course_fail "could not 'module load conda'" || return 1
     fi
-    local prefix="${COURSE_CONDA_ENV:-$COURSE_ROOT/.conda-env}" want
+    local prefix="${COURSE_CONDA_ENV:-$COURSE_ROOT/.conda-env}"
     local stamp="$prefix/.course_install_stamp"
-    want="$(_course_install_stamp)"
     if [ ! -d "$prefix/conda-meta" ]; then
         echo "Creating the course conda environment in $prefix (once, takes a few minutes)..."
         (cd "$COURSE_ROOT" && conda env create --prefix "$prefix" --file environment.yml) ||
             _course_fail "conda env create failed; see the messages above" || return 1
-        echo "$want" >"$stamp"
-    elif [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        _course_write_stamp "$stamp"
+    elif ! _course_stamp_current "$stamp"; then
         # The dependency list changed since the environment was made: bring it up to date.
         echo "Updating the course conda environment in $prefix (the dependencies changed) ..."
         (cd "$COURSE_ROOT" && conda env update --prefix "$prefix" --file environment.yml) ||
             _course_fail "conda env update failed; see the messages above" || return 1
-        echo "$want" >"$stamp"
+        _course_write_stamp "$stamp"
     fi
     conda activate "$prefix" || _course_fail "conda activate $prefix failed" || return 1
     KERNEL_SCOPE="--user"
@@ -70,9 +73,8 @@ _course_activate_venv() {
     fi
     # shellcheck disable=SC1091
     . "$venv/bin/activate" || return 1
-    local stamp="$venv/.course_install_stamp" want
-    want="$(_course_install_stamp)"
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    local stamp="$venv/.course_install_stamp"
+    if ! _course_stamp_current "$stamp"; then
         echo "Installing the course packages into $venv (once; pip output in $venv/pip.log) ..."
         {
             python -m pip install --upgrade pip &&
@@ -82,7 +84,7 @@ _course_activate_venv() {
             _course_fail "pip install failed (full log: $venv/pip.log)"
             return 1
         }
-        echo "$want" >"$stamp"
+        _course_write_stamp "$stamp"
     fi
     KERNEL_SCOPE="--sys-prefix"
 }
