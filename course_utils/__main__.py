@@ -207,32 +207,34 @@ def _truth_parser(sub) -> None:
 
 
 def _truth(args: argparse.Namespace) -> int:
-    from course_utils import ground_truth as gt
+    from course_utils.ground_truth import GroundTruthError, default_build_file
+    from course_utils.truth_build import build_ground_truth, lower_priority, parse_shard
+    from course_utils.truth_pack import pack_ground_truth, truth_status
 
     try:
         if args.verb == "status":
-            print(gt.truth_status(args.search_space, args.out, args.workers))
+            print(truth_status(args.search_space, args.out, args.workers))
             return 0
         if args.verb == "pack":
-            files = args.build_files or [gt.default_build_file(args.search_space)]
-            table = gt.pack_ground_truth(args.search_space, files)
+            files = args.build_files or [default_build_file(args.search_space)]
+            table = pack_ground_truth(args.search_space, files)
             print(f"packed {table}")
-            print(gt.truth_status(args.search_space, files[0]))
+            print(truth_status(args.search_space, files[0]))
             return 0
         options = {"nodes": args.nodes} if args.nodes is not None else None
         if args.nice:
-            gt.lower_priority()
-        report = gt.build_ground_truth(
+            lower_priority()
+        report = build_ground_truth(
             args.search_space, out=args.out, config=args.config, workers=args.workers,
-            shard=gt.parse_shard(args.shard), limit=args.limit, engine=args.engine,
+            shard=parse_shard(args.shard), limit=args.limit, engine=args.engine,
             progress=not args.quiet, config_options=options)
-    except (gt.GroundTruthError, ValueError, OSError) as err:
+    except (GroundTruthError, ValueError, OSError) as err:
         return _fail(str(err).splitlines()[0])
     print(f"{'interrupted' if report.interrupted else 'done'}: {report.computed:,} of "
           f"{report.todo:,} molecules simulated this time ({dict(report.statuses)}), "
           f"{report.compute_seconds / 3600:.2f} core-hours in {report.wall_seconds / 60:.1f} min; "
           f"results in {report.build_file}")
-    print(gt.truth_status(args.search_space, report.build_file, args.workers))
+    print(truth_status(args.search_space, report.build_file, args.workers))
     return 130 if report.interrupted else 0
 
 

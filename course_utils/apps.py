@@ -163,8 +163,8 @@ simulate_record_app = python_app(_simulate_record, executors=ON_WORKERS)
 
 
 def _truth_record(smiles: str, engine: str | None = None, walltime: float | None = 120.0) -> dict:
-    """One row of the ground-truth table (see :mod:`course_utils.ground_truth`)."""
-    from course_utils.ground_truth import truth_record
+    """One row of the ground-truth table (see :mod:`course_utils.truth_build`)."""
+    from course_utils.truth_build import truth_record
 
     return truth_record(smiles, engine=engine)
 

@@ -50,7 +50,7 @@ def tiny_truth(parsl_local, small_space, tmp_path_factory):
     one that cannot be embedded: replays, stop rules and figures are tested against it."""
     import pandas as pd
 
-    from course_utils.ground_truth import build_ground_truth
+    from course_utils.truth_build import build_ground_truth
 
     folder = tmp_path_factory.mktemp("truth")
     space = folder / "space.csv"
@@ -59,6 +59,36 @@ def tiny_truth(parsl_local, small_space, tmp_path_factory):
     table = folder / "truth.csv"
     build_ground_truth(str(space), out=table, workers=2, progress=False)
     return space, table
+
+
+@pytest.fixture(scope="session")
+def eight_space(tmp_path_factory) -> Path:
+    """Eight small molecules, one of which cannot be embedded: a space a build finishes fast."""
+    import pandas as pd
+    from truth_tools import SMILES
+
+    path = tmp_path_factory.mktemp("gt_space") / "space.csv"
+    pd.DataFrame({"smiles": SMILES}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def eight_built(eight_space, tmp_path_factory):
+    """The one build that loads (and shuts down) its own Parsl, unless the session's is loaded
+    already; every other build of the ground-truth tests reuses the session's executor."""
+    from truth_tools import build, parsl_loaded
+
+    out = tmp_path_factory.mktemp("gt_full") / "t.csv"
+    loaded = parsl_loaded()
+    report = build(eight_space, out)
+    assert parsl_loaded() == loaded  # a kernel the build loaded is gone; a reused one stays
+    return report, out
+
+
+@pytest.fixture
+def parsl_after_build(eight_built, parsl_local):
+    """The session's executor, requested only after ``eight_built`` had its chance to load its own."""
+    return parsl_local
 
 
 _SESSION_START = __import__("time").time()

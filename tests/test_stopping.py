@@ -16,7 +16,6 @@ import pytest
 from course_utils import records as rec
 from course_utils.campaign import run_campaign
 from course_utils.grading import BrokenSubmission, check_records, grade
-from course_utils.ground_truth import build_ground_truth
 from course_utils.parameters import RESUME_KEYS, CampaignParameterError, CampaignParameters
 from course_utils.stopping import (
     BudgetRule,
@@ -29,6 +28,7 @@ from course_utils.stopping import (
     is_finished_status,
     parse_stop_rule,
 )
+from course_utils.truth_build import build_ground_truth
 
 REPO = Path(__file__).resolve().parents[1]
 

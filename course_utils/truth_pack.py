@@ -1,0 +1,141 @@
+"""Packing finished build files into the shipped table, with its provenance, and build status."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from course_utils.ground_truth import (
+    BUILD_ORDER_SEED,
+    FINAL_STATUSES,
+    Coverage,
+    GroundTruthError,
+    default_build_file,
+    package_data_dir,
+    packaged_provenance_name,
+    packaged_table_name,
+    packaged_table_path,
+    read_table,
+    space_size,
+)
+from course_utils.truth_build import build_log_path, utc_now
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def pack_ground_truth(space: str = "qm9", build_files: Iterable[str | os.PathLike] = (),
+                      dest_dir: str | os.PathLike | None = None) -> Path:
+    """Merge build files into the shipped table (search-space order) and update its provenance.
+
+    Settled rows win over ``lost`` ones; the shipped table keeps what earlier packs held.
+    """
+    import pandas as pd
+
+    from course_utils.search_space import load_search_space
+
+    dest = Path(dest_dir) if dest_dir is not None else package_data_dir()
+    table = dest / packaged_table_name(space)
+    frames = [read_table(table)] + [read_table(Path(f)) for f in build_files]
+    merged = pd.concat(frames, ignore_index=True)
+    merged["_settled"] = merged["status"].isin(FINAL_STATUSES)
+    merged = merged.sort_values("_settled", kind="stable").drop_duplicates("smiles", keep="last")
+    merged = merged[merged["_settled"]].drop(columns="_settled")
+    position = {s: i for i, s in enumerate(load_search_space(space)["smiles"])}
+    unknown = [s for s in merged["smiles"] if s not in position]
+    if unknown:
+        raise GroundTruthError(f"{len(unknown)} molecules are not in {space!r}, e.g. {unknown[0]}")
+    merged = merged.assign(_pos=merged["smiles"].map(position)).sort_values("_pos")
+    merged = merged.drop(columns="_pos")
+    tmp = table.with_suffix(".tmp")
+    merged.to_csv(tmp, index=False, float_format="%.6f", compression={"method": "gzip", "mtime": 0})
+    os.replace(tmp, table)
+    _write_provenance(space, dest, merged, build_files)
+    return table
+
+
+def _write_provenance(space: str, dest: Path, table: pd.DataFrame,
+                      build_files: Iterable[str | os.PathLike]) -> None:
+    from course_utils import chemistry
+
+    path = dest / packaged_provenance_name(space)
+    old = json.loads(path.read_text()) if path.exists() else {}
+    builds = old.get("builds", [])
+    seen = {json.dumps(b, sort_keys=True) for b in builds}
+    for f in build_files:
+        log = build_log_path(Path(f))
+        if log.exists():
+            for line in log.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                key = json.dumps(entry, sort_keys=True)
+                if key not in seen:
+                    seen.add(key)
+                    builds.append(entry)
+    total = space_size(space)
+    failures = table.loc[table["status"] != "ok"]
+    provenance = {
+        "table": packaged_table_name(space),
+        "search_space": space,
+        "molecules": total,
+        "covered": int(len(table)),
+        "complete": bool(len(table) >= total),
+        "protocol": (
+            "GFN2-xTB vertical ionization energy in eV: RDKit ETKDG embedding (randomSeed="
+            f"{chemistry.EMBED_SEED}, retries with other seeds and random coordinates), MMFF "
+            f"pre-optimization, GFN2-xTB relaxation of the neutral (accuracy {chemistry.ACCURACY}, "
+            f"LBFGSLineSearch, fmax {chemistry.FMAX} eV/A, <= {chemistry.MAX_STEPS} steps), "
+            "single point of the cation (+1, doublet); IE = E(cation) - E(neutral). "
+            "One thread per simulation. course_utils.chemistry.compute_vertical."
+        ),
+        "build_order": f"seeded permutation (numpy default_rng({BUILD_ORDER_SEED})) of the space",
+        "engines": dict(Counter(table["engine"])),
+        "statuses": dict(Counter(table["status"])),
+        "failures_by_error": dict(Counter(e.split(":")[0] for e in failures["error"])),
+        "compute_core_hours": round(float(table["seconds"].sum()) / 3600, 2),
+        "mean_seconds_per_molecule": round(float(table["seconds"].mean()), 3) if len(table) else None,
+        "builds": builds,
+        "machine_of_last_pack": {"host": socket.gethostname(), "platform": platform.platform(),
+                                 "cpus": os.cpu_count()},
+        "packed": utc_now(),
+    }
+    path.write_text(json.dumps(provenance, indent=1) + "\n")
+
+
+def truth_status(space: str = "qm9", build_file: str | os.PathLike | None = None,
+                 workers: int | None = None) -> str:
+    """Coverage, failures by type and the compute still to do, as lines of text."""
+    import pandas as pd
+
+    build = Path(build_file) if build_file is not None else default_build_file(space)
+    frames = [read_table(build)]
+    if packaged_table_path(space).exists():
+        frames.insert(0, read_table(packaged_table_path(space)))
+    table = pd.concat(frames, ignore_index=True).drop_duplicates("smiles", keep="last")
+    settled = table[table["status"].isin(FINAL_STATUSES)]
+    total = space_size(space)
+    lines = [str(Coverage(len(settled), total, space)) + f" ({len(settled) / total:.1%})",
+             f"  shipped table: {packaged_table_path(space)}"
+             + ("" if packaged_table_path(space).exists() else " (none yet)"),
+             f"  build file:    {build}" + ("" if build.exists() else " (none yet)")]
+    counts = Counter(table["status"])
+    lines.append("  statuses: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+    failed = table[table["status"] != "ok"]
+    if len(failed):
+        kinds = Counter(e.split(":")[0] or "(no message)" for e in failed["error"])
+        lines.append("  failures by type: " + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
+    mean = float(settled["seconds"].mean()) if len(settled) else 0.5
+    remaining = max(total - len(settled), 0)
+    core_hours = remaining * mean / 3600
+    n = workers or os.cpu_count() or 1
+    lines.append(f"  remaining: {remaining:,} molecules, about {core_hours:.1f} core-hours "
+                 f"({mean:.2f} s each), {core_hours / n:.1f} h on {n} workers")
+    return "\n".join(lines)

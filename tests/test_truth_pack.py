@@ -1,0 +1,62 @@
+"""Packing build files into the shipped table, and the build's status report.
+
+What it packs is the table every yardstick will trust: every molecule once, in search-space
+order, with provenance that gathers every build that contributed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+from truth_tools import SMILES, build, raw_rows, truth_cli
+
+from course_utils.ground_truth import TRUTH_COLUMNS, packaged_provenance_name, read_table
+from course_utils.truth_pack import pack_ground_truth, truth_status
+
+
+def test_status_reports_coverage_failures_and_what_remains(eight_built, eight_space):
+    _, path = eight_built
+    text = truth_status(str(eight_space), path, workers=2)
+    assert text.splitlines()[0] == "ground truth covers 8 of 8 molecules (100.0%)"
+    assert "statuses: failed 1, ok 7" in text
+    assert "failures by type: EmbeddingError 1" in text
+    assert "remaining: 0 molecules" in text
+
+
+def test_cli_status(eight_built, eight_space, tmp_path):
+    _, path = eight_built
+    proc = truth_cli("status", "--search-space", str(eight_space), "--out", str(path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "ground truth covers 8 of 8 molecules" in proc.stdout
+
+
+def test_shards_cover_the_space_exactly_once_and_pack_in_space_order(parsl_after_build, eight_space,
+                                                                     tmp_path):
+    parts = [tmp_path / "qm9-1.csv", tmp_path / "qm9-2.csv"]
+    for i, part in enumerate(parts, 1):
+        build(eight_space, part, shard=(i, 2))
+    one, two = (set(raw_rows(p)["smiles"]) for p in parts)
+    assert one and two and not one & two and one | two == set(SMILES)
+    assert len(raw_rows(parts[0])) + len(raw_rows(parts[1])) == 8
+
+    dest = tmp_path / "package"
+    dest.mkdir()
+    table = pack_ground_truth(str(eight_space), parts, dest_dir=dest)
+    assert table.parent == dest  # a path-named space still packs into dest_dir
+    assert table.read_bytes()[:2] == b"\x1f\x8b"
+    packed = read_table(table)
+    assert packed["smiles"].tolist() == SMILES  # search-space order, not build order
+    with gzip.open(table, "rt") as fh:
+        assert fh.readline().strip() == ",".join(TRUTH_COLUMNS)
+    provenance = json.loads((dest / packaged_provenance_name(str(eight_space))).read_text())
+    assert (provenance["covered"], provenance["molecules"], provenance["complete"]) == (8, 8, True)
+    assert provenance["statuses"] == {"ok": 7, "failed": 1}
+    assert provenance["failures_by_error"] == {"EmbeddingError": 1}
+    assert len(provenance["builds"]) == 2 and {b["shard"] for b in provenance["builds"]} == {"1/2", "2/2"}
+
+    before = table.read_bytes()
+    pack_ground_truth(str(eight_space), parts, dest_dir=dest)  # packing twice changes nothing
+    assert table.read_bytes() == before
+    again = json.loads((dest / packaged_provenance_name(str(eight_space))).read_text())
+    assert len(again["builds"]) == 2
