@@ -45,6 +45,8 @@ class CampaignModes:
     """The loops of :class:`~course_utils.campaign.Campaign`; it supplies every step they use."""
 
     def _run_batches(self) -> None:
+        """Retrain when due, rank, simulate one batch, record it; until the budget is met, the
+        space is exhausted, or the stop rule or the trust streak ends the search."""
         p = self.parameters
         while self.n_ok < p.max_training_count and self.n_failed <= self.max_failures:
             iteration, training_size = self.next_iteration, self.n_ok
