@@ -120,6 +120,22 @@ def test_yardsticks_match_the_table_and_are_loaded_once():
     assert len(marks.top_k[100]) == min(100, marks.ranked)
 
 
+
+def test_yardsticks_of_the_first_n_molecules_are_those_of_its_n_molecules_only():
+    """truth:qm9:N is measured against its N molecules, as a campaign's own evaluation is: the
+    best molecule of the whole table (water, outside the first 300) must not be its optimum."""
+    from course_utils.ground_truth import load_ground_truth
+    from course_utils.search_space import load_search_space
+
+    space = set(load_search_space("truth:qm9:300")["smiles"])
+    table = load_ground_truth("qm9")
+    ok = table[table["smiles"].isin(space) & (table["status"] == "ok")]
+    marks = yardsticks("truth:qm9:300")
+    assert marks.coverage == "ground truth covers 300 of 300 molecules" and marks.complete
+    assert marks.ranked == len(ok) and marks.top_k[100] <= space
+    assert marks.global_best_ie == pytest.approx(ok["ie"].max())
+    assert marks.global_best_ie < yardsticks("truth:qm9").global_best_ie  # so the test can fail
+
 def _marks(top: list[str], ies: list[float]) -> Yardsticks:
     return Yardsticks("custom", "ground truth covers 5 of 9 molecules", False, len(top),
                       top[0], ies[0], {1: ies[0], 10: ies[-1], 100: ies[-1]},

@@ -76,9 +76,9 @@ def test_iterations_cut_inside_the_header_get_it_back(tmp_path, capsys):
 
 
 def test_ground_truth_uses_the_same_repair():
-    from course_utils import ground_truth
+    from course_utils import truth_build
 
-    assert ground_truth.repair_tail is rec.repair_tail
+    assert truth_build.repair_tail is rec.repair_tail
 
 
 @pytest.mark.parametrize(("name", "read"), [(rec.SIMULATIONS_FILE, rec.read_simulations),
