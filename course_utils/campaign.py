@@ -647,20 +647,18 @@ class Campaign(CampaignModes):
     def ground_truth(self) -> pd.DataFrame | None:
         """The table this run can be measured against, if there is one (replay's own, the one
         named by ``ground_truth``, or the shipped table of QM9); None otherwise."""
-        from course_utils.ground_truth import GroundTruthError, table_name, truth_of_space
-        from course_utils.simulators import replay_table
+        from course_utils.ground_truth import GroundTruthError, table_name
+        from course_utils.simulators import measured_table
 
         p = self.parameters
         space = str(p.search_space)
         if p.ground_truth is None and table_name(space) != "qm9":
             return None
         try:
-            table, _ = replay_table(space, p.ground_truth, len(self.space))
+            table, _ = measured_table(space, p.ground_truth, len(self.space))
         except (GroundTruthError, OSError):
             return None
-        # The shipped table states its coverage of QM9 already; truth:qm9:N is measured
-        # against its N molecules only.
-        return truth_of_space(table, space) if p.ground_truth is None else table
+        return table
 
     def evaluation(self) -> dict[str, Any] | None:
         """Regret, rank, top-k recall against the ground truth; None without a table."""

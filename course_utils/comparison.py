@@ -111,18 +111,15 @@ def _table_path(search_space: str, ground_truth: str | os.PathLike | None) -> Pa
 
 @lru_cache(maxsize=8)
 def _yardsticks(search_space: str, ground_truth: str | None, _stamp: Any) -> Yardsticks:
-    from course_utils.ground_truth import LOST, Coverage, truth_of_space
-    from course_utils.simulators import replay_table
+    from course_utils.ground_truth import LOST, Coverage
+    from course_utils.simulators import measured_table
 
     size = 0
     if ground_truth is not None:
         from course_utils.search_space import load_search_space
 
         size = len(load_search_space(search_space))
-    table, coverage_text = replay_table(search_space, ground_truth, size)
-    if ground_truth is None:  # truth:qm9:N is measured against its N molecules, as a run is
-        table = truth_of_space(table, search_space)
-        coverage_text = str(table.attrs["coverage"])
+    table, coverage_text = measured_table(search_space, ground_truth, size)
     coverage = table.attrs.get("coverage")
     complete = coverage.complete if isinstance(coverage, Coverage) else (
         size > 0 and len(table) >= size)

@@ -237,6 +237,19 @@ def replay_table(space_name: str, path: str | None = None, space_size: int = 0
     return table, str(table.attrs["coverage"])
 
 
+def measured_table(space_name: str, path: str | None = None, space_size: int = 0
+                   ) -> tuple[pd.DataFrame, str]:
+    """The table a run on ``space_name`` is measured against: replay's table, but only the N
+    molecules of ``truth:qm9:N`` (a build file given as ``path`` is used whole)."""
+    from course_utils.ground_truth import truth_of_space
+
+    table, coverage = replay_table(space_name, path, space_size)
+    if path is None:
+        table = truth_of_space(table, space_name)
+        coverage = str(table.attrs["coverage"])
+    return table, coverage
+
+
 def make_simulator(name: str, *, engine: str | None, walltime: float, workers: int,
                    space: Iterable[str], space_name: str, ground_truth: str | None = None):
     if name == "xtb":
