@@ -14,18 +14,19 @@ model versions (:mod:`course_utils.lineage`), arrival of the search space
 
 Two modes (:mod:`course_utils.campaign_modes`): ``batch`` (wait for the whole batch, as the
 original tutorial) and ``streaming`` (keep every worker busy, submitting the next pick as each
-simulation finishes, and retrain in the background when the retrain policy says so).
+simulation finishes, and retrain in the background when the retrain policy says so). The
+model's steps (train, score, save a version, rank) are in :mod:`course_utils.campaign_model`,
+and what a run reports (results.json, figures) in :mod:`course_utils.campaign_outputs`; this
+module holds the run itself: simulations, the data they give, the main loop and the stop rule.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,11 @@ import numpy as np
 import pandas as pd
 
 from course_utils import records as rec
-from course_utils.acquisition import rank_candidates
 from course_utils.arrival import parse_arrival
+from course_utils.campaign_model import CampaignModel
 from course_utils.campaign_modes import CampaignModes, _Predicted
-from course_utils.lineage import ModelRegistry, failed_labels, training_hash
+from course_utils.campaign_outputs import CampaignOutputs
+from course_utils.lineage import ModelRegistry
 from course_utils.parameters import (  # noqa: F401 - re-exported: notebooks import them here
     ACQUISITIONS,
     MODES,
@@ -54,7 +56,7 @@ from course_utils.resilience import (  # noqa: F401 - CampaignInterrupted is re-
     restart_workers,
     stop_signals,
 )
-from course_utils.retraining import ValidationSplit, validation_of
+from course_utils.retraining import ValidationSplit
 from course_utils.simulators import ReplayMissingError
 from course_utils.stopping import (
     StopDecision,
@@ -90,7 +92,7 @@ class _Pending:
 
 
 @dataclass
-class Campaign(CampaignModes):
+class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
     """One campaign writing into ``out_dir``; :meth:`run` needs a loaded Parsl DataFlowKernel."""
 
     parameters: CampaignParameters
@@ -104,10 +106,6 @@ class Campaign(CampaignModes):
     #: A worker that died (or a task that vanished) is an infrastructure failure: the molecule
     #: is submitted again, at most this many times, before it counts as a failed simulation.
     LOST_RETRIES = 2
-    #: Train + score attempts before the run stops with one line.
-    SCORING_ATTEMPTS = 3
-    #: Seconds a scoring round may take before it counts as lost (typical: well under 10 s).
-    SCORING_TIMEOUT_S = 600.0
     #: How often waits wake up to look for a stop request or a stalled task.
     POLL_S = 0.5
 
@@ -370,136 +368,6 @@ class Campaign(CampaignModes):
         return self.space if mask is None else [s for s, m in zip(self.space, mask, strict=True)
                                                 if m]
 
-    # --- model --------------------------------------------------------------------------
-    def score_search_space(self, trigger: str = "") -> Future:
-        """Step 2: train -> chunked scoring -> reduce, chained as Parsl apps; returns a future.
-
-        The future's result is an (n, 2) array of predicted IE and spread, in search-space
-        order; :meth:`predictions` turns it into a table. What the model is trained on is
-        noted for its lineage (``trigger``: why it is trained).
-        """
-        n_chunks = self.parameters.score_chunks or self._workers()
-        blocks = [] if self.replayed else self._blocks(n_chunks)
-        training = self.training_data()
-        future = self.simulator.score(training, blocks, N_NEIGHBORS)
-        self._scoring_meta[future] = {
-            "trigger": trigger or "requested", "n_ok": self.n_ok, "training": training,
-            "data_version": len(self.recorder.simulations), "valid": self.validation_rows(),
-            "started": time.perf_counter()}
-        return future
-
-    def new_model(self, trigger: str) -> pd.DataFrame:
-        """Train, score and save a new model version; its predictions of the search space."""
-        future = self._score_with_retries(trigger)
-        return self.adopt_model(future)
-
-    def adopt_model(self, future: Future) -> pd.DataFrame:
-        """Make a finished scoring round's model the one in use, and save it as a version."""
-        meta = self._scoring_meta.pop(future)
-        predictions = self.predictions(future.result())
-        train_s = time.perf_counter() - meta["started"]
-        model = getattr(future, "model", None)
-        if isinstance(model, Future):
-            model = model.result()
-        valid_mae, valid_r2, n_valid = validation_of(predictions, meta["valid"])
-        previous = self.models.last
-        since = int(previous["data_version"]) if previous is not None else 0
-        info: dict[str, Any] = {
-            "trigger": meta["trigger"], "policy": self.retrain_policy.text,
-            "data_version": meta["data_version"],
-            "training_hash": training_hash(meta["training"]),
-            "train_size": len(meta["training"]), "valid_size": n_valid,
-            "valid_mae_ev": valid_mae, "valid_r2": valid_r2, "train_time_s": train_s,
-            "failed_since_previous": failed_labels(self.recorder.simulations[
-                since:meta["data_version"]]),
-            "parameters": self.parameters.to_dict(),
-            "packages": rec.environment_info(self.engine)["packages"]}
-        if model is not None:
-            info = self.models.save(model, info)
-        self._model = model
-        self.model_info = info
-        self._model_n_ok = meta["n_ok"]
-        self._predictions = predictions
-        return predictions
-
-    def _score_with_retries(self, trigger: str) -> Future:
-        """Train and score, waiting with a timeout; a failed or lost round is run again.
-
-        Raises :class:`CampaignStopped` (one line) if every attempt fails.
-        """
-        last = ""
-        for attempt in range(1, self.SCORING_ATTEMPTS + 1):
-            future = self.score_search_space(trigger)
-            self._await([future])
-            if not future.done():
-                last = f"no result after {self.SCORING_TIMEOUT_S:.0f} s"
-            elif future.exception() is not None:
-                last = one_line(future.exception())
-            else:
-                return future
-            self._scoring_meta.pop(future, None)
-            print(f"scoring attempt {attempt} of {self.SCORING_ATTEMPTS} failed ({last})",
-                  file=sys.stderr)
-        raise CampaignStopped(f"scoring the search space failed {self.SCORING_ATTEMPTS} times "
-                              f"(last: {last})")
-
-    def _await(self, futures: list[Future]) -> None:
-        """Wait up to ``SCORING_TIMEOUT_S`` for all of ``futures``, honouring a stop request
-        every ``POLL_S``; the caller looks at what is done."""
-        started = time.monotonic()
-        while (not all(f.done() for f in futures)
-               and time.monotonic() - started < self.SCORING_TIMEOUT_S):
-            self._check_stop()
-            wait(futures, timeout=self.POLL_S)
-        self._check_stop()
-
-    @functools.cached_property
-    def space_position(self) -> dict[str, int]:
-        """Each search-space molecule's position (the order of the model's scores)."""
-        from course_utils.search_space import position_index
-
-        return position_index(self.space)
-
-    @functools.cached_property
-    def space_smiles(self) -> pd.Series:
-        """The search space as a Series, converted once (not once per model version)."""
-        return pd.Series(self.space, name="smiles")
-
-    def predictions(self, scores: np.ndarray) -> pd.DataFrame:
-        """Scores from :meth:`score_search_space` as ``smiles``, ``ie``, ``ie_spread`` (eV)."""
-        return pd.DataFrame({"smiles": self.space_smiles, "ie": scores[:, 0],
-                             "ie_spread": scores[:, 1]})
-
-    def _blocks(self, n: int) -> list:
-        from course_utils.apps import SmilesBlock, chunked
-
-        if getattr(self, "_block_cache", (None, None))[0] != n:
-            self._block_cache = (n, [SmilesBlock(c) for c in chunked(self.space, n)])
-        return self._block_cache[1]
-
-    def pick(self, predictions: pd.DataFrame | None, iteration: int) -> Iterator[str]:
-        """Step 3: untried molecules in the order the acquisition strategy prefers (lazy)."""
-        p = self.parameters
-        rng = np.random.default_rng([p.seed, iteration])
-        if predictions is None:  # random search needs no model
-            predictions = pd.DataFrame({"smiles": self.space_smiles, "ie": 0.0, "ie_spread": 0.0})
-        mask = self.available()
-        if mask is not None and len(predictions) == len(mask):
-            predictions = predictions[mask]
-        positions = self.space_position if len(predictions) == len(self.space) else None
-        return self._fresh(rank_candidates(predictions, self._tried(), acquisition=p.acquisition,
-                                           rng=rng, ucb_kappa=p.ucb_kappa, epsilon=p.epsilon,
-                                           positions=positions))
-
-    def _model_error(self, rows: list[dict]) -> tuple[float, float]:
-        """Mean absolute error (eV) and mean absolute percentage error of the picks' predictions."""
-        pairs = [(float(r["ie"]), r["predicted"]) for r in rows
-                 if r["status"] == rec.STATUS_OK and not math.isnan(r.get("predicted", math.nan))]
-        if not pairs:
-            return math.nan, math.nan
-        true, pred = np.array(pairs).T
-        return float(np.mean(np.abs(pred - true))), float(np.mean(np.abs(pred - true) / true) * 100)
-
     # --- main loop ----------------------------------------------------------------------
     def run(self) -> CampaignResult:
         """Run to the end. A stop (signal, Ctrl-C) raises :class:`CampaignInterrupted` after
@@ -642,74 +510,6 @@ class Campaign(CampaignModes):
                 self._collect(future)
             else:  # Parsl futures cannot be cancelled; the task's result is just not waited for
                 self._pending.pop(future, None)
-
-    # --- outputs ------------------------------------------------------------------------
-    def ground_truth(self) -> pd.DataFrame | None:
-        """The table this run can be measured against, if there is one (replay's own, the one
-        named by ``ground_truth``, or the shipped table of QM9); None otherwise."""
-        from course_utils.ground_truth import GroundTruthError, table_name
-        from course_utils.simulators import measured_table
-
-        p = self.parameters
-        space = str(p.search_space)
-        if p.ground_truth is None and table_name(space) != "qm9":
-            return None
-        try:
-            table, _ = measured_table(space, p.ground_truth, len(self.space))
-        except (GroundTruthError, OSError):
-            return None
-        return table
-
-    def evaluation(self) -> dict[str, Any] | None:
-        """Regret, rank, top-k recall against the ground truth; None without a table."""
-        from course_utils.evaluation import evaluate_run
-
-        truth = self.ground_truth()
-        if truth is None:
-            return None
-        return evaluate_run(rec.read_simulations(self.out_dir), truth,
-                            space_size=len(self.space))
-
-    def _write_results(self, status: str, message: str, evaluate: bool = False
-                       ) -> dict[str, Any]:
-        results = rec.summarize(
-            self.recorder, self.parameters.to_dict(), status=status, message=message,
-            environment=rec.environment_info(self.engine), wall_time_s=self.elapsed(),
-        )
-        results["resumed_from_simulations"] = self.resumed
-        results["simulator"] = self.parameters.simulator
-        results["replayed"] = self.replayed
-        results["stopping"] = self.stopping_block()
-        results["models"] = self.models_block()
-        results["trust"] = (None if self.trust is None else
-                            self.trust.block(self.trust_fired, self._seconds_per_success()))
-        if evaluate:
-            results["evaluation"] = self.evaluation()
-        rec.atomic_write_json(self.out_dir / rec.RESULTS_FILE, results)
-        return results
-
-    def models_block(self) -> dict[str, Any]:
-        """results.json's ``models``: the retrain policy and the versions saved (lineage.csv)."""
-        last = self.models.last
-        return {"retrain": self.retrain_policy.text, "valid_fraction": self.split.fraction,
-                "arrival": self.arrival.text, "versions": len(self.models.rows),
-                "last_version": None if last is None else int(last["version"]),
-                "lineage_file": "lineage.csv" if self.models.rows else None,
-                "notes": list(self.models.notes)}
-
-    def _plot(self) -> Path | None:
-        from course_utils.plotting import plot_campaign
-
-        if not self.plot or not self.recorder.successes:
-            return None
-        path = plot_campaign(self.out_dir, workers=self._workers())
-        try:  # the utilization timeline too; a figure never fails a run
-            from course_utils.figures import write_run_utilization
-
-            write_run_utilization(self.out_dir)
-        except Exception:  # noqa: BLE001
-            pass
-        return path
 
 
 def run_campaign(

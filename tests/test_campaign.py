@@ -17,12 +17,11 @@ import pandas as pd
 import pytest
 
 from course_utils import records as rec
-from course_utils.acquisition import best_first
+from course_utils.acquisition import best_first, rank_candidates
 from course_utils.campaign import (
     Campaign,
     CampaignParameterError,
     CampaignParameters,
-    rank_candidates,
     run_campaign,
 )
 from course_utils.search_space import sample_smiles
