@@ -110,13 +110,34 @@ def _write_provenance(space: str, dest: Path, table: pd.DataFrame,
     path.write_text(json.dumps(provenance, indent=1) + "\n")
 
 
+#: The estimate of what remains uses this many of the build's latest rows, when it has them.
+RECENT_ROWS = 2000
+
+
+def seconds_per_molecule(table: pd.DataFrame, build: pd.DataFrame) -> tuple[float, str]:
+    """Seconds a molecule costs, and what that is the mean of.
+
+    The build's latest rows when there are enough: they measure the machine as it is now. Rows
+    of older builds may have been timed on a busier machine (a test suite beside a niced build
+    nearly doubles them), which would overstate what remains.
+    """
+    recent = build[build["status"].isin(FINAL_STATUSES)]["seconds"].dropna().tail(RECENT_ROWS)
+    if len(recent) >= RECENT_ROWS // 10:
+        return float(recent.mean()), f"mean of the build's latest {len(recent):,}"
+    settled = table[table["status"].isin(FINAL_STATUSES)]["seconds"].dropna()
+    if len(settled):
+        return float(settled.mean()), f"mean of {len(settled):,} in the table"
+    return 0.5, "a guess: nothing is timed yet"
+
+
 def truth_status(space: str = "qm9", build_file: str | os.PathLike | None = None,
                  workers: int | None = None) -> str:
     """Coverage, failures by type and the compute still to do, as lines of text."""
     import pandas as pd
 
     build = Path(build_file) if build_file is not None else default_build_file(space)
-    frames = [read_table(build)]
+    built = read_table(build)
+    frames = [built]
     if packaged_table_path(space).exists():
         frames.insert(0, read_table(packaged_table_path(space)))
     table = pd.concat(frames, ignore_index=True).drop_duplicates("smiles", keep="last")
@@ -132,10 +153,10 @@ def truth_status(space: str = "qm9", build_file: str | os.PathLike | None = None
     if len(failed):
         kinds = Counter(e.split(":")[0] or "(no message)" for e in failed["error"])
         lines.append("  failures by type: " + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
-    mean = float(settled["seconds"].mean()) if len(settled) else 0.5
+    mean, basis = seconds_per_molecule(table, built)
     remaining = max(total - len(settled), 0)
     core_hours = remaining * mean / 3600
     n = workers or os.cpu_count() or 1
     lines.append(f"  remaining: {remaining:,} molecules, about {core_hours:.1f} core-hours "
-                 f"({mean:.2f} s each), {core_hours / n:.1f} h on {n} workers")
+                 f"({mean:.2f} s each, {basis}), {core_hours / n:.1f} h on {n} workers")
     return "\n".join(lines)

@@ -9,10 +9,16 @@ from __future__ import annotations
 import gzip
 import json
 
+import pandas as pd
 from truth_tools import SMILES, build, raw_rows, truth_cli
 
 from course_utils.ground_truth import TRUTH_COLUMNS, packaged_provenance_name, read_table
-from course_utils.truth_pack import pack_ground_truth, truth_status
+from course_utils.truth_pack import (
+    RECENT_ROWS,
+    pack_ground_truth,
+    seconds_per_molecule,
+    truth_status,
+)
 
 
 def test_status_reports_coverage_failures_and_what_remains(eight_built, eight_space):
@@ -22,6 +28,22 @@ def test_status_reports_coverage_failures_and_what_remains(eight_built, eight_sp
     assert "statuses: failed 1, ok 7" in text
     assert "failures by type: EmbeddingError 1" in text
     assert "remaining: 0 molecules" in text
+
+
+def _timed(seconds: list[float], status: str = "ok") -> pd.DataFrame:
+    return pd.DataFrame({"smiles": [f"C{'C' * i}" for i in range(len(seconds))],
+                         "ie": 12.0, "status": status, "error": "", "seconds": seconds,
+                         "engine": "xtb"})
+
+
+def test_what_remains_is_timed_by_the_builds_latest_rows_not_older_busier_ones():
+    old = _timed([3.0] * 1000)  # a table timed while a test suite ran beside the build
+    build = _timed([9.0] * 50 + [1.0] * RECENT_ROWS)  # slow start, then the machine is quiet
+    assert seconds_per_molecule(old, build) == (1.0, f"mean of the build's latest {RECENT_ROWS:,}")
+    few = _timed([1.0] * (RECENT_ROWS // 10 - 1))  # too few of its own: the table's mean
+    assert seconds_per_molecule(old, few) == (3.0, "mean of 1,000 in the table")
+    unsettled = _timed([1.0] * RECENT_ROWS, status="running")
+    assert seconds_per_molecule(old, unsettled)[0] == 3.0
 
 
 def test_cli_status(eight_built, eight_space, tmp_path):
