@@ -38,8 +38,8 @@ def _run_parser(sub) -> None:
                      help="replay: table file from `truth build` (default: the shipped table)")
     run.add_argument("--simulator", default=defaults.simulator,
                      help="xtb (real simulations) | replay (answers from the ground-truth table, "
-                          "instant, simulated clock; use --search-space truth:qm9 while the "
-                          "table is partial)")
+                          "instant, simulated clock; with a partial --ground-truth table use "
+                          "--search-space truth:qm9, the part it covers)")
     run.add_argument("--stop", default=defaults.stop,
                      help="when the search is done: budget (default: only the budget) | "
                           "converged:window=W,delta=D[,top=K] | predicted:delta=D[,min_points=M]"
@@ -167,7 +167,8 @@ def _sweep_parser(sub) -> None:
                             "max_training_count, which must agree)")
     sweep.add_argument("--simulator", default="xtb", help="xtb | replay")
     sweep.add_argument("--search-space", default=None,
-                       help="default qm9 (truth:qm9 with --simulator replay)")
+                       help="default qm9 (with --simulator replay truth:qm9, the part of QM9 "
+                            "the table covers: all of it for the shipped table)")
     sweep.add_argument("--ground-truth", default=None, help="replay: table file")
     sweep.add_argument("--config", default="local", help="local|polaris")
     sweep.add_argument("--workers", type=int, default=None, help="workers (per node on Polaris)")

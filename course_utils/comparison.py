@@ -279,7 +279,7 @@ def replay_grid(
                 raise
     if _stamp(search_space, ground_truth) != stamp:  # runs would mix two versions of the space
         raise RuntimeError(f"the ground-truth table of {search_space!r} changed while the grid "
-                           "ran (it is still being built); run the grid again")
+                           "ran (a build is writing to it); run the grid again")
     table = pd.concat(curves, ignore_index=True)[CURVE_COLUMNS]
     table.attrs = {"search_space": str(search_space), "ground_truth": ground_truth,
                    "coverage": marks.coverage, "budget": int(budget), "initial": int(initial),
