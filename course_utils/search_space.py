@@ -292,6 +292,9 @@ def _covered_by_truth(spec: str) -> tuple[pandas.DataFrame, SearchSpaceReport]:
         if not count.isdigit() or int(count) < 1:
             raise SearchSpaceError(f"'truth:{spec}': N in truth:{space}:N must be a whole "
                                    "number >= 1")
+        if int(count) > len(full):
+            raise SearchSpaceError(f"'truth:{spec}': {space} has only {len(full):,} molecules; "
+                                   f"use N <= {len(full)}")
         first = build_order(full["smiles"].tolist())[:int(count)]
         covered = next((i for i, s in enumerate(first) if s not in keep), len(first))
         if covered < len(first):

@@ -303,8 +303,21 @@ def test_truth_qm9_n_is_a_fixed_covered_prefix_of_the_build_order():
     assert set(space) == set(build_order(qm9)[:300])  # the same 300 whatever the table's size
     assert set(space) <= set(load_ground_truth("qm9")["smiles"])
     assert space == [s for s in qm9 if s in set(space)]  # in the space's own order (seeds)
-    covered = len(load_ground_truth("qm9"))
-    with pytest.raises(SearchSpaceError, match="covers only the first"):
-        load_search_space(f"truth:qm9:{covered + 1}")
+    with pytest.raises(SearchSpaceError, match="qm9 has only 130,831 molecules"):
+        load_search_space("truth:qm9:130832")
     with pytest.raises(SearchSpaceError, match="whole number"):
         load_search_space("truth:qm9:0")
+
+
+def test_truth_qm9_n_beyond_what_a_partial_table_covers_is_refused(monkeypatch):
+    """While a table is built, N may only reach the first molecule of the order it lacks."""
+    from course_utils import ground_truth as gt
+
+    table = gt.load_ground_truth("qm9")
+    lacking = gt.build_order(load_search_space("qm9")["smiles"].tolist())[10]
+    partial = table[table["smiles"] != lacking]
+    partial.attrs = dict(table.attrs)
+    monkeypatch.setattr(gt, "load_ground_truth", lambda space: partial)
+    assert len(load_search_space("truth:qm9:10")) == 10
+    with pytest.raises(SearchSpaceError, match="covers only the first 10 molecules"):
+        load_search_space("truth:qm9:11")
