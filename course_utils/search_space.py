@@ -289,13 +289,14 @@ def _covered_by_truth(spec: str) -> tuple[pandas.DataFrame, SearchSpaceReport]:
     full = load_search_space(space)
     keep = set(table["smiles"])
     if count:
-        if not count.isdigit() or int(count) < 1:
+        n = int(count) if count.isdigit() else 0
+        if n < 1:
             raise SearchSpaceError(f"'truth:{spec}': N in truth:{space}:N must be a whole "
                                    "number >= 1")
-        if int(count) > len(full):
+        if n > len(full):
             raise SearchSpaceError(f"'truth:{spec}': {space} has only {len(full):,} molecules; "
                                    f"use N <= {len(full)}")
-        first = build_order(full["smiles"].tolist())[:int(count)]
+        first = build_order(full["smiles"].tolist())[:n]
         covered = next((i for i, s in enumerate(first) if s not in keep), len(first))
         if covered < len(first):
             raise SearchSpaceError(
