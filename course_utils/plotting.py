@@ -98,24 +98,27 @@ def plot_campaign(
                     else "wall time (s)")
     ax_t.set_ylabel(IE_LABEL)
     ax_t.legend(loc="upper left", fontsize=8)
-    _global_best_line(out, (ax_n, ax_t))
+    measured_against = _global_best_line(out, (ax_n, ax_t))
     fig.suptitle(title, fontsize=10)
     path = out / filename
-    fig.savefig(path, dpi=120)
+    # The ground truth the figure shows, as text inside the PNG: a stored notebook output can
+    # then be checked against the shipped table (tests/test_stored_outputs.py).
+    fig.savefig(path, dpi=120, metadata={"Title": title, "Description": measured_against})
     plt.close(fig)
     return path
 
 
-def _global_best_line(out: Path, axes) -> None:
-    """The true optimum, from the ground-truth table, with the coverage it rests on."""
+def _global_best_line(out: Path, axes) -> str | None:
+    """The true optimum, from the ground-truth table, with the coverage it rests on; returns
+    what it drew as one sentence (None when the run has no evaluation)."""
     path = out / rec.RESULTS_FILE
     try:
         evaluation = json.loads(path.read_text()).get("evaluation") if path.exists() else None
     except ValueError:
-        return
+        return None
     best = (evaluation or {}).get("global_best")
     if not best:
-        return
+        return None
     coverage = evaluation["coverage"]
     label = (f"global best {best['ie']:.2f} eV ({best['smiles']}); "
              f"regret {evaluation['regret_ev']:.2f} eV" if evaluation.get("regret_ev") is not None
@@ -125,6 +128,9 @@ def _global_best_line(out: Path, axes) -> None:
     for ax in axes:
         ax.axhline(best["ie"], color="black", lw=1, ls=":", label=label)
         ax.legend(loc="upper left", fontsize=7)
+    space = _parameters(out).get("search_space", "")
+    return (f"search space {space}; {coverage['text']}; "
+            f"global best {best['ie']:.3f} eV ({best['smiles']})")
 
 
 def _parameters(out: Path) -> dict:
