@@ -1,0 +1,121 @@
+"""Record what a fixed set of campaigns does, to show that a refactoring changes no behaviour.
+
+    python scripts/record_runs.py --out runs.json [--real]        # record
+    python scripts/record_runs.py --compare runs.json [--real]    # run again, report differences
+
+Each campaign's record is what it decided and what it got: every simulation (molecule, batch,
+status, IE to 1e-6 eV) in order, every iteration (training size, new successes, model version),
+and the final status and best molecule. Replays (instant, deterministic) cover both modes,
+every acquisition, retraining, waves, trust checks and stop rules; ``--real`` adds batch runs
+with real xTB through Parsl (batch mode: its picks do not depend on when results arrive).
+Timings are left out on purpose: they are the only thing allowed to differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from course_utils import records as rec
+from course_utils.campaign import run_campaign
+
+SPACE = "truth:qm9:4000"
+BASE = {"initial_training_count": 10, "max_training_count": 40, "batch_size": 6,
+        "search_space": SPACE, "simulator": "replay"}
+REPLAYS: dict[str, dict[str, Any]] = {
+    **{f"batch-{acq}-seed{seed}": {"acquisition": acq, "seed": seed}
+       for acq in ("greedy", "ucb", "epsilon-greedy", "random") for seed in (0, 1)},
+    **{f"streaming-{acq}-seed{seed}": {"acquisition": acq, "seed": seed, "mode": "streaming",
+                                       "workers": 2}
+       for acq in ("greedy", "ucb") for seed in (0, 3)},
+    "batch-growth-valid": {"seed": 2, "retrain": "growth:0.25", "valid_fraction": 0.2},
+    "streaming-count-waves": {"seed": 2, "mode": "streaming", "workers": 2, "retrain": "count:5",
+                              "arrival": "waves:3,every:8"},
+    "batch-trust": {"seed": 5, "trust_tol": 0.3, "trust_streak": 2, "max_training_count": 60},
+    "batch-converged": {"seed": 6, "stop": "converged:window=2,delta=0.05",
+                        "max_training_count": 80},
+    "batch-predicted": {"seed": 7, "stop": "predicted:delta=0.05,min_points=15",
+                        "max_training_count": 80},
+}
+REAL: dict[str, dict[str, Any]] = {
+    f"real-batch-{acq}-seed{seed}": {"acquisition": acq, "seed": seed, "simulator": "xtb",
+                                     "initial_training_count": 6, "max_training_count": 14,
+                                     "batch_size": 4, "workers": 2}
+    for acq, seed in (("greedy", 0), ("epsilon-greedy", 1))
+}
+
+
+def record(name: str, overrides: dict[str, Any], root: Path) -> dict[str, Any]:
+    out = root / name
+    result = run_campaign({**BASE, **overrides}, out, progress=False, plot=False)
+    sims = rec.read_simulations(out)
+    iters = rec.read_iterations(out)
+    best = result.results.get("best") or {}
+    return {
+        "simulations": [[r.smiles, int(r.batch), r.status,
+                         None if r.ie != r.ie else round(float(r.ie), 6)]
+                        for r in sims.itertuples()],
+        "iterations": [[int(r.iteration), int(r.training_size), int(r.n_new),
+                        None if not isinstance(r.model_version, str) else r.model_version]
+                       for r in iters.itertuples()] if "model_version" in iters else
+                      [[int(r.iteration), int(r.training_size), int(r.n_new), None]
+                       for r in iters.itertuples()],
+        "status": result.results["status"],
+        "best": [best.get("smiles"), round(float(best["ie"]), 6) if best else None],
+    }
+
+
+def record_all(real: bool) -> dict[str, Any]:
+    runs = {**REPLAYS, **(REAL if real else {})}
+    with tempfile.TemporaryDirectory(prefix="record-runs-") as tmp:
+        return {name: record(name, overrides, Path(tmp)) for name, overrides in runs.items()}
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    out = []
+    for name in sorted(set(old) | set(new)):
+        if name not in old or name not in new:
+            out.append(f"{name}: only in {'the record' if name in old else 'this run'}")
+            continue
+        for key in ("simulations", "iterations", "status", "best"):
+            a, b = old[name][key], new[name][key]
+            if a == b:
+                continue
+            if not isinstance(a, list) or not isinstance(b, list):
+                out.append(f"{name}: {key} {a!r} against {b!r}")
+                continue
+            pairs = zip(a, b, strict=False)
+            where = next((i for i, (x, y) in enumerate(pairs) if x != y), min(len(a), len(b)))
+            out.append(f"{name}: {key} differ (first at {where}: {a[where:where + 1]} "
+                       f"against {b[where:where + 1]})")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--out", type=Path, help="write the record here")
+    group.add_argument("--compare", type=Path, help="compare a new run with this record")
+    parser.add_argument("--real", action="store_true", help="also real xTB batch runs")
+    args = parser.parse_args(argv)
+    runs = record_all(args.real)
+    if args.out:
+        args.out.write_text(json.dumps(runs, indent=1) + "\n")
+        print(f"recorded {len(runs)} campaigns in {args.out}")
+        return 0
+    old = json.loads(args.compare.read_text())
+    if not args.real:
+        old = {k: v for k, v in old.items() if k in REPLAYS}
+    diff = differences(old, runs)
+    for line in diff:
+        print(line)
+    print(f"{len(runs)} campaigns: {'identical' if not diff else f'{len(diff)} differences'}")
+    return 1 if diff else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
