@@ -153,6 +153,7 @@ class HomeworkPanel:
 
         if self.running:
             return
+        relay_idle_interrupts()  # in case the panel was made outside a main-thread cell
         try:
             params = self.parameters()
             params.validate()

@@ -153,6 +153,14 @@ panel = HomeworkPanel(CampaignParameters(
 display(panel)
 """
 PRESS = "threading.Thread(target=panel.{}.click).start()"  # a callback off the main thread
+
+
+def _press(client, button: str) -> None:
+    """Press a panel button as JupyterLab does: a widget ``comm_msg`` on the shell channel."""
+    model_id = "".join(o.get("text", "") for o in _run(
+        client, f"print(panel.{button}.model_id)")).strip()
+    client.shell_channel.send(client.session.msg("comm_msg", {
+        "comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}))
 STATE = ("print(panel.progress.value, panel.running, panel.button.disabled, "
          "panel.stop_button.disabled, '|', panel.status.value)")
 
@@ -176,8 +184,11 @@ def _stopped_within(client, seconds: float) -> str:
         time.sleep(0.3)
 
 
-def _run_until(client, at_least: int) -> None:
-    _run(client, PRESS.format("button"))
+def _run_until(client, at_least: int, off_main_thread: bool) -> None:
+    if off_main_thread:
+        _run(client, PRESS.format("button"))
+    else:
+        _press(client, "button")
     deadline = time.time() + 120
     while True:
         n, running, run_off, stop_off, status = _state(client)
@@ -195,15 +206,15 @@ def test_panel_run_stops_by_stop_button_and_kernel_interrupt_then_resumes(jupyte
     out = tmp_path / "run"
     _run(jupyter_kernel, f"OUT = {str(out)!r}\n" + PANEL)
 
-    _run_until(jupyter_kernel, 8)
+    _run_until(jupyter_kernel, 8, off_main_thread=True)
     jupyter_kernel.interrupt()  # the notebook's stop button while the kernel is idle
     status = _stopped_within(jupyter_kernel, 15)
     assert "Campaign interrupted" in status and "resume" in status, status
     assert json.loads((out / rec.RESULTS_FILE).read_text())["status"] == "interrupted"
     first = rec.read_simulations(out)
 
-    _run_until(jupyter_kernel, int((first["status"] == "ok").sum()) + 4)
-    _run(jupyter_kernel, PRESS.format("stop_button"))
+    _run_until(jupyter_kernel, int((first["status"] == "ok").sum()) + 4, off_main_thread=False)
+    _press(jupyter_kernel, "stop_button")
     status = _stopped_within(jupyter_kernel, 15)
     assert "stopped by the Stop button" in status and "resume" in status, status
     assert json.loads((out / rec.RESULTS_FILE).read_text())["status"] == "interrupted"
