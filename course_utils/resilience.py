@@ -134,7 +134,7 @@ def request_stop(thread: threading.Thread, cause: str = "interrupted") -> None:
     Signals reach only the main thread, so a run in a background thread (the homework panel's)
     is stopped this way; its campaign looks here whenever it checks for a stop.
     """
-    if thread.ident is not None:
+    if thread.is_alive():  # a finished thread's id may be reused by another run
         with _LOCK:
             _THREAD_STOPS.setdefault(thread.ident, cause)
 

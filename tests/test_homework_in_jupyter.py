@@ -224,8 +224,10 @@ def test_panel_run_stops_by_stop_button_and_kernel_interrupt_then_resumes(jupyte
     text = "".join(o.get("text", "") for o in _run(jupyter_kernel, "\n".join([
         "delay[0] = 0.0",
         "r = panel.click()",
-        "print(r.results['status'], r.results['resumed_from_simulations'])"])))
+        "print(r.results['status'], r.results['resumed_from_simulations'])",
+        "print('shown', len(panel.output.outputs))"])))
     assert f"complete {len(second)}" in text
+    assert "shown 1" in text  # the summary table, appended from the run's thread
     final = rec.read_simulations(out)
     assert final["smiles"].is_unique  # nothing kept was simulated again
     assert final["smiles"].tolist()[: len(second)] == second["smiles"].tolist()
