@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,9 @@ from course_utils.resilience import (  # noqa: F401 - CampaignInterrupted is re-
     CampaignStopped,
     is_timeout,
     one_line,
+    public_step,
     restart_workers,
+    stop_asked_here,
     stop_signals,
 )
 from course_utils.retraining import ValidationSplit
@@ -135,6 +138,8 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         self._lost: Counter[str] = Counter()
         self._last_progress = time.monotonic()
         self.stop_requested: str | None = None  # set by a signal; acted on at a safe point
+        self._steps = 0  # public steps running (they nest: run -> initial_batch -> simulate)
+        self._stopped = False  # the last stop was acted on; the next step starts afresh
         self.stop_rule = parse_stop_rule(self.parameters.stop)  # when the search is done
         self.stop_decision: StopDecision | None = None  # set once the rule fires
         self._stopped_at: dict[str, Any] = {}
@@ -268,8 +273,35 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         return row
 
     def _check_stop(self) -> None:
+        self.stop_requested = self.stop_requested or stop_asked_here()  # the panel's Stop
         if self.stop_requested:
             raise KeyboardInterrupt(self.stop_requested)
+
+    @contextmanager
+    def stop_path(self) -> Iterator[None]:
+        """The one way a stop ends :meth:`run` or any public step a notebook calls.
+
+        The stop button, Ctrl-C or SIGTERM only ask for a stop (handled at the next safe point,
+        on the main thread); when it comes, what finished is kept, results.json says
+        ``interrupted``, and :class:`CampaignInterrupted` ends the cell with one line. Calling
+        the step (or the whole notebook) again resumes.
+        """
+        if self._steps == 0 and self._stopped:  # a step after a stop: the stop was acted on
+            self.stop_requested, self._stopped = None, False
+        self._steps += 1
+        try:
+            with stop_signals(self):
+                yield
+        except CampaignInterrupted:
+            raise
+        except KeyboardInterrupt as err:  # keep what finished, say how to go on
+            self._cancel_pending()
+            cause = str(err) if str(err).startswith("stopped by") else "interrupted"
+            self._write_results("interrupted", f"{cause}; run again to resume")
+            self._stopped = True
+            raise CampaignInterrupted(self.out_dir, self.n_ok, cause) from None
+        finally:
+            self._steps -= 1
 
     def _wait_rows(self, extra: Iterable[Future] = ()) -> tuple[list[dict], set[Future]]:
         """Wait a little for simulations (and ``extra`` futures); collect what finished.
@@ -291,6 +323,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         self._check_stop()
         return rows, {f for f in finished if f in extra}
 
+    @public_step
     def simulate(self, candidates: Iterable[str], target: int, batch: int,
                  predictions: pd.DataFrame | None = None) -> list[dict]:
         """Run candidates until ``target`` more succeed; each failure is replaced by the next one.
@@ -332,6 +365,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         yield from self._fresh(sample_smiles(space, p.initial_training_count, seed=p.seed))
         yield from self._fresh(iter_unseen(space, seed=p.seed + 1, exclude=self._tried()))
 
+    @public_step
     def initial_batch(self) -> list[dict]:
         """Step 1: a seeded random sample until ``initial_training_count`` simulations succeed
         (and, with a validation share, until the model has enough training molecules)."""
@@ -379,35 +413,33 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
             self._bar = tqdm(total=p.max_training_count, desc="successful simulations",
                              unit="sim", initial=min(self.n_ok, p.max_training_count))
         try:
-            try:
-                self._write_results("running", "")
-                self.initial_batch()
-                # A resumed run asks its stop rule first: its records may already satisfy it.
-                ready = (self.n_ok >= p.initial_training_count
-                         and not self._ask_stop_rule(on_resume=True))
-                if ready and p.mode == "batch":
-                    self._run_batches()
-                elif ready:
-                    self._run_streaming()
-            except KeyboardInterrupt as err:  # keep what finished, say how to go on
-                self._cancel_pending()
-                cause = str(err) if str(err).startswith("stopped by") else "interrupted"
-                self._write_results("interrupted", f"{cause}; run again to resume")
-                raise CampaignInterrupted(self.out_dir, self.n_ok, cause) from None
-            except CampaignStopped as err:
-                self._cancel_pending()
-                return self.finish("stopped", str(err))
-            except ReplayMissingError as err:
-                self._cancel_pending()
-                self._write_results("failed", str(err))
-                raise
-            except BaseException as err:
-                self._cancel_pending()
-                self._write_results("failed", one_line(err))
-                raise
-            finally:
-                if self._bar is not None:
-                    self._bar.close()
+            with self.stop_path():
+                try:
+                    self._write_results("running", "")
+                    self.initial_batch()
+                    # A resumed run asks its stop rule first: its records may already satisfy it.
+                    ready = (self.n_ok >= p.initial_training_count
+                             and not self._ask_stop_rule(on_resume=True))
+                    if ready and p.mode == "batch":
+                        self._run_batches()
+                    elif ready:
+                        self._run_streaming()
+                except KeyboardInterrupt:
+                    raise  # the stop path keeps what finished and says how to resume
+                except CampaignStopped as err:
+                    self._cancel_pending()
+                    return self.finish("stopped", str(err))
+                except ReplayMissingError as err:
+                    self._cancel_pending()
+                    self._write_results("failed", str(err))
+                    raise
+                except BaseException as err:
+                    self._cancel_pending()
+                    self._write_results("failed", one_line(err))
+                    raise
+                finally:
+                    if self._bar is not None:
+                        self._bar.close()
             return self.finish(*self.outcome())
         finally:
             self.release_lock()
@@ -433,6 +465,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         return "stopped", (f"stopped with {self.n_ok} of {p.max_training_count} successful "
                            "simulations: no untried molecule left in the search space")
 
+    @public_step
     def finish(self, status: str = "complete", message: str = "") -> CampaignResult:
         """Last step: write the results file and the plot; return everything the run produced."""
         results = self._write_results(status, message, evaluate=True)
@@ -446,6 +479,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
     def next_iteration(self) -> int:
         return len(self.recorder.iterations) + 1
 
+    @public_step
     def record_iteration(self, iteration: int, training_size: int, rows: list[dict],
                           model_s: float, select_s: float, simulate_s: float) -> None:
         mae, mape = self._model_error(rows)

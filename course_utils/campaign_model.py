@@ -22,7 +22,7 @@ from course_utils import records as rec
 from course_utils.acquisition import rank_candidates
 from course_utils.lineage import failed_labels, training_hash
 from course_utils.parameters import N_NEIGHBORS
-from course_utils.resilience import CampaignStopped, one_line
+from course_utils.resilience import CampaignStopped, one_line, public_step
 from course_utils.retraining import validation_of
 
 
@@ -34,12 +34,14 @@ class CampaignModel:
     #: Seconds a scoring round may take before it counts as lost (typical: well under 10 s).
     SCORING_TIMEOUT_S = 600.0
 
+    @public_step
     def score_search_space(self, trigger: str = "") -> Future:
         """Step 2: train -> chunked scoring -> reduce, chained as Parsl apps; returns a future.
 
         The future's result is an (n, 2) array of predicted IE and spread, in search-space
         order; :meth:`predictions` turns it into a table. What the model is trained on is
-        noted for its lineage (``trigger``: why it is trained).
+        noted for its lineage (``trigger``: why it is trained). Waiting for the future's
+        result (as notebook 3 does) takes the same stop path as every step.
         """
         n_chunks = self.parameters.score_chunks or self._workers()
         blocks = [] if self.replayed else self._blocks(n_chunks)
@@ -49,8 +51,25 @@ class CampaignModel:
             "trigger": trigger or "requested", "n_ok": self.n_ok, "training": training,
             "data_version": len(self.recorder.simulations), "valid": self.validation_rows(),
             "started": time.perf_counter()}
+        self._stoppable_result(future)
         return future
 
+    def _stoppable_result(self, future: Future) -> None:
+        """Make ``future.result()`` wait in short steps on the stop path: a plain wait would
+        ignore a stop request (the stop button would do nothing until the scores arrive)."""
+        plain = future.result
+
+        def result(timeout: float | None = None) -> Any:
+            if timeout is None and not future.done():
+                with self.stop_path():
+                    while not future.done():
+                        self._check_stop()
+                        wait([future], timeout=self.POLL_S)
+            return plain(timeout)
+
+        future.result = result  # type: ignore[method-assign]
+
+    @public_step
     def new_model(self, trigger: str) -> pd.DataFrame:
         """Train, score and save a new model version; its predictions of the search space."""
         future = self._score_with_retries(trigger)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,18 @@ def restart_workers() -> int:
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
+def public_step(method: Callable) -> Callable:
+    """A campaign step a notebook may call on its own: it ends on a stop as a whole run does
+    (through the campaign's ``stop_path``), not with a KeyboardInterrupt traceback."""
+
+    @functools.wraps(method)
+    def step(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.stop_path():
+            return method(self, *args, **kwargs)
+
+    return step
+
+
 @contextmanager
 def stop_signals(campaign: Any) -> Iterator[None]:
     """While a campaign runs, a stop signal only asks it to stop at the next safe point.
@@ -107,3 +120,88 @@ def stop_signals(campaign: Any) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+# --- stops asked for from another thread: the panel's Stop button, the stop button when idle --
+_THREAD_STOPS: dict[int, str] = {}
+_WATCHED: set[threading.Thread] = set()
+_LOCK = threading.Lock()
+
+
+def request_stop(thread: threading.Thread, cause: str = "interrupted") -> None:
+    """Ask the campaign running in ``thread`` to stop at its next safe point (within seconds).
+
+    Signals reach only the main thread, so a run in a background thread (the homework panel's)
+    is stopped this way; its campaign looks here whenever it checks for a stop.
+    """
+    if thread.is_alive():  # a finished thread's id may be reused by another run
+        with _LOCK:
+            _THREAD_STOPS.setdefault(thread.ident, cause)
+
+
+def withdraw_stop(thread: threading.Thread) -> None:
+    """Forget a stop asked of ``thread`` once its run ended (thread ids are reused)."""
+    with _LOCK:
+        _THREAD_STOPS.pop(thread.ident, None)
+
+
+def stop_asked_here() -> str | None:
+    """The cause of a stop asked of the current thread by :func:`request_stop`, if any."""
+    return _THREAD_STOPS.get(threading.get_ident())
+
+
+@contextmanager
+def interrupts_stop(thread: threading.Thread) -> Iterator[None]:
+    """While this is open, the kernel's stop button (SIGINT) stops the run in ``thread``.
+
+    Needs :func:`relay_idle_interrupts` to have been called once from a cell.
+    """
+    with _LOCK:
+        _WATCHED.add(thread)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _WATCHED.discard(thread)
+
+
+class _InterruptRelay:
+    """SIGINT handler for an idle kernel: stop the watched runs, or do what was done before."""
+
+    def __init__(self, previous: Any):
+        self.previous = previous
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        with _LOCK:
+            watched = list(_WATCHED)
+        for thread in watched:
+            request_stop(thread, "interrupted")
+        if watched or self.previous in (None, signal.SIG_IGN):
+            return
+        if callable(self.previous):
+            self.previous(signum, frame)
+        else:  # SIG_DFL: what Python itself does on Ctrl-C
+            raise KeyboardInterrupt
+
+
+def relay_idle_interrupts() -> bool:
+    """Let the stop button reach runs in background threads while the kernel is idle.
+
+    ipykernel ignores SIGINT between executions and, after each one, puts back the handler it
+    saved before it (``saved_sigint_handler``). Replacing that saved handler from inside a cell
+    puts the relay in place between executions from then on, without touching how cells are
+    interrupted. Returns False outside an ipykernel cell (nothing to relay; Stop still works).
+    """
+    try:
+        from ipykernel.kernelbase import Kernel
+    except ImportError:
+        return False
+    if threading.current_thread() is not threading.main_thread() or not Kernel.initialized():
+        return False
+    kernel = Kernel.instance()
+    saved = getattr(kernel, "saved_sigint_handler", None)
+    if saved is None:
+        return False
+    if not isinstance(saved, _InterruptRelay):
+        kernel.saved_sigint_handler = _InterruptRelay(saved)
+    return True

@@ -2,11 +2,17 @@
 
 Executed headless (papermill, nbval, a PBS job) nobody can press a button, so the notebook
 uses its ``parameters`` cell instead; :func:`is_interactive` tells the two situations apart.
+
+A run started with Run goes on in a background thread, so that Stop (and the notebook's own
+stop button) can be handled while it runs: JupyterLab may run widget callbacks outside the
+main thread, where no signal arrives, and may show the kernel as idle meanwhile.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +20,17 @@ from typing import Any
 import pandas as pd
 
 from course_utils.campaign import ACQUISITIONS, MODES, CampaignParameters, CampaignResult
+from course_utils.resilience import (
+    CampaignInterrupted,
+    interrupts_stop,
+    one_line,
+    relay_idle_interrupts,
+    request_stop,
+    withdraw_stop,
+)
+
+RUNNING = "running... press <b>Stop</b> to end it (finished simulations are kept)."
+STOP_CAUSE = "stopped by the Stop button"
 
 
 def is_interactive(setting: bool | str = "auto") -> bool:
@@ -54,7 +71,8 @@ def summary_table(result: CampaignResult) -> pd.DataFrame:
 
 
 class HomeworkPanel:
-    """Widgets for the campaign parameters; pressing Run calls ``run(parameters, on_update)``."""
+    """Widgets for the campaign parameters; pressing Run calls ``run(parameters, on_update)``
+    in a background thread, and Stop (or the notebook's stop button) ends it gracefully."""
 
     def __init__(
         self,
@@ -68,6 +86,11 @@ class HomeworkPanel:
         self._run = run
         self.defaults = defaults
         self.result: CampaignResult | None = None
+        self.error: BaseException | None = None  # how the last run ended, if not with a result
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()  # set when the run's thread has finished everything
+        self._done.set()
+        self._progress_text = ""
         style = {"description_width": "170px"}
         layout = w.Layout(width="460px")
 
@@ -86,16 +109,20 @@ class HomeworkPanel:
         self.mode = w.Dropdown(options=list(MODES), value=defaults.mode, description="mode",
                                style=style, layout=layout)
         self.button = w.Button(description="Run", button_style="primary", icon="play")
+        self.stop_button = w.Button(description="Stop", button_style="danger", icon="stop",
+                                    disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=defaults.max_training_count,
                                       description="simulations", style=style, layout=layout)
         self.status = w.HTML("Set the parameters and press <b>Run</b>.")
         self.output = w.Output()
         self.button.on_click(self._on_click)
+        self.stop_button.on_click(self._on_stop)
         self.widget = w.VBox([
             w.HTML("<b>Homework: tune the loop</b>"),
             self.initial, self.maximum, self.batch, self.seed, self.acquisition, self.mode,
-            self.button, self.progress, self.status, self.output,
+            w.HBox([self.button, self.stop_button]), self.progress, self.status, self.output,
         ])
+        relay_idle_interrupts()  # the stop button must reach a run even while the kernel idles
 
     def parameters(self) -> CampaignParameters:
         values = self.defaults.to_dict()
@@ -111,35 +138,110 @@ class HomeworkPanel:
         self.progress.value = min(info["n_ok"], info["max"])
         best = info.get("best_ie")
         best_text = f"best simulated IE {best:.3f} eV ({info['best_smiles']})" if best else ""
-        self.status.value = (f"{info['n_ok']}/{info['max']} successful, {info['n_failed']} "
-                             f"failed, {info['elapsed_s']:.0f} s. {best_text}")
+        self._progress_text = (f"{info['n_ok']}/{info['max']} successful, {info['n_failed']} "
+                               f"failed, {info['elapsed_s']:.0f} s. {best_text}")
+        if not self.stop_button.disabled:  # a run in progress says so, whatever the kernel says
+            self.status.value = f"{self._progress_text} <i>{RUNNING}</i>"
+
+    @property
+    def running(self) -> bool:
+        return not self._done.is_set()
 
     def _on_click(self, _button: Any = None) -> None:
-        from IPython.display import Image, display
-
+        """Check the parameters, then start the run in a thread and return (so Stop works)."""
         from course_utils.campaign import CampaignParameterError
 
-        self.button.disabled = True
-        self.output.clear_output()
+        if self.running:
+            return
+        relay_idle_interrupts()  # in case the panel was made outside a main-thread cell
         try:
             params = self.parameters()
             params.validate()
-            self.status.value = "running..."
-            self.result = self._run(params, self._update)
         except CampaignParameterError as err:
             self.status.value = f"<span style='color:#b00'>Cannot run: {err}</span>"
             return
-        finally:
-            self.button.disabled = False
-        self.status.value += f" Done: {self.result.results['status']}."
-        with self.output:
-            display(summary_table(self.result))
-            if self.result.plot_path is not None:
-                display(Image(filename=str(self.result.plot_path)))
+        self.result, self.error, self._progress_text = None, None, ""
+        self.output.outputs = ()
+        self.button.disabled, self.stop_button.disabled = True, False
+        self.status.value = RUNNING
+        self._done.clear()
+        self._thread = threading.Thread(target=self._work, args=(params,),
+                                        name="homework-run", daemon=True)
+        self._thread.start()
 
-    def click(self) -> None:
-        """Press Run from code (tests, or a cell that wants the panel's current values)."""
+    def _work(self, params: CampaignParameters) -> None:
+        from course_utils.campaign import CampaignParameterError
+
+        thread = threading.current_thread()
+        try:
+            with interrupts_stop(thread):
+                self.result = self._run(params, self._update)
+        except CampaignParameterError as err:  # e.g. a folder holding another campaign
+            self.status.value = f"<span style='color:#b00'>Cannot run: {err}</span>"
+        except CampaignInterrupted as err:
+            self.error = err
+            self.status.value = f"<span style='color:#b00'>{err}</span>"
+        except BaseException as err:  # noqa: BLE001 - a thread has nobody else to tell
+            self.error = err
+            self.status.value = f"<span style='color:#b00'>Failed: {one_line(err)}</span>"
+        else:
+            self.status.value = f"{self._progress_text} Done: {self.result.results['status']}."
+            self._show(self.result)
+        finally:
+            withdraw_stop(thread)
+            self.button.disabled, self.stop_button.disabled = False, True
+            self._done.set()
+
+    def _show(self, result: CampaignResult) -> None:
+        """The summary and the plot, appended from the run's thread (``with output`` would
+        capture the wrong cell's output there)."""
+        from IPython import get_ipython
+        from IPython.display import Image, display
+
+        shown = [summary_table(result)]
+        if result.plot_path is not None:
+            shown.append(Image(filename=str(result.plot_path)))
+        for item in shown:
+            if get_ipython() is not None:
+                self.output.append_display_data(item)
+            else:  # no kernel (a plain script or test): nothing to route
+                with self.output:
+                    display(item)
+
+    def _on_stop(self, _button: Any = None) -> None:
+        thread = self._thread
+        if thread is not None and self.running:
+            request_stop(thread, STOP_CAUSE)
+            self.stop_button.disabled = True
+            self.status.value = "stopping: keeping the finished simulations..."
+
+    def stop(self) -> None:
+        """Press Stop from code."""
+        self.stop_button.click()
+
+    def wait(self, timeout: float | None = None) -> CampaignResult | None:
+        """Wait for the run started with Run; re-raise how it ended if it did not finish.
+
+        The stop button during this wait (a KeyboardInterrupt here) stops the run the same way
+        as Stop does, and the cell then ends with the run's one line. (It polls: a
+        ``Thread.join`` interrupted by Ctrl-C can lose track of the thread in Python 3.11.)
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.running and (deadline is None or time.monotonic() < deadline):
+            try:
+                time.sleep(0.1)
+            except KeyboardInterrupt:
+                if self._thread is not None:
+                    request_stop(self._thread, "interrupted")
+        if self.error is not None and not self.running:
+            raise self.error
+        return self.result
+
+    def click(self) -> CampaignResult | None:
+        """Press Run from code and wait for the run (tests, or a cell that wants the panel's
+        current values); a stopped run ends the cell with its one line."""
         self.button.click()
+        return self.wait()
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -1,7 +1,10 @@
-"""Running a notebook the way the tests of notebooks 5 and later do: papermill, small parameters."""
+"""Running notebooks in tests: through papermill with small parameters, or cell by cell in a
+kernel that can be interrupted as the stop button does."""
 
 from __future__ import annotations
 
+import queue
+import time
 from pathlib import Path
 
 import nbformat
@@ -34,3 +37,53 @@ def run_notebook(name: str, tmp_path: Path, parameters: dict) -> nbformat.Notebo
 def printed_text(nb: nbformat.NotebookNode) -> str:
     """Everything the notebook's cells printed."""
     return "".join(str(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
+
+
+class Kernel:
+    """A kernel as JupyterLab drives it: cells sent one by one, the stop button as a signal."""
+
+    def __init__(self, cwd: Path = NOTEBOOKS):
+        from jupyter_client import KernelManager
+
+        self.km = KernelManager(kernel_name=KERNEL or "python3")
+        self.km.start_kernel(cwd=str(cwd))
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=120)
+
+    def start(self, code: str) -> str:
+        return self.kc.execute(code)
+
+    def finish(self, msg_id: str, timeout: float = 600) -> tuple[dict, str, list[str]]:
+        """The reply of ``msg_id``, what it printed, and the lines of the error it showed."""
+        deadline = time.time() + timeout
+        while True:
+            msg = self.kc.get_shell_msg(timeout=max(deadline - time.time(), 0.1))
+            if msg["parent_header"].get("msg_id") == msg_id:
+                reply = msg["content"]
+                break
+        text, errors = [], []
+        while True:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                break
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                text.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                errors.extend(msg["content"]["traceback"])
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        return reply, "".join(text), errors
+
+    def run(self, code: str, timeout: float = 600) -> str:
+        """Run ``code``; it must succeed. What it printed."""
+        reply, text, errors = self.finish(self.start(code), timeout)
+        assert reply["status"] == "ok", errors or reply
+        return text
+
+    def close(self) -> None:
+        self.km.shutdown_kernel(now=True)
+        self.kc.stop_channels()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -20,6 +21,7 @@ from course_utils import records as rec
 from course_utils.acquisition import best_first, rank_candidates
 from course_utils.campaign import (
     Campaign,
+    CampaignInterrupted,
     CampaignParameterError,
     CampaignParameters,
     run_campaign,
@@ -488,3 +490,41 @@ def test_a_walltime_cut_inside_an_import_counts_as_a_timeout():
     assert is_timeout(wrapped)
     assert is_timeout(RuntimeError("EngineError: xtb failed: AppTimeout: "))
     assert not is_timeout(RuntimeError("WorkerLost: worker 1 died"))
+
+
+def test_a_step_called_on_its_own_stops_in_one_line_and_resumes(tmp_path):
+    """Notebook 3 calls the steps itself: a stop in one must take run_campaign's path."""
+    from course_utils.resilience import request_stop, withdraw_stop
+
+    params = CampaignParameters(initial_training_count=10, max_training_count=20, batch_size=4,
+                                seed=2, search_space="truth:qm9:4000", simulator="replay",
+                                workers=2)
+    stops = []
+
+    def stop_once(info):
+        if info["event"] == "simulation" and info["n_ok"] == 5 and not stops:
+            stops.append(info)
+            raise KeyboardInterrupt  # what the stop button raises in a cell
+
+    campaign = Campaign(params, tmp_path, progress=False, on_update=stop_once)
+    with pytest.raises(CampaignInterrupted) as stopped:
+        campaign.initial_batch()
+    assert stopped.value._render_traceback_() == [str(stopped.value)]
+    results = json.loads((tmp_path / rec.RESULTS_FILE).read_text())
+    assert results["status"] == "interrupted" and "resume" in results["message"]
+    kept = rec.read_simulations(tmp_path)["smiles"].tolist()
+    campaign.initial_batch()  # the same cell again resumes
+    sims = rec.read_simulations(tmp_path)
+    assert sims["smiles"].tolist()[: len(kept)] == kept and sims["smiles"].is_unique
+    assert campaign.n_ok == 10
+
+    never = Future()  # scores that take long: waiting for them must honour a stop too
+    campaign.simulator.score = lambda *args: never
+    scores = campaign.score_search_space()
+    threading.Timer(1.0, request_stop, (threading.main_thread(), "stopped by test")).start()
+    try:
+        with pytest.raises(CampaignInterrupted, match="stopped by test"):
+            scores.result()
+    finally:
+        withdraw_stop(threading.main_thread())
+    assert json.loads((tmp_path / rec.RESULTS_FILE).read_text())["status"] == "interrupted"

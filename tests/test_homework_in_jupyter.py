@@ -2,7 +2,9 @@
 
 A Jupyter server (what JupyterLab talks to) starts the kernel for ``notebooks/4_homework.ipynb``;
 the notebook's cells run there in order, so the widget panel must appear instead of the headless
-run, and pressing Run (after moving the sliders) must run a real campaign.
+run, and pressing Run (after moving the sliders) must run a real campaign. A run started from
+the panel must stop, by its Stop button or by the notebook's stop button, even when the click
+was handled outside the main thread (JupyterLab's widget messages may go to a subshell).
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ def jupyter_kernel(tmp_path):
         client.start_channels()
         client.hb_channel.time_to_dead = 10.0  # a busy machine answers heartbeats late
         client.wait_for_ready(timeout=120)
+        # The stop button: the server's interrupt endpoint (it calls km.interrupt_kernel()).
+        client.interrupt = lambda: _request(
+            f"{base}/api/kernels/{session['kernel']['id']}/interrupt", token, "POST", {})
         yield client
         client.stop_channels()
     finally:
@@ -124,3 +129,105 @@ def test_panel_shows_and_run_button_works_under_jupyter_server(jupyter_kernel, t
     assert run_dir.parent == tmp_path / "homework"
     assert {"results.json", "simulations.csv", "ml_in_the_loop.png"} <= {
         p.name for p in run_dir.iterdir()}
+
+
+PANEL = """
+import threading, time
+from course_utils.campaign import CampaignParameters, run_campaign
+from course_utils.widgets import HomeworkPanel
+
+delay = [0.15]  # seconds per progress update: a replay slow enough to be stopped
+
+
+def run(parameters, on_update):
+    def slow(info):
+        time.sleep(delay[0])
+        on_update(info)
+
+    return run_campaign(parameters, OUT, on_update=slow, progress=False, plot=False)
+
+
+panel = HomeworkPanel(CampaignParameters(
+    initial_training_count=6, max_training_count=60, batch_size=4, seed=9,
+    search_space="truth:qm9:4000", simulator="replay", workers=2), run)
+display(panel)
+"""
+PRESS = "threading.Thread(target=panel.{}.click).start()"  # a callback off the main thread
+
+
+def _press(client, button: str) -> None:
+    """Press a panel button as JupyterLab does: a widget ``comm_msg`` on the shell channel."""
+    model_id = "".join(o.get("text", "") for o in _run(
+        client, f"print(panel.{button}.model_id)")).strip()
+    client.shell_channel.send(client.session.msg("comm_msg", {
+        "comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}}))
+STATE = ("print(panel.progress.value, panel.running, panel.button.disabled, "
+         "panel.stop_button.disabled, '|', panel.status.value)")
+
+
+def _state(client) -> tuple[int, bool, bool, bool, str]:
+    text = "".join(o.get("text", "") for o in _run(client, STATE)).strip()
+    head, status = text.split("|", 1)
+    n, running, run_off, stop_off = head.split()
+    return int(n), running == "True", run_off == "True", stop_off == "True", status
+
+
+def _stopped_within(client, seconds: float) -> str:
+    """Wait (with the kernel idle between looks) until the run ended; its status line."""
+    deadline = time.time() + seconds
+    while True:
+        n, running, run_off, stop_off, status = _state(client)
+        if not running:
+            assert not run_off and stop_off  # Run is back, Stop is off again
+            return status
+        assert time.time() < deadline, f"the run did not stop: {status}"
+        time.sleep(0.3)
+
+
+def _run_until(client, at_least: int, off_main_thread: bool) -> None:
+    if off_main_thread:
+        _run(client, PRESS.format("button"))
+    else:
+        _press(client, "button")
+    deadline = time.time() + 120
+    while True:
+        n, running, run_off, stop_off, status = _state(client)
+        assert running and run_off and not stop_off and "Stop" in status, status
+        if n >= at_least:
+            return
+        assert time.time() < deadline, "the run made no progress"
+        time.sleep(0.3)
+
+
+def test_panel_run_stops_by_stop_button_and_kernel_interrupt_then_resumes(jupyter_kernel,
+                                                                         tmp_path):
+    from course_utils import records as rec
+
+    out = tmp_path / "run"
+    _run(jupyter_kernel, f"OUT = {str(out)!r}\n" + PANEL)
+
+    _run_until(jupyter_kernel, 8, off_main_thread=True)
+    jupyter_kernel.interrupt()  # the notebook's stop button while the kernel is idle
+    status = _stopped_within(jupyter_kernel, 15)
+    assert "Campaign interrupted" in status and "resume" in status, status
+    assert json.loads((out / rec.RESULTS_FILE).read_text())["status"] == "interrupted"
+    first = rec.read_simulations(out)
+
+    _run_until(jupyter_kernel, int((first["status"] == "ok").sum()) + 4, off_main_thread=False)
+    _press(jupyter_kernel, "stop_button")
+    status = _stopped_within(jupyter_kernel, 15)
+    assert "stopped by the Stop button" in status and "resume" in status, status
+    assert json.loads((out / rec.RESULTS_FILE).read_text())["status"] == "interrupted"
+    second = rec.read_simulations(out)
+    assert second["smiles"].tolist()[: len(first)] == first["smiles"].tolist()
+
+    text = "".join(o.get("text", "") for o in _run(jupyter_kernel, "\n".join([
+        "delay[0] = 0.0",
+        "r = panel.click()",
+        "print(r.results['status'], r.results['resumed_from_simulations'])",
+        "print('shown', len(panel.output.outputs))"])))
+    assert f"complete {len(second)}" in text
+    assert "shown 1" in text  # the summary table, appended from the run's thread
+    final = rec.read_simulations(out)
+    assert final["smiles"].is_unique  # nothing kept was simulated again
+    assert final["smiles"].tolist()[: len(second)] == second["smiles"].tolist()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import nbformat
@@ -101,3 +102,64 @@ def test_notebook4_headless_uses_the_parameters_cell(tmp_path):
 def test_notebook4_rejects_impossible_parameters(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="initial_training_count"):
         _execute("4_homework.ipynb", tmp_path, initial_training_count=24, max_training_count=24)
+
+
+def _ok_rows(out: Path, batch_from: int = 0) -> int:
+    if not (out / rec.SIMULATIONS_FILE).exists():
+        return 0
+    sims = rec.read_simulations(out)
+    return int(((sims["status"] == "ok") & (sims["batch"] >= batch_from)).sum())
+
+
+def _press_stop_during(kernel, code: str, ready, out: Path) -> list[str]:
+    """Run ``code``, press the stop button once ``ready()``: the cell must end with one line,
+    soon, and leave results.json saying interrupted. The ok simulations kept."""
+    msg_id = kernel.start(code)
+    deadline = time.time() + 400
+    while not ready():
+        assert time.time() < deadline, "the cell never got far enough to be stopped"
+        time.sleep(0.2)
+    pressed = time.time()
+    kernel.km.interrupt_kernel()  # what the stop button does: SIGINT to the kernel
+    reply, _, errors = kernel.finish(msg_id, timeout=120)
+    assert reply["status"] == "error" and reply["ename"] == "CampaignInterrupted", errors
+    assert len(errors) == 1 and "resume" in errors[0], errors  # one line, no traceback
+    assert time.time() - pressed < 60
+    assert json.loads((out / rec.RESULTS_FILE).read_text())["status"] == "interrupted"
+    sims = rec.read_simulations(out)
+    return sims.loc[sims["status"] == "ok", "smiles"].tolist()
+
+
+def test_notebook3_stop_button_keeps_results_and_a_rerun_resumes(small_space, tmp_path):
+    """The step-by-step API stops as run_campaign does, in the initial batch and in the loop;
+    re-running the cell, or the whole notebook, resumes without recomputing anything."""
+    from notebook_tools import Kernel
+
+    out = tmp_path / "out"
+    prepared = tmp_path / "prepared.ipynb"
+    pm.execute_notebook(NOTEBOOKS / "3_ml_in_the_loop.ipynb", prepared, prepare_only=True,
+                        parameters={"initial_training_count": 6, "max_training_count": 18,
+                                    "batch_size": 6, "seed": 5, "search_space": str(small_space),
+                                    "output_dir": str(out)})
+    cells = [c.source for c in nbformat.read(prepared, as_version=4).cells
+             if c.cell_type == "code"]
+    kernel = Kernel()
+    kept = []
+    try:
+        for code in cells:
+            if "campaign.initial_batch()" in code:
+                kept += _press_stop_during(kernel, code, lambda: _ok_rows(out) >= 2, out)
+                kernel.run(code)  # the same cell again resumes the initial batch
+            elif "while campaign.n_ok" in code:
+                kept += _press_stop_during(kernel, code, lambda: _ok_rows(out, 1) >= 1, out)
+                break
+            else:
+                kernel.run(code)
+        for code in cells:  # the whole notebook again, as a student does: it resumes
+            kernel.run(code)
+    finally:
+        kernel.close()
+    sims = rec.read_simulations(out)
+    assert sims["smiles"].is_unique  # nothing finished before the stops was computed again
+    assert set(kept) <= set(sims.loc[sims["status"] == "ok", "smiles"])
+    _check_run(out, 18)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import threading
+import time
+
 import pytest
 
-from course_utils.campaign import CampaignParameters, run_campaign
+from course_utils import records as rec
+from course_utils.campaign import CampaignInterrupted, CampaignParameters, run_campaign
 from course_utils.widgets import HomeworkPanel, is_interactive, output_folder_for, summary_table
 
 
@@ -60,3 +67,64 @@ def test_impossible_parameters_are_shown_not_run(tmp_path):
     assert calls == []
     assert "initial_training_count" in panel.status.value
     assert "Cannot run" in panel.status.value
+
+
+REPLAY = CampaignParameters(initial_training_count=6, max_training_count=60, batch_size=4,
+                            seed=9, search_space="truth:qm9:4000", simulator="replay", workers=2)
+
+
+def _slow_replay(out, delay):
+    """A panel's run function: a replay whose progress updates take ``delay[0]`` seconds each,
+    so a run lasts long enough to be stopped."""
+
+    def run(parameters, on_update):
+        def slow(info):
+            time.sleep(delay[0])
+            on_update(info)
+
+        return run_campaign(parameters, out, on_update=slow, progress=False, plot=False)
+
+    return run
+
+
+def _until(condition, timeout=60.0):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_stop_button_ends_a_run_that_run_again_resumes(tmp_path):
+    delay = [0.1]
+    panel = HomeworkPanel(REPLAY, _slow_replay(tmp_path, delay))
+    panel.button.click()  # returns at once: the run goes on in the background
+    assert panel.running and panel.button.disabled and not panel.stop_button.disabled
+    _until(lambda: panel.progress.value >= 8)
+    assert "Stop" in panel.status.value  # a run in progress says so, whatever the kernel says
+    pressed = time.time()
+    panel.stop()
+    with pytest.raises(CampaignInterrupted):
+        panel.wait(timeout=30)
+    assert time.time() - pressed < 10
+    assert "stopped by the Stop button" in panel.status.value
+    assert "resume" in panel.status.value
+    assert not panel.button.disabled and panel.stop_button.disabled
+    assert json.loads((tmp_path / rec.RESULTS_FILE).read_text())["status"] == "interrupted"
+    before = rec.read_simulations(tmp_path)
+    assert 8 <= (before["status"] == "ok").sum() < 60
+
+    delay[0] = 0.0
+    result = panel.click()  # Run again: it resumes
+    assert result.results["status"] == "complete"
+    assert result.results["resumed_from_simulations"] == len(before)
+    assert result.simulations["smiles"].is_unique
+    assert "Done: complete" in panel.status.value
+
+
+def test_ctrl_c_while_click_waits_stops_the_run_in_one_line(tmp_path):
+    panel = HomeworkPanel(REPLAY, _slow_replay(tmp_path, [0.1]))
+    threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(CampaignInterrupted, match="interrupted.*resume"):
+        panel.click()
+    assert not panel.running
+    assert json.loads((tmp_path / rec.RESULTS_FILE).read_text())["status"] == "interrupted"
