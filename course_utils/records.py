@@ -250,14 +250,14 @@ def add_new_columns(path: Path, columns: list[str]) -> str | None:
     """
     if not path.exists() or path.stat().st_size == 0:
         return None
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
         rows = list(csv.reader(handle))
     header = rows[0] if rows else []
     if header == columns or header != columns[:len(header)]:
         return None
     pad = [""] * (len(columns) - len(header))
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         csv.writer(handle).writerows([columns, *(r + pad for r in rows[1:])])
     os.replace(tmp, path)
     return f"{path}: added the columns {', '.join(columns[len(header):])} (new in this kit)"
@@ -408,12 +408,12 @@ def check_rows(path: Path) -> CheckedRows:
     Raises ValueError (one line, naming the file) for a header without the columns its rules
     require: that is not a row to move aside but a file that is not this record.
     """
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
+    try:  # undecodable bytes are kept (surrogateescape): a garbage row is set aside, not fatal
+        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
             reader = csv.reader(handle)
             header = next(reader, [])
             rows = [(reader.line_num, fields) for fields in reader]
-    except (UnicodeDecodeError, csv.Error) as err:
+    except csv.Error as err:
         raise ValueError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
     rules = ROW_RULES.get(path.name, {})
     missing = [c for c, kind in rules.items() if not kind.endswith("?") and c not in header]
@@ -425,6 +425,8 @@ def check_rows(path: Path) -> CheckedRows:
             continue
         if len(fields) != len(header):
             problem = f"{len(fields)} fields, the header has {len(header)}"
+        elif not _is_text(fields):
+            problem = "not UTF-8 text"
         else:
             problem = row_problem(path.name, dict(zip(header, fields, strict=True)))
         if problem:
@@ -432,6 +434,14 @@ def check_rows(path: Path) -> CheckedRows:
         else:
             checked.good.append(fields)
     return checked
+
+
+def _is_text(fields: list[str]) -> bool:
+    try:
+        "".join(fields).encode("utf-8")
+    except UnicodeEncodeError:  # a byte surrogateescape kept
+        return False
+    return True
 
 
 def read_records(path: Path, empty_columns: list[str], **options: Any) -> pd.DataFrame:
@@ -468,7 +478,7 @@ def set_aside(path: Path) -> str | None:
         return None
     aside = rejected_path(path)
     new = not aside.exists() or aside.stat().st_size == 0
-    with aside.open("a", newline="", encoding="utf-8") as handle:
+    with aside.open("a", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         if new:
             writer.writerow(REJECTED_FIELDS)
@@ -479,7 +489,7 @@ def set_aside(path: Path) -> str | None:
         handle.flush()
         os.fsync(handle.fileno())
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         csv.writer(handle).writerows([checked.header, *checked.good])
         handle.flush()
         os.fsync(handle.fileno())

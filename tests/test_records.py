@@ -86,8 +86,8 @@ def test_ground_truth_uses_the_same_repair():
 @pytest.mark.parametrize(("name", "read"), [(rec.SIMULATIONS_FILE, rec.read_simulations),
                                             (rec.ITERATIONS_FILE, rec.read_iterations)])
 def test_unparseable_csv_error_names_the_file(tmp_path, name, read):
-    # Not a record file at all (no row can be told apart): one line naming it.
-    (tmp_path / name).write_bytes(b"smiles,ie,status,error\nO,1,ok,\n\xff\xfe,2,ok,\n")
+    # Not a record file at all (its header is not this record's): one line naming it.
+    (tmp_path / name).write_bytes(b"\xff\xfe\x00junk\nO,1,ok,\n")
     with pytest.raises(ValueError) as info:
         read(tmp_path)
     message = str(info.value)
@@ -109,19 +109,20 @@ GARBAGE = {
     _sim_line(smiles="CCN", ie="twelve", status="ok"): "ie 'twelve' is not a number",
     _sim_line(smiles="CCC", ie="", status="ok"): "status ok without a finite ie",
     _sim_line(smiles="CCCC", ie="11.0", status="ok", batch="x"): "batch 'x' is not a number",
+    _sim_line(smiles="CO\udcff", ie="11.0", status="ok"): "not UTF-8 text",
 }
 
 
 def test_rows_that_do_not_parse_are_set_aside_and_never_counted(tmp_path, capsys):
     _recorder_with_two(tmp_path)
-    with (tmp_path / rec.SIMULATIONS_FILE).open("a") as fh:
-        fh.write("".join(GARBAGE))
+    with (tmp_path / rec.SIMULATIONS_FILE).open("a", errors="surrogateescape") as fh:
+        fh.write("".join(GARBAGE))  # the last one with a byte that is not UTF-8
     capsys.readouterr()
 
     recorder = CampaignRecorder.open(tmp_path)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
-    assert err[0].startswith("note: ") and "moved 6 rows" in err[0]
+    assert err[0].startswith("note: ") and "moved 7 rows" in err[0]
     assert "simulations.rejected.csv" in err[0] and "delete" in err[0]
     assert [r["smiles"] for r in recorder.simulations] == ["O", "OC"]
     totals = rec.summarize(recorder, PARAMS, status="complete", environment={},
@@ -129,8 +130,9 @@ def test_rows_that_do_not_parse_are_set_aside_and_never_counted(tmp_path, capsys
     assert totals["simulations"] == 2 and totals["by_status"] == {"ok": 2}
     aside = rec.read_simulations(tmp_path).attrs["rejected"]
     assert aside == []  # simulations.csv holds only the rows that parse now
-    kept = pd.read_csv(tmp_path / "simulations.rejected.csv", keep_default_na=False)
-    assert kept["line"].tolist() == [4, 5, 6, 7, 8, 9]
+    kept = pd.read_csv(tmp_path / "simulations.rejected.csv", keep_default_na=False,
+                       encoding_errors="surrogateescape")
+    assert kept["line"].tolist() == [4, 5, 6, 7, 8, 9, 10]
     for reason, expected in zip(kept["reason"], GARBAGE.values(), strict=True):
         assert expected in reason
     assert kept["row"].iloc[0] == "abc,12"  # the row as it was written, to fix by hand
