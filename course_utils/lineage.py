@@ -10,8 +10,9 @@ In a run folder:
 
 A version is saved in that order (model, JSON, lineage row), each step atomic, so a crash leaves
 at worst a model without its JSON or a JSON without its lineage row. :meth:`ModelRegistry.open`
-repairs those and reports any other disagreement; numbering always goes on after the highest
-version seen anywhere, so no number is ever used twice.
+repairs those and reports any other disagreement (a torn lineage row is cut off, one that does
+not parse is moved to lineage.rejected.csv); numbering always goes on after the highest version
+seen anywhere, so no number is ever used twice.
 """
 
 from __future__ import annotations
