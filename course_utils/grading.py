@@ -219,7 +219,25 @@ def _read_results(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
         sims = rec.read_simulations(run_dir)
     except (ValueError, pd.errors.ParserError) as err:
         raise BrokenSubmission(f"simulations.csv cannot be read ({err})") from None
+    _refuse_rejected_rows(run_dir, sims)
     return results, sims
+
+
+def _refuse_rejected_rows(run_dir: Path, sims: pd.DataFrame) -> None:
+    """A run whose records held rows that do not parse is not ranked until someone decides
+    what they were: counting or dropping them silently would both grade a guess."""
+    bad = sims.attrs.get("rejected") or []
+    if bad:
+        line, reason = bad[0]
+        raise BrokenSubmission(
+            f"simulations.csv holds {len(bad)} row(s) that do not parse (line {line}: {reason}); "
+            "fix or delete them (a resume moves them to simulations.rejected.csv), then grade "
+            "again")
+    aside = [p.name for p in rec.rejected_files(run_dir)]
+    if aside:
+        raise BrokenSubmission(
+            f"{', '.join(aside)} holds rows set aside because they do not parse; fix and append "
+            f"them back to their file, or delete {', '.join(aside)}, then grade again")
 
 
 def _number(value: Any) -> float:

@@ -10,8 +10,9 @@ In a run folder:
 
 A version is saved in that order (model, JSON, lineage row), each step atomic, so a crash leaves
 at worst a model without its JSON or a JSON without its lineage row. :meth:`ModelRegistry.open`
-repairs those and reports any other disagreement; numbering always goes on after the highest
-version seen anywhere, so no number is ever used twice.
+repairs those and reports any other disagreement (a torn lineage row is cut off, one that does
+not parse is moved to lineage.rejected.csv); numbering always goes on after the highest version
+seen anywhere, so no number is ever used twice.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.records import STATUS_FAILED, STATUS_TIMEOUT, _append_row, atomic_write_json
+from course_utils.records import (
+    STATUS_FAILED,
+    STATUS_TIMEOUT,
+    _append_row,
+    atomic_write_json,
+    read_records,
+    tidy_records,
+)
 
 MODELS_DIR = "models"
 LINEAGE_FILE = "lineage.csv"
@@ -67,10 +75,8 @@ def _sha256(path: Path) -> str:
 
 def read_lineage(run_dir: str | os.PathLike) -> pd.DataFrame:
     """lineage.csv of a run folder (an empty frame with its columns if there is none)."""
-    path = Path(run_dir) / LINEAGE_FILE
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=LINEAGE_FIELDS)
-    return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"trigger": str})
+    return read_records(Path(run_dir) / LINEAGE_FILE, LINEAGE_FIELDS, keep_default_na=False,
+                        na_values=[""], dtype={"trigger": str})
 
 
 @dataclass
@@ -102,6 +108,8 @@ class ModelRegistry:
         return registry
 
     def _reconcile(self) -> None:
+        # A torn or garbage row (a kill mid-append) must not block the resume: cut or set aside.
+        self.notes += tidy_records(self.run_dir / LINEAGE_FILE, LINEAGE_FIELDS)
         files: dict[int, set[str]] = {}
         if self.models_dir.is_dir():
             for path in self.models_dir.iterdir():
@@ -130,7 +138,8 @@ class ModelRegistry:
         for version in listed:
             if files.get(version) != {"json", "joblib"}:
                 self.notes.append(f"{LINEAGE_FILE} lists {version_name(version)} but its model "
-                                  f"files in {MODELS_DIR}/ are missing; its row is kept as a record")
+                                  f"files in {MODELS_DIR}/ are missing; its row is kept as a record "
+                                  "(the model is retrained)")
         self.rows.sort(key=lambda r: int(r["version"]))
         self.next_version = max([0, *files, *listed]) + 1
 

@@ -12,6 +12,10 @@ Files in an output folder:
 
 A writer killed mid-row leaves a torn last line; :meth:`CampaignRecorder.open` cuts it off (it
 was never a finished result) before anything is appended, so one crash cannot corrupt the file.
+A row that does not parse (see :func:`row_problem`, the one check every reader uses) is moved to
+``NAME.rejected.csv`` beside its file with a note: it is never counted, and never blocks a resume.
+Temporary files of an atomic save a kill interrupted (``*.tmp``) are removed on resume.
+Every JSON file is written by :func:`dumps_json`: ``null``, never ``NaN`` or ``Infinity``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import csv
 import errno
 import fcntl
 import functools
+import io
 import json
 import math
 import os
@@ -210,7 +215,7 @@ def _flock(fd: int, folder: Path) -> bool:
 def _write_holder(fd: int, holder: Mapping[str, Any]) -> None:
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
-    os.write(fd, (json.dumps(dict(holder)) + "\n").encode())
+    os.write(fd, (dumps_json(dict(holder)) + "\n").encode())
     os.fsync(fd)
 
 
@@ -245,14 +250,14 @@ def add_new_columns(path: Path, columns: list[str]) -> str | None:
     """
     if not path.exists() or path.stat().st_size == 0:
         return None
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
         rows = list(csv.reader(handle))
     header = rows[0] if rows else []
     if header == columns or header != columns[:len(header)]:
         return None
     pad = [""] * (len(columns) - len(header))
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         csv.writer(handle).writerows([columns, *(r + pad for r in rows[1:])])
     os.replace(tmp, path)
     return f"{path}: added the columns {', '.join(columns[len(header):])} (new in this kit)"
@@ -280,12 +285,11 @@ def _csv_value(value: Any) -> Any:
 
 
 def read_simulations(out_dir: str | os.PathLike) -> pd.DataFrame:
-    """All simulation records of a folder (empty frame with the right columns if none)."""
+    """The simulation records of a folder that parse (empty frame with the right columns if
+    none); rows that do not are in ``frame.attrs["rejected"]``."""
     path = Path(out_dir) / SIMULATIONS_FILE
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=SIMULATION_FIELDS)
-    frame = _read_csv(path, keep_default_na=False, na_values=[""],
-                      dtype={"smiles": str, "error": str, "status": str})
+    frame = read_records(path, SIMULATION_FIELDS, keep_default_na=False, na_values=[""],
+                         dtype={"smiles": str, "error": str, "status": str})
     missing = [c for c in ("smiles", "ie", "status", "error") if c not in frame.columns]
     if missing:
         raise ValueError(f"cannot read {path}: no column(s) {', '.join(missing)}")
@@ -294,24 +298,298 @@ def read_simulations(out_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 def read_iterations(out_dir: str | os.PathLike) -> pd.DataFrame:
-    path = Path(out_dir) / ITERATIONS_FILE
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=ITERATION_FIELDS)
-    return _read_csv(path)
+    return read_records(Path(out_dir) / ITERATIONS_FILE, ITERATION_FIELDS)
 
 
-def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
+def _read_csv(path: Path, source: Any = None, **options: Any) -> pd.DataFrame:
     """pandas' reader, with the file named in the error: its own message omits it."""
     try:
-        return pd.read_csv(path, **options)
+        return pd.read_csv(path if source is None else source, **options)
     except ValueError as err:  # ParserError, EmptyDataError and UnicodeDecodeError included
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ValueError(f"cannot read {path}: {detail}") from None
 
 
+# --- one check for every row the kit appends -------------------------------------------------
+STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_LOST)
+#: Rows that do not parse are moved from ``NAME.csv`` to ``NAME.rejected.csv`` beside it.
+REJECTED_SUFFIX = ".rejected.csv"
+REJECTED_FIELDS = ["line", "reason", "row"]
+
+#: What the columns of each appended file must hold (columns not named here are free text).
+#: Kinds: smiles (RDKit parses it), status, float, int, bool, text; ``?``: may be empty.
+#: lineage.csv and checks.csv belong to :mod:`course_utils.lineage` and :mod:`course_utils.trust`;
+#: their rules are here so that every reader checks rows the same way.
+ROW_RULES: dict[str, dict[str, str]] = {
+    SIMULATIONS_FILE: {
+        "smiles": "smiles", "ie": "float?", "status": "status", "batch": "int?",
+        "submit_time": "float?", "start_time": "float?", "end_time": "float?",
+        "elapsed_s": "float?", "pid": "int?", "wave": "int?"},
+    ITERATIONS_FILE: {
+        "iteration": "int", "training_size": "int", "n_new": "int?", "best_ie": "float?",
+        "model_time_s": "float?", "select_time_s": "float?", "simulate_time_s": "float?",
+        "mae_ev": "float?", "mape_pct": "float?", "elapsed_s": "float?", "model_version": "int?",
+        "valid_mae_ev": "float?", "valid_r2": "float?"},
+    "lineage.csv": {
+        "version": "int", "data_version": "int",  # what a resume reads back
+        "train_size": "int?", "valid_size": "int?",
+        "valid_mae_ev": "float?", "valid_r2": "float?", "failed_since_previous": "int?",
+        "train_time_s": "float?", "model_file": "text?"},
+    "checks.csv": {
+        "iteration": "int", "smiles": "smiles", "model_ie": "float?", "model_spread": "float?",
+        "cheap_ie": "float?", "cheap_status": "text", "difference_ev": "float?",
+        "trusted": "bool", "full_ie": "float?", "full_status": "status?",
+        "cheap_seconds": "float?", "model_version": "int?"},
+}
+
+
+@functools.lru_cache(maxsize=65536)
+def _smiles_problem(smiles: str) -> str | None:
+    """Why RDKit refuses a SMILES (the search-space check), or None; cached: files are re-read."""
+    from course_utils.search_space import _identify, _quiet_rdkit
+
+    with _quiet_rdkit():
+        return _identify(smiles, rdkit=True)[1]
+
+
+def _value_problem(kind: str, text: str) -> str | None:
+    if kind.endswith("?"):
+        if text == "":
+            return None
+        kind = kind[:-1]
+    if text == "":
+        return "is empty"
+    if kind == "smiles":
+        problem = _smiles_problem(text)
+        return None if problem is None else f"{text!r} is not a molecule ({problem})"
+    if kind == "status":
+        return None if text in STATUSES else f"{text!r} is not one of {', '.join(STATUSES)}"
+    if kind == "bool":
+        return None if text.lower() in ("true", "false", "1", "0") else f"{text!r} is not True/False"
+    if kind in ("float", "int"):
+        try:
+            number = float(text)
+        except ValueError:
+            return f"{text!r} is not a number"
+        if kind == "int" and not number.is_integer():
+            return f"{text!r} is not a whole number"
+    return None
+
+
+def row_problem(name: str, row: Mapping[str, str]) -> str | None:
+    """Why a row of the appended file ``name`` cannot be used (one line), or None if it can.
+
+    The one row check of the kit: readers skip such rows, :func:`set_aside` moves them out.
+    """
+    for column, kind in ROW_RULES.get(name, {}).items():
+        problem = _value_problem(kind, (row.get(column) or "").strip())
+        if problem:
+            return f"{column} {problem}"
+    if name == SIMULATIONS_FILE and row.get("status") == STATUS_OK:
+        ie = float(row["ie"]) if row.get("ie") else math.nan
+        if not math.isfinite(ie):
+            return "status ok without a finite ie"
+    return None
+
+
+@dataclass
+class CheckedRows:
+    """A CSV record file split into the rows that parse and those that do not."""
+
+    header: list[str]
+    good: list[list[str]]
+    #: (line number, fields, reason) of every row that does not parse.
+    bad: list[tuple[int, list[str], str]]
+
+
+def check_rows(path: Path) -> CheckedRows:
+    """Split ``path`` into usable rows and rejected ones, by :func:`row_problem`.
+
+    Raises ValueError (one line, naming the file) for a header without the columns its rules
+    require: that is not a row to move aside but a file that is not this record.
+    """
+    try:  # undecodable bytes are kept (surrogateescape): a garbage row is set aside, not fatal
+        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            rows = [(reader.line_num, fields) for fields in reader]
+    except csv.Error as err:
+        raise ValueError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
+    rules = ROW_RULES.get(path.name, {})
+    missing = [c for c, kind in rules.items() if not kind.endswith("?") and c not in header]
+    if header and missing:
+        raise ValueError(f"cannot read {path}: no column(s) {', '.join(missing)}")
+    checked = CheckedRows(header, [], [])
+    for line, fields in rows:
+        if not fields:  # a blank line: nothing was written there
+            continue
+        if len(fields) != len(header):
+            problem = f"{len(fields)} fields, the header has {len(header)}"
+        elif not _is_text(fields):
+            problem = "not UTF-8 text"
+        else:
+            problem = row_problem(path.name, dict(zip(header, fields, strict=True)))
+        if problem:
+            checked.bad.append((line, fields, problem))
+        else:
+            checked.good.append(fields)
+    return checked
+
+
+def _is_text(fields: list[str]) -> bool:
+    try:
+        "".join(fields).encode("utf-8")
+    except UnicodeEncodeError:  # a byte surrogateescape kept
+        return False
+    return True
+
+
+def read_records(path: Path, empty_columns: list[str], **options: Any) -> pd.DataFrame:
+    """The rows of a record file that parse, as pandas reads them (``options``); rows that do
+    not are skipped and listed in ``frame.attrs["rejected"]`` as (line, reason)."""
+    if not path.exists() or path.stat().st_size == 0:
+        frame = pd.DataFrame(columns=empty_columns)
+        frame.attrs["rejected"] = []
+        return frame
+    checked = check_rows(path)
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([checked.header, *checked.good])
+    text.seek(0)
+    frame = _read_csv(path, text, **options)
+    frame.attrs["rejected"] = [(line, reason) for line, _fields, reason in checked.bad]
+    return frame
+
+
+def rejected_path(path: Path) -> Path:
+    """``simulations.csv`` -> ``simulations.rejected.csv``: where its bad rows are kept."""
+    return path.with_name(path.name.removesuffix(".csv") + REJECTED_SUFFIX)
+
+
+def set_aside(path: Path) -> str | None:
+    """Move the rows of ``path`` that do not parse to its ``.rejected.csv`` file; one note.
+
+    They are kept there (line, reason, the row as written), so nothing is lost, and they are
+    never counted: a garbage row must not pass for a simulation nor block a resume.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    checked = check_rows(path)
+    if not checked.bad:
+        return None
+    aside = rejected_path(path)
+    new = not aside.exists() or aside.stat().st_size == 0
+    with aside.open("a", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(REJECTED_FIELDS)
+        for line, fields, reason in checked.bad:
+            row = io.StringIO()
+            csv.writer(row, lineterminator="").writerow(fields)
+            writer.writerow([line, reason, row.getvalue()])
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        csv.writer(handle).writerows([checked.header, *checked.good])
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    line, _fields, reason = checked.bad[0]
+    n = len(checked.bad)
+    return (f"{path}: moved {n} row{'s' if n > 1 else ''} that do{'' if n > 1 else 'es'} not "
+            f"parse to {aside.name} (line {line}: {reason}); they are not counted: fix and "
+            f"append them back to {path.name}, or delete {aside.name}")
+
+
+def rejected_files(folder: str | os.PathLike) -> list[Path]:
+    """The ``*.rejected.csv`` files of a folder that hold rows (what a grader must refuse)."""
+    found = []
+    for path in sorted(Path(folder).glob("*" + REJECTED_SUFFIX)):
+        try:
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                if sum(1 for line in handle if line.strip()) > 1:  # more than its header
+                    found.append(path)
+        except OSError:
+            found.append(path)
+    return found
+
+
+def tidy_records(path: Path, columns: list[str]) -> list[str]:
+    """Make an appended record file safe to read and append to; the notes on what was done.
+
+    Torn last line cut, columns of a newer kit added, rows that do not parse set aside.
+    """
+    notes = [repair_tail(path, columns), add_new_columns(path, columns), set_aside(path)]
+    return [n for n in notes if n]
+
+
+#: Where atomic saves leave ``*.tmp`` files when killed: the run folder and these inside it.
+TEMPORARY_DIRS = (".", "models", "checks")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike,
+                             subdirs: tuple[str, ...] = TEMPORARY_DIRS) -> str | None:
+    """Delete ``*.tmp`` files a killed atomic save left (never a finished file); one note.
+
+    Only call it holding the folder's lock: a live writer's temporary file must not vanish.
+    """
+    gone = []
+    for sub in subdirs:
+        directory = Path(folder) / sub
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.tmp")):
+            if path.is_file() or path.is_symlink():
+                path.unlink(missing_ok=True)
+                gone.append(str(path.relative_to(folder)))
+    if not gone:
+        return None
+    return (f"{folder}: removed {len(gone)} temporary file{'s' if len(gone) > 1 else ''} of an "
+            f"interrupted save: {', '.join(gone)}")
+
+
+# --- strict JSON -----------------------------------------------------------------------------
+def strict_json(value: Any) -> Any:
+    """``value`` as plain JSON data: NaN, Infinity and pandas' NA become None (``null``); numpy
+    scalars and arrays, tuples, sets and paths become numbers, lists and strings."""
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {_json_key(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [strict_json(v) for v in value]
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return strict_json(value.tolist())
+    if isinstance(value, np.generic):
+        return strict_json(value.item())
+    if isinstance(value, pd.Timestamp | datetime):
+        return None if pd.isna(value) else value.isoformat()
+    try:
+        if pd.isna(value):  # pd.NA, pd.NaT
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def _json_key(key: Any) -> Any:
+    key = strict_json(key)
+    return key if isinstance(key, str | int | bool | float) or key is None else str(key)
+
+
+def dumps_json(data: Any, **options: Any) -> str:
+    """The kit's one JSON writer: strict (``allow_nan=False``), so a NaN left anywhere raises
+    here instead of writing a file other JSON readers refuse."""
+    return json.dumps(strict_json(data), allow_nan=False, **options)
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.write_text(dumps_json(data, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
 
 
@@ -330,15 +608,18 @@ class CampaignRecorder:
     def open(cls, out_dir: str | os.PathLike) -> CampaignRecorder:
         """Open (creating if needed) a folder, loading records a previous run left there.
 
-        Torn last lines of a killed run are cut off first, so new rows never glue onto them.
+        Torn last lines of a killed run are cut off first, so new rows never glue onto them;
+        rows that do not parse are set aside, and temporary files of a killed save removed.
         """
         path = Path(out_dir)
         path.mkdir(parents=True, exist_ok=True)
+        notes = [remove_stale_temporaries(path)]
         for name, columns in ((SIMULATIONS_FILE, SIMULATION_FIELDS),
                               (ITERATIONS_FILE, ITERATION_FIELDS)):
-            for note in (repair_tail(path / name, columns), add_new_columns(path / name, columns)):
-                if note:
-                    print(f"note: {note}", file=sys.stderr)
+            notes += tidy_records(path / name, columns)
+        for note in notes:
+            if note:
+                print(f"note: {note}", file=sys.stderr)
         sims = read_simulations(path)
         its = read_iterations(path)
         recorder = cls(path)

@@ -239,7 +239,7 @@ def _folder(index: int, n: int) -> str:
 
 
 def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(dict(values), default=str))
+    return json.loads(rec.dumps_json(dict(values)))
 
 
 def _open_log(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
@@ -257,6 +257,9 @@ def _open_log(out: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
     if earlier.get("settings") != _jsonable(settings):
         raise SweepError(f"{out} holds a sweep with other settings (eta, rungs, budget or "
                          "configurations differ): choose another folder")
+    note = rec.remove_stale_temporaries(out, (".",))  # sweep.csv.tmp, sweep.json.tmp of a kill
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return list(earlier.get("rungs_log", []))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.records import _append_row
+from course_utils.records import _append_row, read_records, tidy_records
 
 CHECKS_FILE = "checks.csv"
 CHECK_FIELDS = [
@@ -41,12 +42,9 @@ def is_trusted(model_ie: float, cheap_ie: float, tol: float) -> bool:
 
 
 def read_checks(run_dir: str | os.PathLike) -> pd.DataFrame:
-    path = Path(run_dir) / CHECKS_FILE
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=CHECK_FIELDS)
-    return pd.read_csv(path, keep_default_na=False, na_values=[""],
-                       dtype={"smiles": str, "cheap_error": str, "cheap_status": str,
-                              "full_status": str})
+    return read_records(Path(run_dir) / CHECKS_FILE, CHECK_FIELDS, keep_default_na=False,
+                        na_values=[""], dtype={"smiles": str, "cheap_error": str,
+                                               "cheap_status": str, "full_status": str})
 
 
 def trailing_streak(checks: Sequence[Mapping[str, Any]]) -> int:
@@ -86,6 +84,8 @@ class TrustLedger:
     def open(cls, run_dir: str | os.PathLike, tol: float, streak: int, ranks: int
              ) -> TrustLedger:
         ledger = cls(Path(run_dir), tol, streak, ranks)
+        for note in tidy_records(ledger.run_dir / CHECKS_FILE, CHECK_FIELDS):
+            print(f"note: {note}", file=sys.stderr)
         ledger.rows = read_checks(run_dir).to_dict("records")
         ledger.trusted_smiles = {r["smiles"] for r in ledger.rows if _truthy(r["trusted"])}
         return ledger

@@ -9,7 +9,6 @@ SIGTERM, a job's end) loses at most the molecules in flight.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import socket
@@ -32,7 +31,7 @@ from course_utils.ground_truth import (
     packaged_table_path,
     read_table,
 )
-from course_utils.records import acquire_run_lock, repair_tail
+from course_utils.records import acquire_run_lock, dumps_json, repair_tail
 
 TRUTH_WALLTIME = 120.0  # s; a typical molecule takes 0.4-0.7 s, the slowest seen ~3 s
 
@@ -273,7 +272,7 @@ def _build(space: str, build_file: Path, name: str, *, config: str, workers: int
                          statuses=dict(report.statuses), interrupted=report.interrupted,
                          versions=_versions(name))
         with open(build_log_path(build_file), "a") as fh:
-            fh.write(json.dumps(log_entry) + "\n")
+            fh.write(dumps_json(log_entry) + "\n")
     return report
 
 

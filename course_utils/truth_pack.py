@@ -24,6 +24,7 @@ from course_utils.ground_truth import (
     read_table,
     space_size,
 )
+from course_utils.records import dumps_json
 from course_utils.truth_build import build_log_path, utc_now
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def _write_provenance(space: str, dest: Path, table: pd.DataFrame,
                                  "cpus": os.cpu_count()},
         "packed": utc_now(),
     }
-    path.write_text(json.dumps(provenance, indent=1) + "\n")
+    path.write_text(dumps_json(provenance, indent=1) + "\n")
 
 
 #: The estimate of what remains uses this many of the build's latest rows, when it has them.

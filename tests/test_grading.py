@@ -187,6 +187,23 @@ def _finished_run(out: Path) -> Path:
     return out
 
 
+@pytest.mark.parametrize("resumed", [False, True], ids=["in-place", "set-aside"])
+def test_a_run_whose_records_held_rows_that_do_not_parse_is_not_ranked(tmp_path, resumed):
+    run = _finished_run(tmp_path / "class" / "eve")
+    with (run / rec.SIMULATIONS_FILE).open("a") as fh:
+        fh.write("abc,12\n")  # would be counted as a 4th simulation, status NaN
+    if resumed:
+        rec.CampaignRecorder.open(run)  # a resume moves it to simulations.rejected.csv
+    _finished_run(tmp_path / "class" / "good")
+    report = grade([tmp_path / "class"], tmp_path / "grading", verify=False)
+
+    assert [Path(r).name for r in report.board["run"]] == ["good"]
+    reason = report.not_ranked.set_index(report.not_ranked["run"].map(
+        lambda r: Path(r).name)).loc["eve", "reason"]
+    assert "\n" not in reason and "do not parse" in reason and "delete" in reason
+    assert ("simulations.rejected.csv holds rows" if resumed else "line 5") in reason
+
+
 def _loopy_class(tmp_path: Path) -> Path:
     root = tmp_path / "class"
     _finished_run(root / "good")

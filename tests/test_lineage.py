@@ -4,6 +4,7 @@ interrupt (replayed campaigns on the part of QM9 the shipped table covers)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -110,6 +111,30 @@ def test_an_interrupted_run_resumes_numbering_without_duplicates_or_orphans(tmp_
     assert after["trigger"].iloc[len(before)] == "first model of this session"
     assert result.results["models"]["notes"] == []
     assert result.results["status"] == "complete"
+
+
+@pytest.mark.parametrize(("damage", "said"), [
+    ("99,2026-12-03T10:00:00+00:00,batch,40", "dropped a torn last line"),
+    ("99,2026-12-03T10:00:00+00:00,batch,forty,x,8,0,,,0,0.1,models/v0099.joblib\n",
+     "moved 1 row that does not parse to lineage.rejected.csv"),
+], ids=["torn", "garbage"])
+def test_a_broken_last_lineage_row_does_not_block_the_resume(finished, tmp_path, capsys, damage,
+                                                             said):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    n = len(read_lineage(run))
+    with (run / "lineage.csv").open("a") as fh:
+        fh.write(damage)  # a kill mid-append, or a row that is not one
+    capsys.readouterr()
+
+    result = run_campaign(_params(valid_fraction=0.2, max_training_count=40), run,
+                          progress=False, plot=False)
+    err = capsys.readouterr().err
+    assert result.results["status"] == "complete"
+    assert said in err and "v0099" not in err  # no note about its (never written) model
+    lineage = read_lineage(run)
+    assert lineage["version"].tolist() == list(range(1, len(lineage) + 1)) and len(lineage) > n
+    assert lineage.attrs["rejected"] == []
 
 
 def test_a_save_cut_short_is_repaired_and_reported_on_resume(tmp_path, capsys):

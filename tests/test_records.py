@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from course_utils import records as rec
@@ -84,12 +86,166 @@ def test_ground_truth_uses_the_same_repair():
 @pytest.mark.parametrize(("name", "read"), [(rec.SIMULATIONS_FILE, rec.read_simulations),
                                             (rec.ITERATIONS_FILE, rec.read_iterations)])
 def test_unparseable_csv_error_names_the_file(tmp_path, name, read):
-    (tmp_path / name).write_text("smiles,ie,status,error\nO,1,ok,\nOC,2,ok,,x,y,z\n")
+    # Not a record file at all (its header is not this record's): one line naming it.
+    (tmp_path / name).write_bytes(b"\xff\xfe\x00junk\nO,1,ok,\n")
     with pytest.raises(ValueError) as info:
         read(tmp_path)
     message = str(info.value)
     assert str(tmp_path / name) in message
     assert "\n" not in message
+
+
+# --- rows that do not parse ------------------------------------------------------------------
+def _sim_line(**values) -> str:
+    row = {**dict.fromkeys(rec.SIMULATION_FIELDS, ""), "batch": "1", "elapsed_s": "5.0",
+           **values}
+    return ",".join(row[k] for k in rec.SIMULATION_FIELDS) + "\n"
+
+
+GARBAGE = {
+    "abc,12\n": "2 fields, the header has 14",
+    _sim_line(smiles="CCO", ie="12.5", status="okay"): "status 'okay' is not one of",
+    _sim_line(smiles="C1CC", ie="12.5", status="ok"): "smiles 'C1CC' is not a molecule",
+    _sim_line(smiles="CCN", ie="twelve", status="ok"): "ie 'twelve' is not a number",
+    _sim_line(smiles="CCC", ie="", status="ok"): "status ok without a finite ie",
+    _sim_line(smiles="CCCC", ie="11.0", status="ok", batch="x"): "batch 'x' is not a number",
+    _sim_line(smiles="CO\udcff", ie="11.0", status="ok"): "not UTF-8 text",
+}
+
+
+def test_rows_that_do_not_parse_are_set_aside_and_never_counted(tmp_path, capsys):
+    _recorder_with_two(tmp_path)
+    with (tmp_path / rec.SIMULATIONS_FILE).open("a", errors="surrogateescape") as fh:
+        fh.write("".join(GARBAGE))  # the last one with a byte that is not UTF-8
+    capsys.readouterr()
+
+    recorder = CampaignRecorder.open(tmp_path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("note: ") and "moved 7 rows" in err[0]
+    assert "simulations.rejected.csv" in err[0] and "delete" in err[0]
+    assert [r["smiles"] for r in recorder.simulations] == ["O", "OC"]
+    totals = rec.summarize(recorder, PARAMS, status="complete", environment={},
+                           wall_time_s=3.0)["totals"]
+    assert totals["simulations"] == 2 and totals["by_status"] == {"ok": 2}
+    aside = rec.read_simulations(tmp_path).attrs["rejected"]
+    assert aside == []  # simulations.csv holds only the rows that parse now
+    kept = pd.read_csv(tmp_path / "simulations.rejected.csv", keep_default_na=False,
+                       encoding_errors="surrogateescape")
+    assert kept["line"].tolist() == [4, 5, 6, 7, 8, 9, 10]
+    for reason, expected in zip(kept["reason"], GARBAGE.values(), strict=True):
+        assert expected in reason
+    assert kept["row"].iloc[0] == "abc,12"  # the row as it was written, to fix by hand
+    assert rec.rejected_files(tmp_path) == [tmp_path / "simulations.rejected.csv"]
+
+    CampaignRecorder.open(tmp_path)  # the second resume has nothing left to say
+    assert capsys.readouterr().err == ""
+
+
+def test_readers_skip_rows_that_do_not_parse_and_list_them(tmp_path):
+    _recorder_with_two(tmp_path)
+    with (tmp_path / rec.SIMULATIONS_FILE).open("a") as fh:
+        fh.write("abc,12\n")
+    with (tmp_path / rec.ITERATIONS_FILE).open("a") as fh:
+        fh.write("two,8" + "," * (len(rec.ITERATION_FIELDS) - 2) + "\n")
+    before = (tmp_path / rec.SIMULATIONS_FILE).read_bytes()
+
+    sims = rec.read_simulations(tmp_path)
+    assert sims["smiles"].tolist() == ["O", "OC"] and sims["ie"].dtype == float
+    assert sims.attrs["rejected"] == [(4, "2 fields, the header has 14")]
+    its = rec.read_iterations(tmp_path)
+    assert its["iteration"].tolist() == [1]
+    assert its.attrs["rejected"] == [(3, "iteration 'two' is not a number")]
+    assert (tmp_path / rec.SIMULATIONS_FILE).read_bytes() == before  # reading changes nothing
+
+
+# --- strict JSON -----------------------------------------------------------------------------
+def _strict(path: Path):
+    def refuse(name: str):
+        raise ValueError(f"{path} holds {name}, which is not JSON")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def test_strict_json_writes_null_for_what_json_cannot_hold(tmp_path):
+    import numpy as np
+
+    data = {"nan": math.nan, "inf": -math.inf, "np": np.float64("nan"), "i": np.int64(3),
+            "array": np.array([1.5, np.nan]), "na": pd.NA, "nat": pd.NaT, "t": (1, 2.5),
+            "path": Path("a/b"), 4: "int key", "ok": 1.25}
+    rec.atomic_write_json(tmp_path / "x.json", data)
+    assert _strict(tmp_path / "x.json") == {
+        "nan": None, "inf": None, "np": None, "i": 3, "array": [1.5, None], "na": None,
+        "nat": None, "t": [1, 2.5], "path": "a/b", "4": "int key", "ok": 1.25}
+    with pytest.raises(ValueError):
+        json.dumps({"x": math.nan}, allow_nan=False)  # what dumps_json relies on
+
+
+def _replay_space(tmp_path: Path) -> tuple[Path, Path]:
+    """Nine molecules the shipped table answers and three it records as failures."""
+    from course_utils.ground_truth import load_ground_truth
+
+    table = load_ground_truth("qm9")
+    part = pd.concat([table[table["status"] == "ok"].head(9),
+                      table[table["status"] == "failed"].head(3)])
+    space, truth = tmp_path / "space.csv", tmp_path / "truth.csv"
+    part[["smiles"]].to_csv(space, index=False)
+    part.to_csv(truth, index=False)
+    return space, truth
+
+
+def _replay_params(space: Path, truth: Path, **extra) -> dict:
+    return {"search_space": str(space), "ground_truth": str(truth), "simulator": "replay",
+            "initial_training_count": 4, "max_training_count": 8, "batch_size": 2, "seed": 1,
+            "workers": 2, **extra}
+
+
+def test_every_json_file_the_kit_writes_is_strict(tmp_path):
+    from course_utils import sweep as sw
+    from course_utils.campaign import run_campaign
+    from course_utils.grading import grade
+
+    space, truth = _replay_space(tmp_path)
+    run = tmp_path / "run"
+    run_campaign(_replay_params(space, truth), run, progress=False, plot=False)
+    configs = tmp_path / "configs.txt"
+    configs.write_text("initial_training_count=4 max_training_count=8 batch_size=2 seed=0\n"
+                       "initial_training_count=4 max_training_count=8 batch_size=2 seed=1\n")
+    common = {"simulator": "replay", "workers": 2, "search_space": str(space),
+              "ground_truth": str(truth)}
+    sw.run_sweep(sw.read_configs(configs), tmp_path / "sweep", eta=2, rungs=[6],
+                 common=common, echo=None)
+    grade([run, tmp_path / "sweep"], tmp_path / "grading", verify=False)
+
+    files = sorted(tmp_path.rglob("*.json"))
+    names = {p.name for p in files}
+    assert {"results.json", "parameters.json", "v0001.json", "sweep.json"} <= names
+    loaded = {p: _strict(p) for p in files}  # raises on NaN or Infinity anywhere
+    results = loaded[run / "results.json"]
+    assert results["totals"]["failed"] >= 1 and results["failures"][0]["status"] == "failed"
+    version = loaded[run / "models" / "v0001.json"]
+    assert version["valid_size"] == 0 and version["valid_mae_ev"] is None
+    assert version["valid_r2"] is None
+
+
+# --- temporary files of a killed save ---------------------------------------------------------
+def test_a_resume_removes_temporary_files_of_a_killed_save(tmp_path, capsys):
+    from course_utils.campaign import run_campaign
+
+    space, truth = _replay_space(tmp_path)
+    run = tmp_path / "run"
+    run_campaign(_replay_params(space, truth), run, progress=False, plot=False)
+    stale = [run / "models" / "v0002.json.tmp", run / "results.json.tmp"]
+    for path in stale:
+        path.write_bytes(b"")  # killed during a save: renamed never
+    capsys.readouterr()
+
+    run_campaign(_replay_params(space, truth, max_training_count=9), run, progress=False,
+                 plot=False)
+    assert not any(path.exists() for path in stale)
+    notes = [line for line in capsys.readouterr().err.splitlines() if ".tmp" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: ")
+    assert "models/v0002.json.tmp" in notes[0] and "results.json.tmp" in notes[0]
 
 
 # --- torn JSON files -------------------------------------------------------------------------

@@ -195,6 +195,18 @@ def test_the_same_sweep_again_goes_on_and_recomputes_nothing(sweep):
                      rungs=[12], common=FIXED, echo=None)
 
 
+def test_the_same_sweep_again_removes_temporary_files_of_a_killed_save(sweep, capsys):
+    result, _, _ = sweep
+    stale = result.out_dir / (sw.SWEEP_CSV + ".tmp")
+    stale.write_bytes(b"")  # killed while rewriting sweep.csv
+    capsys.readouterr()
+    sw.run_sweep(sw.read_configs(_configs(result.out_dir.parent)), result.out_dir, eta=2,
+                 rungs=[12], common=FIXED, echo=None)
+    assert not stale.exists()
+    notes = [line for line in capsys.readouterr().err.splitlines() if ".tmp" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: ") and "sweep.csv.tmp" in notes[0]
+
+
 def test_the_sweep_figure(sweep):
     result, _, tmp = sweep
     path = sw.plot_sweep(result.out_dir, tmp / "sweep.png")

@@ -34,13 +34,14 @@ def test_trailing_streak_counts_fully_trusted_batches_at_the_end():
 
 
 def test_ledger_judges_each_pick_and_records_full_values(tmp_path):
+    # Real molecules: a row whose SMILES RDKit refuses is set aside when read back.
     ledger = TrustLedger.open(tmp_path, tol=0.2, streak=2, ranks=2)
-    model = pd.DataFrame({"smiles": ["A", "B", "C"], "ie": [14.0, 15.0, 16.0],
+    model = pd.DataFrame({"smiles": ["N", "B", "C"], "ie": [14.0, 15.0, 16.0],
                           "ie_spread": [0.1, 0.2, 0.3]})
-    cheap = pd.DataFrame({"smiles": ["A", "B", "C"], "ie": [14.1, 15.5, math.nan],
+    cheap = pd.DataFrame({"smiles": ["N", "B", "C"], "ie": [14.1, 15.5, math.nan],
                           "status": ["ok", "ok", "failed"], "error": ["", "", "EmbeddingError"],
                           "rank": [0, 1, 0], "seconds": [0.1, 0.2, 0.05]})
-    rows = ledger.judge(1, ["A", "B", "C"], model, cheap, model_version=3)
+    rows = ledger.judge(1, ["N", "B", "C"], model, cheap, model_version=3)
     assert [r["trusted"] for r in rows] == [True, False, False]
     ledger.record(rows, [{"smiles": "B", "ie": 15.4, "status": "ok"},
                          {"smiles": "C", "ie": math.nan, "status": "failed"}])
@@ -48,12 +49,34 @@ def test_ledger_judges_each_pick_and_records_full_values(tmp_path):
     assert checks["full_status"].fillna("").tolist() == ["", "ok", "failed"]
     assert checks["full_ie"].tolist()[1] == 15.4 and math.isnan(checks["full_ie"].iloc[0])
     assert checks["cheap_error"].tolist()[2] == "EmbeddingError"
-    assert ledger.trusted_smiles == {"A"}
+    assert ledger.trusted_smiles == {"N"}
     block = ledger.block(fired=False, seconds_per_full=2.0)
     assert block["trusted"] + block["untrusted"] == block["picks_checked"] == 3
     assert block["full_compute_saved_s"] == 2.0
     assert block["cheap_compute_s"] == pytest.approx(0.35)
-    assert TrustLedger.open(tmp_path, 0.2, 2, 2).trusted_smiles == {"A"}  # read back
+    assert TrustLedger.open(tmp_path, 0.2, 2, 2).trusted_smiles == {"N"}  # read back
+
+
+def test_checks_rows_that_do_not_parse_are_set_aside_on_open(tmp_path, capsys):
+    ledger = TrustLedger.open(tmp_path, tol=0.2, streak=2, ranks=2)
+    model = pd.DataFrame({"smiles": ["N"], "ie": [14.0], "ie_spread": [0.1]})
+    cheap = pd.DataFrame({"smiles": ["N"], "ie": [14.1], "status": ["ok"], "error": [""],
+                          "rank": [0], "seconds": [0.1]})
+    ledger.record(ledger.judge(1, ["N"], model, cheap, model_version=1), [])
+    with (tmp_path / "checks.csv").open("a") as fh:
+        fh.write("2,abc,14.0,0.1,14.0,ok,,0.0,True,,,0.1,1\n")  # not a molecule
+        fh.write("2,O,14.0,0.1,14.0,ok,,0.0,maybe,,,0.1,1\n")  # trusted is not True/False
+    capsys.readouterr()
+
+    again = TrustLedger.open(tmp_path, 0.2, 2, 2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "moved 2 rows" in err[0] and "checks.rejected.csv" in err[0]
+    assert [r["smiles"] for r in again.rows] == ["N"] and again.streak == 1
+    aside = pd.read_csv(tmp_path / "checks.rejected.csv")
+    assert aside["line"].tolist() == [3, 4]
+    assert "smiles 'abc' is not a molecule" in aside["reason"].iloc[0]
+    assert "trusted 'maybe'" in aside["reason"].iloc[1]
+    assert len(read_checks(tmp_path)) == 1
 
 
 # --- the loop ----------------------------------------------------------------------------------
