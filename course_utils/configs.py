@@ -38,7 +38,7 @@ POLARIS_TMPDIR_EXPORT = "export TMPDIR=/tmp"
 #: Folder of the shell-safe links to run folders whose names a shell would split (see
 #: :func:`parsl_run_dir`); default: ``parsl-links`` in the course's cache folder.
 LINKS_DIR_ENV = "COURSE_UTILS_PARSL_LINKS"
-_SHELL_SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")  # what needs no quoting in any shell
+_SHELL_SAFE = re.compile(r"[A-Za-z0-9_+./-]+")  # no quoting needed, nor commas or colons
 
 
 def thread_exports(xtb_threads: int = 1) -> str:
@@ -134,7 +134,8 @@ def _local_executor(workers: int | None, xtb_threads: int) -> HighThroughputExec
 
 
 def is_shell_safe(path: str | os.PathLike) -> bool:
-    """Whether a shell reads ``path`` as one word without quotes (ASCII letters, digits, ``_@%+=:,./-``)."""
+    """Whether ``path`` is one word to a shell, and to lists split at commas or colons
+    (ASCII letters, digits and ``_+./-`` only)."""
     return bool(_SHELL_SAFE.fullmatch(os.fspath(path)))
 
 
