@@ -226,6 +226,18 @@ def test_links_to_run_folders_that_are_gone_are_removed(tmp_path, monkeypatch):
     assert not gone.is_symlink()
 
 
+def test_links_go_to_tmp_when_the_cache_folder_needs_quoting_too(tmp_path, monkeypatch):
+    monkeypatch.delenv(configs.LINKS_DIR_ENV, raising=False)
+    monkeypatch.setenv("COURSE_UTILS_CACHE_DIR", str(tmp_path / "my cache"))
+    link = Path(make_local_config(run_dir=tmp_path / "a b").run_dir)
+    try:
+        assert configs.is_shell_safe(link) and link.resolve() == (tmp_path / "a b").resolve()
+        assert link.parent.parent.name.startswith("course_utils-")
+        assert not (tmp_path / "my cache").exists()
+    finally:
+        link.unlink()
+
+
 def test_an_unsafe_links_folder_is_refused_with_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv(configs.LINKS_DIR_ENV, str(tmp_path / "my links"))
     with pytest.raises(ValueError, match=f"{configs.LINKS_DIR_ENV}=.*letters, digits"):
