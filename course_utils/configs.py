@@ -177,7 +177,7 @@ def parsl_run_dir(run_dir: str | os.PathLike) -> str:
     links = _links_dir()
     if not is_shell_safe(links.absolute()):
         raise ValueError(f"{LINKS_DIR_ENV}={links} needs quoting in a shell; "
-                         "point it at a folder named with letters, digits and _.-/ only")
+                         "point it at a folder named with letters, digits and _+./- only")
     links.mkdir(mode=0o700, parents=True, exist_ok=True)
     _prune_dangling(links)
     link = links / hashlib.sha256(real.encode()).hexdigest()[:16]
