@@ -10,9 +10,12 @@ one. Notebooks use ``with parsl.load(make_config(name, ...)):``.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,12 @@ POLARIS_MPI_CORES = 16  # of each node's 32 cores, the last 16 go to MPI ranks i
 POLARIS_CORES_PER_NODE = 32
 POLARIS_INTERFACE = "bond0"
 POLARIS_FILESYSTEMS = "home:eagle"
+#: ALCF: Parsl on Polaris fails with "AF_UNIX path too long" unless workers use a short TMPDIR.
+POLARIS_TMPDIR_EXPORT = "export TMPDIR=/tmp"
+#: Folder of the shell-safe links to run folders whose names a shell would split (see
+#: :func:`parsl_run_dir`); default: ``parsl-links`` in the course's cache folder.
+LINKS_DIR_ENV = "COURSE_UTILS_PARSL_LINKS"
+_SHELL_SAFE = re.compile(r"[A-Za-z0-9_+./-]+")  # no quoting needed, nor commas or colons
 
 
 def thread_exports(xtb_threads: int = 1) -> str:
@@ -53,8 +62,11 @@ class RunDirMpiExecLauncher(MpiExecLauncher):
     def __call__(self, command: str, tasks_per_node: int, nodes_per_block: int,
                  script_dir: str = "") -> str:
         script = super().__call__(command, tasks_per_node, nodes_per_block, script_dir)
-        return script.replace('HOSTFILE="$JOBNAME.nodes"',
-                              'HOSTFILE="${SCRIPT_DIR:+$SCRIPT_DIR/}$JOBNAME.nodes"')
+        # A quoted here-document keeps the worker command as written: a '$' or a backquote in a
+        # quoted path (the venv's python) reaches the node's shell unexpanded.
+        return (script.replace('HOSTFILE="$JOBNAME.nodes"',
+                               'HOSTFILE="${SCRIPT_DIR:+$SCRIPT_DIR/}$JOBNAME.nodes"')
+                .replace("cat << MPIEXEC_EOF", "cat << 'MPIEXEC_EOF'"))
 
 
 def _repo_activate_script() -> Path | None:
@@ -121,11 +133,67 @@ def _local_executor(workers: int | None, xtb_threads: int) -> HighThroughputExec
     )
 
 
+def is_shell_safe(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is one word to a shell, and to lists split at commas or colons
+    (ASCII letters, digits and ``_+./-`` only)."""
+    return bool(_SHELL_SAFE.fullmatch(os.fspath(path)))
+
+
+def _links_dir() -> Path:
+    """Where the links to unsafe run folders go: shared by every node (home) when its own name
+    is safe, else a private folder in /tmp."""
+    configured = os.environ.get(LINKS_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    from course_utils.ml import default_cache_dir
+
+    cache = default_cache_dir().absolute() / "parsl-links"
+    if is_shell_safe(cache):
+        return cache
+    return Path(tempfile.gettempdir() if is_shell_safe(tempfile.gettempdir()) else "/tmp",
+                f"course_utils-{os.getuid()}", "parsl-links")
+
+
+def _prune_dangling(links: Path) -> None:
+    """Remove links whose run folder is gone (deleted or renamed outputs)."""
+    for link in links.iterdir():
+        if link.is_symlink() and not link.exists():
+            link.unlink(missing_ok=True)
+
+
+def parsl_run_dir(run_dir: str | os.PathLike) -> str:
+    """The run folder to give Parsl: ``run_dir`` itself when its absolute path is shell-safe,
+    else a shell-safe symlink that points at it.
+
+    Parsl writes that path unquoted into the shell commands it runs (worker ``--logdir``, submit
+    scripts, ``qsub``), so a space or a parenthesis in it lost every worker. Through the link
+    Parsl's files still land in ``run_dir``. Each folder has one link, named by a hash of its
+    absolute path and reused by every run into it; links to folders that are gone are removed.
+    """
+    real = os.path.abspath(run_dir)
+    if is_shell_safe(real):
+        return os.fspath(run_dir)
+    os.makedirs(real, exist_ok=True)  # a dangling link would make Parsl's makedirs fail
+    links = _links_dir()
+    if not is_shell_safe(links.absolute()):
+        raise ValueError(f"{LINKS_DIR_ENV}={links} needs quoting in a shell; "
+                         "point it at a folder named with letters, digits and _+./- only")
+    links.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _prune_dangling(links)
+    link = links / hashlib.sha256(real.encode()).hexdigest()[:16]
+    if not (link.is_symlink() and os.readlink(link) == real):
+        spare = links / f".{link.name}.{os.getpid()}"
+        spare.unlink(missing_ok=True)
+        spare.symlink_to(real, target_is_directory=True)
+        os.replace(spare, link)  # atomic: a run starting at the same time sees one or the other
+    return str(link.absolute())
+
+
 def _config(executors: list, run_dir: str | os.PathLike | None, retries: int, *,
             local: bool = True) -> Config:
     return Config(
         executors=executors,
-        run_dir=str(run_dir) if run_dir is not None else "runinfo",
+        run_dir=parsl_run_dir(run_dir if run_dir is not None else "runinfo"),
         retries=retries,
         usage_tracking=0,
         # Locally Parsl starts the first block on the strategy's first tick: 1 s instead of 5 s.
@@ -216,13 +284,19 @@ def job_node_count(nodefile: str | os.PathLike | None = None) -> int:
 def polaris_worker_init(
     activate_script: str | os.PathLike | None = None, xtb_threads: int = 1
 ) -> str:
-    """Commands each Polaris worker node runs first: the course environment, then thread limits."""
+    """Commands each Polaris worker node runs first: a short TMPDIR (ALCF's fix for "AF_UNIX
+    path too long"), the course environment, then thread limits."""
     script = activate_script or _repo_activate_script()
-    lines = []
+    lines = [POLARIS_TMPDIR_EXPORT]
     if script is not None:
-        lines.append(f"source {script}")
+        lines.append(f"source {shlex.quote(os.fspath(script))}")
     lines.append(thread_exports(xtb_threads))
     return "; ".join(lines)
+
+
+def _with_short_tmpdir(worker_init: str) -> str:
+    """A user's own Polaris ``worker_init``, with ``TMPDIR=/tmp`` first unless it sets TMPDIR."""
+    return worker_init if "TMPDIR" in worker_init else f"{POLARIS_TMPDIR_EXPORT}; {worker_init}"
 
 
 def make_polaris_config(
@@ -271,7 +345,8 @@ def make_polaris_config(
     if launcher_overrides is None:
         launcher_overrides = f"--depth={depth} --ppn 1"
     launcher = RunDirMpiExecLauncher(bind_cmd=bind_cmd, overrides=launcher_overrides)
-    init = worker_init if worker_init is not None else polaris_worker_init(xtb_threads=xtb_threads)
+    init = (_with_short_tmpdir(worker_init) if worker_init is not None
+            else polaris_worker_init(xtb_threads=xtb_threads))
     job = {"account": account, "queue": queue, "walltime": walltime} if not interactive else None
     executor = HighThroughputExecutor(
         label=EXECUTOR_LABEL,
@@ -346,7 +421,8 @@ def make_polaris_mpi_config(
     if mpi_options is None:
         mpi_options = polaris_rank_binding(POLARIS_CORES_PER_NODE - mpi_cores, mpi_cores, threads)
     init = polaris.get("worker_init")
-    init = _mpi_worker_init(init if init is not None else polaris_worker_init(xtb_threads=threads),
+    init = _mpi_worker_init(_with_short_tmpdir(init) if init is not None
+                            else polaris_worker_init(xtb_threads=threads),
                             mpi_options, venv_path=False)  # Cray's mpiexec, never a venv's
     base = htex.provider
     job = ({"account": base.account, "queue": base.queue, "walltime": base.walltime}

@@ -171,10 +171,23 @@ def job_variables(spec: JobSpec) -> dict[str, str]:
     return out
 
 
+def _by_name(value: str) -> bool:
+    """``qsub -v`` splits its list at commas and reads quotes, so a value (a folder's path) with
+    either travels in qsub's own environment and is named alone in the list."""
+    return any(c in value for c in ",'\"")
+
+
 def qsub_command(spec: JobSpec, script: str | os.PathLike,
                  extra: Mapping[str, str] | None = None) -> list[str]:
-    variables = ",".join(f"{k}={v}" for k, v in {**job_variables(spec), **(extra or {})}.items())
+    """``qsub -v ... SCRIPT``; run it with :func:`qsub_environment` added to the environment."""
+    variables = ",".join(k if _by_name(v) else f"{k}={v}"
+                         for k, v in {**job_variables(spec), **(extra or {})}.items())
     return ["qsub", "-v", variables, str(script)]
+
+
+def qsub_environment(spec: JobSpec, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The job variables :func:`qsub_command` names without a value: qsub takes them from here."""
+    return {k: v for k, v in {**job_variables(spec), **(extra or {})}.items() if _by_name(v)}
 
 
 def submit(spec: JobSpec, *, dry_run: bool = False, template: str | os.PathLike = JOB_SCRIPT,
@@ -188,10 +201,13 @@ def submit(spec: JobSpec, *, dry_run: bool = False, template: str | os.PathLike 
     script = scripts / f"{spec.job_name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.pbs"
     script.write_text(render_job_script(spec, template))
     command = qsub_command(spec, script, extra)
+    by_name = qsub_environment(spec, extra)
     if dry_run:
-        return shlex.join(command), script
+        assignments = [f"{k}={shlex.quote(v)}" for k, v in by_name.items()]
+        return " ".join([*assignments, shlex.join(command)]), script
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, check=False)
+        proc = subprocess.run(command, capture_output=True, text=True, check=False,
+                              env={**os.environ, **by_name})
     except FileNotFoundError:
         raise SubmitError("qsub not found: submit from a Polaris login node") from None
     if proc.returncode != 0:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
+import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -182,3 +186,103 @@ def test_every_config_name_builds(monkeypatch):
     for name in configs.CONFIG_NAMES:
         options = {"account": "P", "address": "127.0.0.1"} if name.startswith("polaris") else {}
         assert make_config(name, **options).executors
+
+
+# --- run folders and scripts whose names a shell would split ---------------------------------
+UNSAFE = "it's \"q\" $HOME (1) é"  # a space, quotes, a dollar, parentheses, a non-ASCII letter
+
+
+def test_an_unsafe_run_folder_reaches_parsl_through_one_safe_link(tmp_path, monkeypatch):
+    from parsl.dataflow.rundirs import make_rundir
+    from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+
+    monkeypatch.setenv(configs.LINKS_DIR_ENV, str(tmp_path / "links"))
+    real = tmp_path / UNSAFE / "runinfo"
+    cfg = make_local_config(workers=1, run_dir=real)
+    assert configs.is_shell_safe(cfg.run_dir) and Path(cfg.run_dir).resolve() == real.resolve()
+    assert make_local_config(workers=1, run_dir=real).run_dir == cfg.run_dir  # reused
+    # What Parsl does with it: a numbered folder, then the worker launch command.
+    logdir = Path(make_rundir(cfg.run_dir)) / "htex"
+    assert "/" + Path(cfg.run_dir).name + "/" in str(logdir)  # Parsl keeps the link's name
+    words = shlex.split(DEFAULT_LAUNCH_CMD.format(
+        debug="", max_workers_per_node="", addresses="127.0.0.1", prefetch_capacity=0,
+        cores_per_worker=1, mem_per_worker=0, poll_period=10, worker_port=1,
+        cert_dir=logdir / "certificates", logdir=logdir, logconf=logdir / "log_config",
+        heartbeat_period=5, heartbeat_threshold=30, address_probe_timeout_string="",
+        drain_period=None, cpu_affinity="none", enable_mpi_mode="", mpi_launcher="mpiexec",
+        accelerators=""))
+    (logdir_word,) = [w for w in words if w.startswith("--logdir=")]
+    Path(logdir_word.removeprefix("--logdir=")).mkdir(parents=True)
+    assert (real / "000" / "htex").is_dir()  # Parsl's files land in the user's folder
+    assert make_local_config(run_dir=tmp_path / "safe").run_dir == str(tmp_path / "safe")
+
+
+def test_links_to_run_folders_that_are_gone_are_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv(configs.LINKS_DIR_ENV, str(tmp_path / "links"))
+    gone = Path(make_local_config(run_dir=tmp_path / "a b" / "runinfo").run_dir)
+    shutil.rmtree(tmp_path / "a b")
+    kept = Path(make_local_config(run_dir=tmp_path / "c d" / "runinfo").run_dir)
+    assert sorted(p.name for p in (tmp_path / "links").iterdir()) == [kept.name]
+    assert not gone.is_symlink()
+
+
+def test_links_go_to_tmp_when_the_cache_folder_needs_quoting_too(tmp_path, monkeypatch):
+    monkeypatch.delenv(configs.LINKS_DIR_ENV, raising=False)
+    monkeypatch.setenv("COURSE_UTILS_CACHE_DIR", str(tmp_path / "my cache"))
+    link = Path(make_local_config(run_dir=tmp_path / "a b").run_dir)
+    try:
+        assert configs.is_shell_safe(link) and link.resolve() == (tmp_path / "a b").resolve()
+        assert link.parent.parent.name.startswith("course_utils-")
+        assert not (tmp_path / "my cache").exists()
+    finally:
+        link.unlink()
+
+
+def test_an_unsafe_links_folder_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv(configs.LINKS_DIR_ENV, str(tmp_path / "my links"))
+    with pytest.raises(ValueError, match=f"{configs.LINKS_DIR_ENV}=.*letters, digits"):
+        make_local_config(run_dir=tmp_path / "a b")
+
+
+def _run_shell(text: str, tmp_path: Path, **env: str) -> str:
+    proc = subprocess.run(["bash", "-c", text], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, **env}, check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_polaris_worker_init_sources_an_unsafe_script_and_sets_a_short_tmpdir(tmp_path):
+    script = tmp_path / UNSAFE / "activate_env.sh"
+    script.parent.mkdir()
+    script.write_text("echo sourced\n")
+    init = configs.polaris_worker_init(script, xtb_threads=2)
+    assert init.startswith("export TMPDIR=/tmp; ")
+    out = _run_shell(f"{init}; echo \"$TMPDIR $OMP_NUM_THREADS\"", tmp_path, TMPDIR="/x/long")
+    assert out.splitlines() == ["sourced", "/tmp 2"]
+
+
+def test_every_polaris_config_exports_a_short_tmpdir(monkeypatch):
+    monkeypatch.delenv("PBS_NODEFILE", raising=False)
+    job = {"account": "P", "interactive": False, "address": "10.0.0.1"}
+    inits = [ex.provider.worker_init for name in ("polaris", "polaris-mpi")
+             for ex in make_config(name, **job).executors]
+    inits += [ex.provider.worker_init for name in ("polaris", "polaris-mpi")
+              for ex in make_config(name, worker_init="module load x", **job).executors]
+    assert len(inits) == 6
+    assert all(init.startswith("export TMPDIR=/tmp; ") for init in inits), inits
+    own = make_polaris_config(worker_init="export TMPDIR=/local/scratch", **job)
+    assert own.executors[0].provider.worker_init == "export TMPDIR=/local/scratch"
+
+
+def test_mpiexec_launcher_writes_the_worker_command_unexpanded(tmp_path):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "mpiexec").write_text('#!/bin/sh\nwhile [ "$1" != /usr/bin/sh ]; do shift; done\n'
+                                  'exec "$@"\n')
+    (fake / "mpiexec").chmod(0o755)
+    python = f"/opt/{UNSAFE} `x`/bin/python"
+    command = f"printf '%s\\n' {shlex.quote(python)} > seen.txt"
+    launcher = configs.RunDirMpiExecLauncher(bind_cmd="--bind-to", overrides="--ppn 1")
+    script = launcher(command, 1, 1, str(tmp_path))
+    _run_shell(script, tmp_path, JOBNAME="job", PATH=f"{fake}:{os.environ['PATH']}")
+    assert (tmp_path / "seen.txt").read_text() == python + "\n"

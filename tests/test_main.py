@@ -111,3 +111,17 @@ def test_summary_names_the_lineage_and_the_checks_when_a_run_wrote_them(tmp_path
     (tmp_path / "lineage.csv").write_text("version\n")
     (tmp_path / "checks.csv").write_text("iteration\n")
     assert existing_outputs(tmp_path) == [rec.RESULTS_FILE, "lineage.csv", "checks.csv"]
+
+
+def test_a_run_into_a_folder_a_shell_would_split(small_space, tmp_path):
+    """Real workers and real xTB: a space, quotes, a dollar, parentheses and a non-ASCII letter
+    in the output folder once lost every worker (Parsl's commands carry its paths unquoted)."""
+    out = tmp_path / "it's \"my\" $HOME (run 1) é" / "run"
+    proc = subprocess.run([sys.executable, "-m", "course_utils", "run", "--initial-training-count",
+                           "4", "--max-training-count", "6", "--batch-size", "2", "--seed", "5",
+                           "--workers", "2", "--search-space", str(small_space), "--out",
+                           str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sims = rec.read_simulations(out)
+    assert (sims["status"] == rec.STATUS_OK).sum() == 6 and sims["smiles"].is_unique
+    assert list((out / "runinfo").glob("*/parsl.log"))  # Parsl's own files are in the folder

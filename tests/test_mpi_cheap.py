@@ -184,15 +184,18 @@ _PARSL_DRIVER = textwrap.dedent("""
 def test_parsl_bash_app_on_the_local_mpi_config(tmp_path, serial):
     """One MPI task of 2 ranks through Parsl's MPI mode, with an ordinary app beside it.
 
-    Its own process: a test session may already hold a loaded Parsl configuration."""
-    proc = subprocess.run([sys.executable, "-c", _PARSL_DRIVER, str(tmp_path), json.dumps(MIXED)],
+    Its own process: a test session may already hold a loaded Parsl configuration. Its folder's
+    name needs quoting in a shell, as the ranks' input and output paths then do."""
+    folder = tmp_path / "mpi (1) it's \"q\" $HOME é"
+    folder.mkdir()
+    proc = subprocess.run([sys.executable, "-c", _PARSL_DRIVER, str(folder), json.dumps(MIXED)],
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["exit"] == 0
     assert report["beside"] == pytest.approx(serial["CC"], abs=1e-6)
-    frame = mpi_cheap.read_results(tmp_path / "cheap.csv")
+    frame = mpi_cheap.read_results(folder / "cheap.csv")
     _check(frame, MIXED, serial)
     assert set(frame["rank"]) == {0, 1}
-    log = (tmp_path / "cheap.csv.log").read_text()
+    log = (folder / "cheap.csv.log").read_text()
     assert "on 2 rank(s)" in log

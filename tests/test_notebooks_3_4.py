@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -66,6 +67,19 @@ def test_notebook3_and_the_campaign_engine_agree(notebook3_run, parsl_local, tmp
     assert set(notebook["smiles"]) == set(engine.simulations["smiles"])
     assert json.loads((out / rec.RESULTS_FILE).read_text())["best"]["smiles"] == \
         engine.best["smiles"]
+
+
+def test_quickstart_script_into_a_folder_a_shell_would_split(small_space, tmp_path):
+    """bash run_ml_in_the_loop.sh "out dir/run 1" once hung with every worker lost."""
+    out = tmp_path / "it's \"my\" $HOME (out dir) é" / "run 1"
+    small = ["-p", "initial_training_count", "4", "-p", "max_training_count", "6",
+             "-p", "batch_size", "2", "-p", "seed", "3", "-p", "search_space", str(small_space)]
+    proc = subprocess.run(["bash", str(REPO / "run_ml_in_the_loop.sh"), str(out), *small],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    _check_run(out, 6)
+    assert (out / "3_ml_in_the_loop.ipynb").is_file()
+    assert f"Done. Outputs in {out}:" in proc.stdout and "status: complete" in proc.stdout
 
 
 def test_notebook3_runs_twice_in_one_kernel(tmp_path):

@@ -124,6 +124,25 @@ def test_sweep_with_one_bad_line_submits_none(tmp_path):
     assert not (tmp_path / "record" / "calls.txt").exists()
 
 
+def test_folders_with_commas_and_quotes_reach_the_job_unchanged(tmp_path, monkeypatch):
+    """qsub -v splits at commas and reads quotes: such paths travel in qsub's environment, also
+    when the printed --dry-run command is run by hand."""
+    template = tmp_path / "show.pbs"
+    template.write_text('#!/bin/bash\nprintf "%s\\n" "$OUT_DIR" "$OUTPUT_ROOT" "$COURSE_ROOT"\n')
+    weird = tmp_path / "a, b (1) it's \"q\" $HOME é"
+    spec = pbs.JobSpec(account="MyProj", out_dir=str(weird / "run 1"),
+                       output_root=str(weird / "jobs"))
+    expected = [str(weird / "run 1"), str(weird / "jobs"), str(REPO)]
+    for name, value in _env(tmp_path / "record").items():
+        monkeypatch.setenv(name, value)
+    job, _ = pbs.submit(spec, template=template)
+    assert job == "1.standin-pbs"
+    assert (tmp_path / "record" / "job-1.out").read_text().splitlines() == expected
+    printed, _ = pbs.submit(spec, template=template, dry_run=True)
+    subprocess.run(["bash", "-c", printed], check=True, capture_output=True)
+    assert (tmp_path / "record" / "job-2.out").read_text().splitlines() == expected
+
+
 # --- the whole job, behind the stand-in qsub ---------------------------------------------------
 @needs_mpiexec
 def test_homework_job_runs_on_two_nodes_end_to_end(small_space, tmp_path):
@@ -175,16 +194,19 @@ def test_homework_job_runs_on_two_nodes_end_to_end(small_space, tmp_path):
 
 @needs_mpiexec
 def test_job_without_scheduler_variables_still_runs_locally(small_space, tmp_path):
-    """The job script outside PBS (e.g. bash submit/run_notebook.pbs on a laptop, CONFIG=local)."""
-    env = {**os.environ, "CONFIG": "local", "WORKERS_PER_NODE": "2", "OUT_DIR": str(tmp_path / "o"),
+    """The job script outside PBS (e.g. bash submit/run_notebook.pbs on a laptop, CONFIG=local),
+    into a folder whose name a shell would split: every path in it is quoted."""
+    out = tmp_path / "my \"job\" (1) it's $HOME é" / "o"
+    env = {**os.environ, "CONFIG": "local", "WORKERS_PER_NODE": "2", "OUT_DIR": str(out),
            "NOTEBOOK": "notebooks/4_homework.ipynb", "initial_training_count": "4",
            "max_training_count": "6", "batch_size": "2", "search_space": str(small_space)}
     env.pop("PBS_NODEFILE", None)
     proc = subprocess.run(["bash", "submit/run_notebook.pbs"], cwd=REPO, env=env,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    sims = pd.read_csv(tmp_path / "o" / rec.SIMULATIONS_FILE)
+    sims = pd.read_csv(out / rec.SIMULATIONS_FILE)
     assert (sims["status"] == "ok").sum() == 6
+    assert f"outputs: {out}" in (out / "job.log").read_text()
 
 
 GROUND_TRUTH_JOB = REPO / "submit" / "build_ground_truth.pbs"
