@@ -7,6 +7,7 @@ uses its ``parameters`` cell instead; :func:`is_interactive` tells the two situa
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,20 +119,26 @@ class HomeworkPanel:
         from IPython.display import Image, display
 
         from course_utils.campaign import CampaignParameterError
+        from course_utils.parameters import CampaignNote
 
         self.button.disabled = True
         self.output.clear_output()
         try:
             params = self.parameters()
-            params.validate()
-            self.status.value = "running..."
+            # A click's warnings end up in the kernel's log, not under the panel: show notes here.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", CampaignNote)
+                params.validate()
+            notes = "".join(f" Note: {w.message}." for w in caught
+                            if issubclass(w.category, CampaignNote))
+            self.status.value = "running..." + notes
             self.result = self._run(params, self._update)
         except CampaignParameterError as err:
             self.status.value = f"<span style='color:#b00'>Cannot run: {err}</span>"
             return
         finally:
             self.button.disabled = False
-        self.status.value += f" Done: {self.result.results['status']}."
+        self.status.value += f" Done: {self.result.results['status']}.{notes}"
         with self.output:
             display(summary_table(self.result))
             if self.result.plot_path is not None:

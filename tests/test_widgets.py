@@ -60,3 +60,15 @@ def test_impossible_parameters_are_shown_not_run(tmp_path):
     assert calls == []
     assert "initial_training_count" in panel.status.value
     assert "Cannot run" in panel.status.value
+
+
+def test_the_panel_shows_a_note_about_a_batch_beyond_the_budget(tmp_path):
+    replay = CampaignParameters(simulator="replay", search_space="truth:qm9:200")
+    panel = HomeworkPanel(replay, lambda p, u: run_campaign(p, tmp_path / "run", progress=False,
+                                                            on_update=u))
+    panel.initial.value, panel.maximum.value, panel.batch.value = 8, 12, 10
+    panel.click()
+    assert panel.result.results["status"] == "complete"
+    assert panel.status.value.endswith(
+        "Done: complete. Note: batch_size 10 is more than the 4 simulations left after the "
+        "initial 8; the one batch will have 4 (more only to replace failures).")
