@@ -348,11 +348,16 @@ def _out_problem(out: Path, folder: bool = True) -> str | None:
 
 
 def _os_error_line(err: OSError, out: Path) -> str:
-    """One line for an OSError that got past the --out checks (a disk that filled up or
-    became read-only, a folder that cannot be created)."""
+    """One line for an OSError that got past the --out checks (a disk that filled up or became
+    read-only); one about another file, or none (a network port), is not blamed on --out."""
     what = err.strerror or str(err).splitlines()[0] or type(err).__name__
-    where = f": {err.filename}" if err.filename else ""
-    return f"cannot write --out {out} ({what}{where}); give an --out you can write to"
+    if err.filename is None:
+        return what
+    line = f"{what}: {err.filename}"
+    name, mine = Path(os.path.abspath(err.filename)), Path(os.path.abspath(out))
+    if name.is_relative_to(mine) or mine.is_relative_to(name):
+        return f"cannot write --out {out} ({line}); give an --out you can write to"
+    return line
 
 
 def existing_outputs(out: Path) -> list[str]:

@@ -247,3 +247,18 @@ def test_a_batch_beyond_the_budget_is_noted_once_and_runs_one_batch(tmp_path):
         "note: batch_size 100 is more than the 16 simulations left after the initial 8; the "
         "one batch will have 16 (more only to replace failures)"]
     assert rec.read_iterations(out)["n_new"].tolist() == [16]
+
+
+def test_an_os_error_elsewhere_is_not_blamed_on_out(tmp_path):
+    import errno
+
+    from course_utils.__main__ import _os_error_line
+
+    out = tmp_path / "run"
+    assert _os_error_line(OSError(errno.EADDRINUSE, "Address already in use"), out) == (
+        "Address already in use")
+    assert _os_error_line(OSError(errno.EACCES, "Permission denied", "/etc/x"), out) == (
+        "Permission denied: /etc/x")
+    assert _os_error_line(OSError(errno.ENOSPC, "No space left on device", str(out / "a.csv")),
+                          out) == (f"cannot write --out {out} (No space left on device: "
+                                   f"{out / 'a.csv'}); give an --out you can write to")
