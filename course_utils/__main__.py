@@ -200,6 +200,8 @@ def _sweep(args: argparse.Namespace) -> int:
         return sweep_main(args)
     except OSError as err:
         return _fail(_os_error_line(err, args.out))
+    except (ValueError, LookupError) as err:  # e.g. a table a sweep's worker could not load
+        return _fail(str(err).splitlines()[0])
 
 
 def _truth_parser(sub) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,20 @@ RESUME_KEYS = ("initial_training_count", "batch_size", "seed", "acquisition", "m
 
 class CampaignParameterError(ValueError):
     """Parameters that cannot make a campaign; the message is one line naming them."""
+
+
+def _search_space_file_problem(space: Any) -> str | None:
+    """A search space that names a file that is not there (``qm9`` and ``truth:...`` are names):
+    said here, before a folder is made or a sweep's processes start."""
+    text = str(space)
+    if text == "qm9" or text.startswith("truth:"):
+        return None
+    if not text.strip():
+        return "search_space is empty; give 'qm9', 'truth:qm9' or a CSV/TSV file with a smiles column"
+    if Path(text).expanduser().is_file():
+        return None
+    return (f"search-space file {text} not found; give 'qm9', 'truth:qm9' or a CSV/TSV file "
+            "with a smiles column")
 
 
 class CampaignNote(UserWarning):
@@ -192,6 +207,9 @@ class CampaignParameters:
             parse_stop_rule(self.stop)
         except StopRuleError as err:
             fail(str(err))
+        problem = _search_space_file_problem(self.search_space)
+        if problem:
+            fail(problem)
         if self.simulator == "replay" and self.ground_truth is not None:
             problem = ground_truth_file_problem(self.ground_truth)
             if problem:

@@ -262,3 +262,29 @@ def test_an_os_error_elsewhere_is_not_blamed_on_out(tmp_path):
     assert _os_error_line(OSError(errno.ENOSPC, "No space left on device", str(out / "a.csv")),
                           out) == (f"cannot write --out {out} (No space left on device: "
                                    f"{out / 'a.csv'}); give an --out you can write to")
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_missing_search_space_file_is_named_before_anything_is_written(replay_run, tmp_path,
+                                                                      command):
+    missing = tmp_path / "nonexistent.csv"
+    args = _commands(replay_run, str(tmp_path / "out"))[command]
+    args[args.index("truth:qm9:200")] = str(missing)
+    line = _one_error_line(_cli(tmp_path, *args))
+    assert f"search-space file {missing} not found" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_errors_past_the_checks_are_one_line(tmp_path, capsys, monkeypatch):
+    from course_utils import sweep
+    from course_utils.ground_truth import GroundTruthError
+
+    def fails(_args):
+        raise GroundTruthError("no ground-truth table is shipped for 'x'\nsecond line")
+
+    monkeypatch.setattr(sweep, "sweep_main", fails)
+    configs = tmp_path / "configs.txt"
+    configs.write_text("batch_size=4\n")
+    code, err = _main(capsys, "sweep", "--configs", str(configs), "--out", str(tmp_path / "s"))
+    assert code == 2
+    assert err.splitlines() == ["error: no ground-truth table is shipped for 'x'"]

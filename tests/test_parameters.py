@@ -46,3 +46,16 @@ def test_a_missing_ground_truth_file_is_named(tmp_path):
     assert str(missing) in str(info.value)
     with pytest.raises(CampaignParameterError, match="is a folder, not a file"):
         CampaignParameters(simulator="replay", ground_truth=str(tmp_path)).validate(1000)
+
+
+@pytest.mark.parametrize("space", ["qm9", "truth:qm9", "truth:qm9:200"])
+def test_named_search_spaces_are_not_files(space):
+    CampaignParameters(search_space=space).validate()
+
+
+def test_a_missing_search_space_file_is_named(tmp_path):
+    missing = tmp_path / "space.csv"
+    with pytest.raises(CampaignParameterError, match="^search-space file .* not found; "):
+        CampaignParameters(search_space=str(missing)).validate()
+    missing.write_text("smiles\nC\n")
+    CampaignParameters(search_space=str(missing)).validate()  # once it exists it is fine
