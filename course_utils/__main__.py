@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
 from course_utils.campaign import ACQUISITIONS, MODES, CampaignParameters
+from course_utils.parameters import CampaignNote
+
+
+def _out_arg(text: str) -> Path | str:
+    """``--out`` as a Path; a blank one stays a str, since Path("") would quietly mean "."."""
+    return Path(text) if text.strip() else text
 
 
 def _run_parser(sub) -> None:
@@ -61,7 +70,7 @@ def _run_parser(sub) -> None:
                      help="stop after this many consecutive fully trusted batches")
     run.add_argument("--trust-ranks", type=int, default=defaults.trust_ranks,
                      help="MPI ranks of each batch's cheap check")
-    run.add_argument("--out", type=Path, required=True, help="output folder")
+    run.add_argument("--out", type=_out_arg, required=True, help="output folder")
     run.add_argument("--account", default=None, help="Polaris: ALCF project to charge")
     run.add_argument("--queue", default=None, help="Polaris: debug|prod|...")
     run.add_argument("--walltime", default=None, help="Polaris: HH:MM:SS of Parsl's own job")
@@ -73,7 +82,7 @@ def _grade_parser(sub) -> None:
     grade = sub.add_parser("grade", help="rank a class's homework submissions")
     grade.add_argument("paths", nargs="+", type=Path,
                        help="executed homework notebooks and/or output folders")
-    grade.add_argument("--out", type=Path, default=Path("grading"),
+    grade.add_argument("--out", type=_out_arg, default=Path("grading"),
                        help="folder for leaderboard.csv, leaderboard.png and not_ranked.csv")
     grade.add_argument("--no-verify", action="store_true",
                        help="do not recompute each run's best molecule with xTB")
@@ -88,7 +97,7 @@ def _figures_parser(sub) -> None:
                     "A path that is not a run folder stops the command with one line (exit 2) "
                     "before anything is written.")
     figures.add_argument("paths", nargs="+", type=Path, help="run output folders")
-    figures.add_argument("--out", type=Path, required=True, help="folder for the figures")
+    figures.add_argument("--out", type=_out_arg, required=True, help="folder for the figures")
     figures.add_argument("--ground-truth", default="qm9",
                          help="ground-truth table file, or a shipped space's name (default qm9)")
 
@@ -102,7 +111,7 @@ def _predict_parser(sub) -> None:
     predict.add_argument("--model", type=Path, required=True, help="RUN/models/vNNNN")
     predict.add_argument("--input", type=Path, default=None,
                          help="file of SMILES: a CSV with a smiles column, or one per line")
-    predict.add_argument("--out", type=Path, default=None, help="write the predictions as CSV")
+    predict.add_argument("--out", type=_out_arg, default=None, help="write the predictions as CSV")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -116,6 +125,9 @@ def _predict(args: argparse.Namespace) -> int:
             return _fail(f"cannot read --input {args.input}: {str(err).splitlines()[0]}")
     if not smiles:
         return _fail("nothing to predict: give SMILES or --input FILE")
+    problem = _out_problem(args.out, folder=False) if args.out is not None else None
+    if problem:
+        return _fail(problem)
     try:
         frame, info = predict_with_version(args.model, smiles)
     except LineageError as err:
@@ -124,9 +136,12 @@ def _predict(args: argparse.Namespace) -> int:
     for row in frame[frame["error"] != ""].itertuples():
         print(f"row {row.row}: {row.smiles!r}: {row.error}", file=sys.stderr)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        frame.rename(columns={"ie": "ie_ev", "ie_spread": "ie_spread_ev"}).to_csv(args.out,
-                                                                                  index=False)
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            frame.rename(columns={"ie": "ie_ev", "ie_spread": "ie_spread_ev"}).to_csv(
+                args.out, index=False)
+        except OSError as err:
+            return _fail(_os_error_line(err, args.out))
         print(f"wrote {len(frame)} rows to {args.out}")
     else:
         for row in frame[frame["error"] == ""].itertuples():
@@ -155,7 +170,7 @@ def _sweep_parser(sub) -> None:
                     "budget, up to the full budget. Writes OUT/sweep.csv, OUT/sweep.json and "
                     "OUT/configs/config-NN/; the same command again goes on where it stopped.")
     sweep.add_argument("--configs", type=Path, required=True, help="configurations file")
-    sweep.add_argument("--out", type=Path, required=True, help="the sweep's folder")
+    sweep.add_argument("--out", type=_out_arg, required=True, help="the sweep's folder")
     sweep.add_argument("--eta", type=int, default=3, help="keep the best 1/eta at each rung")
     sweep.add_argument("--rungs", default=None,
                        help="rung budgets (successful simulations), e.g. 16,32,64")
@@ -178,7 +193,15 @@ def _sweep_parser(sub) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     from course_utils.sweep import sweep_main
 
-    return sweep_main(args)
+    problem = _out_problem(args.out)
+    if problem:
+        return _fail(problem)
+    try:
+        return sweep_main(args)
+    except OSError as err:
+        return _fail(_os_error_line(err, args.out))
+    except (ValueError, LookupError) as err:  # e.g. a table a sweep's worker could not load
+        return _fail(str(err).splitlines()[0])
 
 
 def _truth_parser(sub) -> None:
@@ -188,7 +211,7 @@ def _truth_parser(sub) -> None:
     build.add_argument("--search-space", default="qm9")
     build.add_argument("--config", default="local", help="local|polaris")
     build.add_argument("--workers", type=int, default=None, help="workers (per node on Polaris)")
-    build.add_argument("--out", type=Path, default=None,
+    build.add_argument("--out", type=_out_arg, default=None,
                        help="CSV the results are appended to (default outputs/ground_truth/SPACE.csv)")
     build.add_argument("--shard", default=None, help="i/n: only part i of n (split across jobs)")
     build.add_argument("--limit", type=int, default=None, help="simulate at most this many now")
@@ -200,7 +223,7 @@ def _truth_parser(sub) -> None:
                             "session's scheduling group; start it with setsid)")
     status = verbs.add_parser("status", help="coverage, failures and remaining compute")
     status.add_argument("--search-space", default="qm9")
-    status.add_argument("--out", type=Path, default=None, help="the build file to include")
+    status.add_argument("--out", type=_out_arg, default=None, help="the build file to include")
     status.add_argument("--workers", type=int, default=None)
     pack = verbs.add_parser("pack", help="merge build files into the table shipped in the package")
     pack.add_argument("--search-space", default="qm9")
@@ -212,6 +235,10 @@ def _truth(args: argparse.Namespace) -> int:
     from course_utils.truth_build import build_ground_truth, lower_priority, parse_shard
     from course_utils.truth_pack import pack_ground_truth, truth_status
 
+    problem = (_out_problem(args.out, folder=False)
+               if args.verb == "build" and args.out is not None else None)
+    if problem:
+        return _fail(problem)
     try:
         if args.verb == "status":
             print(truth_status(args.search_space, args.out, args.workers))
@@ -268,6 +295,8 @@ def _run(args: argparse.Namespace) -> int:
     except (CampaignParameterError, ResumeMismatchError, SearchSpaceError, FolderInUseError,
             ValueError, LookupError) as err:
         return _fail(str(err).splitlines()[0])
+    except OSError as err:  # after the folder checks: a full or read-only disk mid-run
+        return _fail(_os_error_line(err, args.out))
     except CampaignInterrupted as err:
         print(str(err).replace("run it again", "run the same command again"), file=sys.stderr)
         return 128 + _SIGNAL_NUMBERS.get(err.cause.removeprefix("stopped by "), 2)
@@ -302,6 +331,37 @@ def _out_folder_problem(out: Path) -> str | None:
     return None
 
 
+def _out_problem(out: Path, folder: bool = True) -> str | None:
+    """Why ``--out`` (a folder, or with ``folder=False`` a file) cannot be written, found
+    without creating anything: the command may still refuse its input first. None if fine."""
+    if folder and out.exists() and not out.is_dir():
+        return f"--out {out} is a file, not a folder; give a folder"
+    if not folder and out.is_dir():
+        return f"--out {out} is a folder; give a file name in it, e.g. {out / 'out.csv'}"
+    existing = out if folder else out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot create --out {out}: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return (f"cannot write --out {out}: {existing} is read-only or not yours; "
+                "give an --out you can write to")
+    return None
+
+
+def _os_error_line(err: OSError, out: Path) -> str:
+    """One line for an OSError that got past the --out checks (a disk that filled up or became
+    read-only); one about another file, or none (a network port), is not blamed on --out."""
+    what = err.strerror or str(err).splitlines()[0] or type(err).__name__
+    if err.filename is None:
+        return what
+    line = f"{what}: {err.filename}"
+    name, mine = Path(os.path.abspath(err.filename)), Path(os.path.abspath(out))
+    if name.is_relative_to(mine) or mine.is_relative_to(name):
+        return f"cannot write --out {out} ({line}); give an --out you can write to"
+    return line
+
+
 def existing_outputs(out: Path) -> list[str]:
     """The run's output files that really exist in ``out`` (a run without successes has no plot)."""
     from course_utils import records as rec
@@ -316,18 +376,57 @@ def existing_outputs(out: Path) -> list[str]:
 def _grade(args: argparse.Namespace) -> int:
     from course_utils.grading import grade_main
 
-    return grade_main(args.paths, args.out, verify=not args.no_verify, engine=args.engine)
+    problem = _out_problem(args.out)
+    if problem:
+        return _fail(problem)
+    try:
+        return grade_main(args.paths, args.out, verify=not args.no_verify, engine=args.engine)
+    except OSError as err:
+        return _fail(_os_error_line(err, args.out))
 
 
 def _figures(args: argparse.Namespace) -> int:
     from course_utils.figures import figures_main
 
+    problem = _out_problem(args.out)
+    if problem:
+        return _fail(problem)
     return figures_main(args.paths, args.out, truth=args.ground_truth)
 
 
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
+
+
+def _argument_problem(args: argparse.Namespace) -> str | None:
+    """Values argparse accepts but no command can use: a blank --out, --workers below 1."""
+    out = getattr(args, "out", None)
+    if isinstance(out, str):
+        return f"--out is empty ({out!r}); give a path, e.g. --out outputs/mine"
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 1:
+        return f"--workers {workers}: give at least 1 worker, or leave --workers out"
+    return None
+
+
+@contextmanager
+def _notes_as_lines() -> Iterator[None]:
+    """Show a :class:`CampaignNote` as one ``note:`` line (not a warning's file, line number
+    and source); other warnings as before."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, CampaignNote):
+            print(f"note: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,9 +439,13 @@ def main(argv: list[str] | None = None) -> int:
     _predict_parser(sub)
     _sweep_parser(sub)
     args = parser.parse_args(argv)
+    problem = _argument_problem(args)
+    if problem:
+        return _fail(problem)
     handlers = {"run": _run, "grade": _grade, "truth": _truth, "figures": _figures,
                 "predict": _predict, "sweep": _sweep}
-    return handlers[args.command](args)
+    with _notes_as_lines():
+        return handlers[args.command](args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,7 @@ import numpy as np
 from course_utils.arrival import ArrivalError, parse_arrival
 from course_utils.configs import CONFIG_NAMES
 from course_utils.retraining import RetrainPolicyError, parse_retrain_policy
-from course_utils.simulators import SIMULATORS
+from course_utils.simulators import SIMULATORS, ground_truth_file_problem
 from course_utils.stopping import StopRuleError, parse_stop_rule
 
 ACQUISITIONS = ("greedy", "ucb", "epsilon-greedy", "random")
@@ -24,6 +26,24 @@ RESUME_KEYS = ("initial_training_count", "batch_size", "seed", "acquisition", "m
 
 class CampaignParameterError(ValueError):
     """Parameters that cannot make a campaign; the message is one line naming them."""
+
+
+def _search_space_file_problem(space: Any) -> str | None:
+    """A search space that names a file that is not there (``qm9`` and ``truth:...`` are names):
+    said here, before a folder is made or a sweep's processes start."""
+    text = str(space)
+    if text == "qm9" or text.startswith("truth:"):
+        return None
+    if not text.strip():
+        return "search_space is empty; give 'qm9', 'truth:qm9' or a CSV/TSV file with a smiles column"
+    if Path(text).expanduser().is_file():
+        return None
+    return (f"search-space file {text} not found; give 'qm9', 'truth:qm9' or a CSV/TSV file "
+            "with a smiles column")
+
+
+class CampaignNote(UserWarning):
+    """Parameters that run, but probably not as meant: said once per parameters object."""
 
 
 @dataclass
@@ -187,3 +207,34 @@ class CampaignParameters:
             parse_stop_rule(self.stop)
         except StopRuleError as err:
             fail(str(err))
+        problem = _search_space_file_problem(self.search_space)
+        if problem:
+            fail(problem)
+        if self.simulator == "replay" and self.ground_truth is not None:
+            problem = ground_truth_file_problem(self.ground_truth)
+            if problem:
+                fail(problem)
+        self._note_once(self.budget_note())
+
+    def budget_note(self) -> str | None:
+        """One line when ``batch_size`` exceeds the budget left after the initial training set:
+        it runs, but not as the numbers suggest (valid parameters only)."""
+        left = self.max_training_count - self.initial_training_count
+        if self.batch_size <= left:
+            return None
+        head = (f"batch_size {self.batch_size} is more than the {left} simulations left after "
+                f"the initial {self.initial_training_count}")
+        if self.mode == "batch":
+            return f"{head}; the one batch will have {left} (more only to replace failures)"
+        if self.retrain == "every-batch" and self.retrain_after is None:
+            return (f"{head}; streaming retrains every {self.batch_size} results, so the first "
+                    "model will be the only one")
+        return None
+
+    def _note_once(self, note: str | None) -> None:
+        """Warn with ``note`` the first time these parameters are validated: the CLI, notebooks
+        and the homework panel validate again before running, and one note is enough."""
+        given = self.__dict__.setdefault("_notes_given", set())  # not a field: not in to_dict()
+        if note and note not in given:
+            given.add(note)
+            warnings.warn(note, CampaignNote, stacklevel=3)

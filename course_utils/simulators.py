@@ -222,6 +222,19 @@ def _answers(table: pd.DataFrame) -> dict[str, tuple]:
         strict=True)}
 
 
+def ground_truth_file_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be a replay's table (one line), or None: a missing file would read
+    as an empty table and surface much later as "covers 0 of 130,831 molecules"."""
+    if not str(path).strip():
+        return "the ground-truth table's file name is empty; give a file, or none for the shipped table"
+    where = Path(path)
+    if where.is_file():
+        return None
+    what = "is a folder, not a file" if where.is_dir() else "not found"
+    return (f"ground-truth table {path} {what}; give a table file from `python -m course_utils "
+            "truth build`, or none for the shipped table")
+
+
 def replay_table(space_name: str, path: str | None = None, space_size: int = 0
                  ) -> tuple[pd.DataFrame, str]:
     """The table that answers a replay: ``path`` (a ``truth build`` file) if given, else the
@@ -229,6 +242,11 @@ def replay_table(space_name: str, path: str | None = None, space_size: int = 0
     from course_utils.ground_truth import Coverage, load_ground_truth, read_answerable
 
     if path is not None:
+        problem = ground_truth_file_problem(path)
+        if problem:
+            from course_utils.ground_truth import GroundTruthError
+
+            raise GroundTruthError(problem)
         table = read_answerable(path)
         return table, str(Coverage(len(table), space_size, str(path)))
     from course_utils.ground_truth import table_name

@@ -33,6 +33,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,12 +304,15 @@ def _parsl_for(parameters: Sequence[Mapping[str, Any]], out: Path,
 def _run_to(parameters: Mapping[str, Any], budget: int, folder: Path) -> dict[str, Any]:
     """Run (or resume) one configuration's campaign up to ``budget``; what it found."""
     from course_utils.campaign import run_campaign
+    from course_utils.parameters import CampaignNote
     from course_utils.stopping import is_finished_status
 
     values = {**parameters, "max_training_count": budget}
     try:
-        result = run_campaign(values, folder, progress=False,
-                              plot=values.get("simulator") != "replay")
+        with warnings.catch_warnings():  # a rung budget below one batch is the sweep's doing
+            warnings.simplefilter("ignore", CampaignNote)
+            result = run_campaign(values, folder, progress=False,
+                                  plot=values.get("simulator") != "replay")
     except (ValueError, LookupError, OSError) as err:  # a mismatching folder, replay gaps, ...
         return {"best_ie": None, "best_smiles": None, "time_to_best_s": None, "simulations": 0,
                 "campaign_status": "failed", "message": str(err).splitlines()[0][:300]}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ class HomeworkPanel:
         self._done = threading.Event()  # set when the run's thread has finished everything
         self._done.set()
         self._progress_text = ""
+        self._notes = ""
         style = {"description_width": "170px"}
         layout = w.Layout(width="460px")
 
@@ -150,20 +152,26 @@ class HomeworkPanel:
     def _on_click(self, _button: Any = None) -> None:
         """Check the parameters, then start the run in a thread and return (so Stop works)."""
         from course_utils.campaign import CampaignParameterError
+        from course_utils.parameters import CampaignNote
 
         if self.running:
             return
         relay_idle_interrupts()  # in case the panel was made outside a main-thread cell
         try:
             params = self.parameters()
-            params.validate()
+            # A click's warnings end up in the kernel's log, not under the panel: show notes here.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", CampaignNote)
+                params.validate()
         except CampaignParameterError as err:
             self.status.value = f"<span style='color:#b00'>Cannot run: {err}</span>"
             return
+        self._notes = "".join(f" Note: {w.message}." for w in caught
+                              if issubclass(w.category, CampaignNote))
         self.result, self.error, self._progress_text = None, None, ""
         self.output.outputs = ()
         self.button.disabled, self.stop_button.disabled = True, False
-        self.status.value = RUNNING
+        self.status.value = RUNNING + self._notes
         self._done.clear()
         self._thread = threading.Thread(target=self._work, args=(params,),
                                         name="homework-run", daemon=True)
@@ -185,7 +193,8 @@ class HomeworkPanel:
             self.error = err
             self.status.value = f"<span style='color:#b00'>Failed: {one_line(err)}</span>"
         else:
-            self.status.value = f"{self._progress_text} Done: {self.result.results['status']}."
+            self.status.value = (f"{self._progress_text} Done: "
+                                 f"{self.result.results['status']}.{self._notes}")
             self._show(self.result)
         finally:
             withdraw_stop(thread)

@@ -80,7 +80,8 @@ def test_folder_in_use_by_another_run(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         line = _one_error_line(_run(tmp_path, "--initial-training-count", "4",
-                                    "--max-training-count", "6", "--search-space", str(space),
+                                    "--max-training-count", "6", "--batch-size", "2",
+                                    "--search-space", str(space),
                                     "--out", str(out)))
     finally:
         holder.kill()
@@ -125,3 +126,179 @@ def test_a_run_into_a_folder_a_shell_would_split(small_space, tmp_path):
     sims = rec.read_simulations(out)
     assert (sims["status"] == rec.STATUS_OK).sum() == 6 and sims["smiles"].is_unique
     assert list((out / "runinfo").glob("*/parsl.log"))  # Parsl's own files are in the folder
+
+
+# --- issue 23: one line, never a traceback ------------------------------------------------
+
+REPLAY = ("--simulator", "replay", "--search-space", "truth:qm9:200")
+
+
+@pytest.fixture(scope="module")
+def replay_run(tmp_path_factory) -> Path:
+    """A finished replay campaign (seconds): a run folder with saved models to predict with."""
+    folder = tmp_path_factory.mktemp("replay") / "run"
+    proc = _run(folder.parent, *REPLAY, "--out", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    return folder
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "course_utils", *args], capture_output=True,
+                          text=True, timeout=120, cwd=cwd)
+
+
+def _main(capsys, *args: str) -> tuple[int, str]:
+    """The command run in this process (for checks made before any work): code, stderr."""
+    from course_utils.__main__ import main
+
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+def _commands(run: Path, out: str) -> dict[str, list[str]]:
+    """Every command that takes an --out, with valid other arguments and ``out`` as --out."""
+    configs = run.parent / "configs.txt"
+    configs.write_text("batch_size=4\nbatch_size=8\n")
+    return {
+        "run": ["run", *REPLAY, "--quiet", "--out", out],
+        "predict": ["predict", "--model", str(run / "models" / "v0001"), "CCO", "--out", out],
+        "grade": ["grade", str(run), "--no-verify", "--out", out],
+        "figures": ["figures", str(run), "--out", out],
+        "sweep": ["sweep", "--configs", str(configs), *REPLAY, "--quiet", "--out", out],
+        "truth build": ["truth", "build", "--search-space", "truth:qm9:10", "--limit", "0",
+                        "--quiet", "--out", out],
+        "truth status": ["truth", "status", "--search-space", "truth:qm9:10", "--out", out],
+    }
+
+
+@pytest.mark.parametrize("command", ["predict", "grade", "figures", "sweep", "truth build"])
+def test_out_under_a_file_is_one_line(replay_run, tmp_path, command):
+    (tmp_path / "blocker").write_text("mine\n")
+    out = "blocker/sub/p.csv" if command in ("predict", "truth build") else "blocker/sub"
+    line = _one_error_line(_cli(tmp_path, *_commands(replay_run, out)[command]))
+    assert f"cannot create --out {out}: blocker is a file, not a folder" in line
+    assert (tmp_path / "blocker").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("command", ["predict", "grade", "sweep", "run"])
+def test_output_error_after_the_checks_is_one_line(replay_run, tmp_path, capsys, monkeypatch,
+                                                   command):
+    """A disk that turns read-only (EROFS) while the command writes: one line, exit 2."""
+    import errno
+
+    import pandas as pd
+
+    from course_utils import campaign, grading, sweep
+
+    def read_only(*_args, **_kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "o" / "x.csv"))
+
+    target = {"predict": (pd.DataFrame, "to_csv"), "grade": (grading, "grade_main"),
+              "sweep": (sweep, "sweep_main"), "run": (campaign, "run_campaign")}[command]
+    monkeypatch.setattr(*target, read_only)
+    out = str(tmp_path / "o" / "x.csv") if command == "predict" else str(tmp_path / "o")
+    code, err = _main(capsys, *_commands(replay_run, out)[command])
+    assert code == 2
+    assert err.splitlines() == [f"error: cannot write --out {out} (Read-only file system: "
+                                f"{tmp_path / 'o' / 'x.csv'}); give an --out you can write to"]
+
+
+@pytest.mark.parametrize("command", ["predict", "grade", "figures", "sweep", "truth build"])
+def test_read_only_out_is_refused_before_the_work(replay_run, tmp_path, capsys, monkeypatch,
+                                                  command):
+    import os
+
+    monkeypatch.setattr(os, "access", lambda *_a, **_k: False)  # as on a read-only mount
+    out = str(tmp_path / "ro" / "p.csv")
+    code, err = _main(capsys, *_commands(replay_run, out)[command])
+    assert code == 2
+    assert err.splitlines() == [f"error: cannot write --out {out}: {tmp_path} is read-only or "
+                                "not yours; give an --out you can write to"]
+    assert not (tmp_path / "ro").exists()
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+@pytest.mark.parametrize("command", ["run", "predict", "grade", "figures", "sweep", "truth build",
+                                     "truth status"])
+def test_blank_out_is_refused(replay_run, tmp_path, capsys, monkeypatch, command, blank):
+    monkeypatch.chdir(tmp_path)
+    args = _commands(replay_run, "x")[command]
+    args[args.index("--out") + 1] = blank
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, err = _main(capsys, *args)
+    assert code == 2
+    assert err.splitlines() == [f"error: --out is empty ({blank!r}); give a path, e.g. "
+                                "--out outputs/mine"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written here
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+@pytest.mark.parametrize("command", ["run", "sweep", "truth build", "truth status"])
+def test_workers_below_one_are_refused(replay_run, tmp_path, capsys, command, workers):
+    args = _commands(replay_run, str(tmp_path / "out"))[command]
+    code, err = _main(capsys, *args, "--workers", workers)
+    assert code == 2
+    assert err.splitlines() == [f"error: --workers {workers}: give at least 1 worker, or leave "
+                                "--workers out"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_ground_truth_file_is_named(tmp_path):
+    out = tmp_path / "run"
+    missing = tmp_path / "nonexistent.csv"
+    line = _one_error_line(_run(tmp_path, *REPLAY, "--ground-truth", str(missing),
+                                "--out", str(out)))
+    assert f"ground-truth table {missing} not found" in line
+    assert not out.exists()
+
+
+def test_a_batch_beyond_the_budget_is_noted_once_and_runs_one_batch(tmp_path):
+    out = tmp_path / "run"
+    proc = _run(tmp_path, *REPLAY, "--batch-size", "100", "--max-training-count", "24",
+                "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "note: batch_size 100 is more than the 16 simulations left after the initial 8; the "
+        "one batch will have 16 (more only to replace failures)"]
+    assert rec.read_iterations(out)["n_new"].tolist() == [16]
+
+
+def test_an_os_error_elsewhere_is_not_blamed_on_out(tmp_path):
+    import errno
+
+    from course_utils.__main__ import _os_error_line
+
+    out = tmp_path / "run"
+    assert _os_error_line(OSError(errno.EADDRINUSE, "Address already in use"), out) == (
+        "Address already in use")
+    assert _os_error_line(OSError(errno.EACCES, "Permission denied", "/etc/x"), out) == (
+        "Permission denied: /etc/x")
+    assert _os_error_line(OSError(errno.ENOSPC, "No space left on device", str(out / "a.csv")),
+                          out) == (f"cannot write --out {out} (No space left on device: "
+                                   f"{out / 'a.csv'}); give an --out you can write to")
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_missing_search_space_file_is_named_before_anything_is_written(replay_run, tmp_path,
+                                                                      command):
+    missing = tmp_path / "nonexistent.csv"
+    args = _commands(replay_run, str(tmp_path / "out"))[command]
+    args[args.index("truth:qm9:200")] = str(missing)
+    line = _one_error_line(_cli(tmp_path, *args))
+    assert f"search-space file {missing} not found" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_errors_past_the_checks_are_one_line(tmp_path, capsys, monkeypatch):
+    from course_utils import sweep
+    from course_utils.ground_truth import GroundTruthError
+
+    def fails(_args):
+        raise GroundTruthError("no ground-truth table is shipped for 'x'\nsecond line")
+
+    monkeypatch.setattr(sweep, "sweep_main", fails)
+    configs = tmp_path / "configs.txt"
+    configs.write_text("batch_size=4\n")
+    code, err = _main(capsys, "sweep", "--configs", str(configs), "--out", str(tmp_path / "s"))
+    assert code == 2
+    assert err.splitlines() == ["error: no ground-truth table is shipped for 'x'"]

@@ -121,3 +121,13 @@ def test_replay_scores_equal_a_fresh_model_while_searching_only_new_molecules():
         ie, spread = model.predict_with_spread(space_fps)
         np.testing.assert_array_equal(scored, np.column_stack([ie, spread]))
     assert sim._neighbours.rows_searched == 60
+
+
+def test_replay_names_a_missing_table_file(tmp_path):
+    from course_utils.ground_truth import GroundTruthError
+    from course_utils.simulators import replay_table
+
+    missing = tmp_path / "nonexistent.csv"
+    with pytest.raises(GroundTruthError, match="not found") as info:
+        replay_table("qm9", str(missing), 130831)
+    assert str(info.value).startswith(f"ground-truth table {missing} not found; ")

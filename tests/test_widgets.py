@@ -128,3 +128,15 @@ def test_ctrl_c_while_click_waits_stops_the_run_in_one_line(tmp_path):
         panel.click()
     assert not panel.running
     assert json.loads((tmp_path / rec.RESULTS_FILE).read_text())["status"] == "interrupted"
+
+
+def test_the_panel_shows_a_note_about_a_batch_beyond_the_budget(tmp_path):
+    replay = CampaignParameters(simulator="replay", search_space="truth:qm9:200")
+    panel = HomeworkPanel(replay, lambda p, u: run_campaign(p, tmp_path / "run", progress=False,
+                                                            on_update=u))
+    panel.initial.value, panel.maximum.value, panel.batch.value = 8, 12, 10
+    panel.click()
+    assert panel.result.results["status"] == "complete"
+    assert panel.status.value.endswith(
+        "Done: complete. Note: batch_size 10 is more than the 4 simulations left after the "
+        "initial 8; the one batch will have 4 (more only to replace failures).")

@@ -1,0 +1,61 @@
+"""Parameters that run, but not as their numbers suggest, are noted once; missing files named."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from course_utils.parameters import CampaignNote, CampaignParameterError, CampaignParameters
+
+
+def _notes(params: CampaignParameters, times: int = 1) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(times):
+            params.validate(1000)
+    return [str(w.message) for w in caught if issubclass(w.category, CampaignNote)]
+
+
+def test_a_batch_beyond_the_budget_is_noted_once_per_parameters():
+    params = CampaignParameters(batch_size=100, max_training_count=24)
+    assert _notes(params, times=3) == [  # the CLI and notebooks validate again before running
+        "batch_size 100 is more than the 16 simulations left after the initial 8; the one "
+        "batch will have 16 (more only to replace failures)"]
+    assert "_notes_given" not in params.to_dict()  # not a parameter: records stay as they were
+    assert params == CampaignParameters(batch_size=100, max_training_count=24)
+
+
+def test_streaming_notes_that_the_first_model_stays_the_only_one():
+    assert _notes(CampaignParameters(batch_size=20, mode="streaming")) == [
+        "batch_size 20 is more than the 16 simulations left after the initial 8; streaming "
+        "retrains every 20 results, so the first model will be the only one"]
+    # with its own retrain policy, streaming does not use batch_size at all
+    assert _notes(CampaignParameters(batch_size=20, mode="streaming", retrain="count:4")) == []
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 16])
+def test_a_batch_within_the_budget_is_not_noted(batch_size):
+    assert _notes(CampaignParameters(batch_size=batch_size)) == []
+
+
+def test_a_missing_ground_truth_file_is_named(tmp_path):
+    missing = tmp_path / "nonexistent.csv"
+    with pytest.raises(CampaignParameterError, match="^ground-truth table .* not found; ") as info:
+        CampaignParameters(simulator="replay", ground_truth=str(missing)).validate(1000)
+    assert str(missing) in str(info.value)
+    with pytest.raises(CampaignParameterError, match="is a folder, not a file"):
+        CampaignParameters(simulator="replay", ground_truth=str(tmp_path)).validate(1000)
+
+
+@pytest.mark.parametrize("space", ["qm9", "truth:qm9", "truth:qm9:200"])
+def test_named_search_spaces_are_not_files(space):
+    CampaignParameters(search_space=space).validate()
+
+
+def test_a_missing_search_space_file_is_named(tmp_path):
+    missing = tmp_path / "space.csv"
+    with pytest.raises(CampaignParameterError, match="^search-space file .* not found; "):
+        CampaignParameters(search_space=str(missing)).validate()
+    missing.write_text("smiles\nC\n")
+    CampaignParameters(search_space=str(missing)).validate()  # once it exists it is fine
