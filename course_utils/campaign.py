@@ -344,7 +344,9 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         if need <= 0:
             return earlier
         version = (self.model_info or {}).get("version") if predictions is not None else None
-        stream = self._fresh(chain(self.plan.smiles(batch), candidates))
+        seen: set[str] = set()  # the ranking yields the batch's planned molecules again
+        stream = (s for s in self._fresh(chain(self.plan.smiles(batch), candidates))
+                  if not (s in seen or seen.add(s)))
         first = list(islice(stream, need))
         self.plan.add(batch, first, kind=PLANNED, model_version=version, predicted=predicted)
 
