@@ -49,6 +49,9 @@ class BatchPlan:
     rows: list[dict] = field(default_factory=list)
     #: fsync each row; a replay (recomputed in milliseconds) skips it.
     durable: bool = True
+    #: Each batch's molecules and model version, looked up once per batch and per replacement.
+    _smiles: dict[int, list[str]] = field(default_factory=dict, repr=False)
+    _version: dict[int, int | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike) -> BatchPlan:
@@ -57,24 +60,28 @@ class BatchPlan:
         note = repair_tail(plan.run_dir / PLAN_FILE, PLAN_FIELDS)
         if note:
             print(f"note: {note}", file=sys.stderr)
-        plan.rows = read_plan(run_dir).to_dict("records")
+        for row in read_plan(run_dir).to_dict("records"):
+            plan._keep(row)
         return plan
+
+    def _keep(self, row: dict) -> None:
+        batch = int(row["batch"])
+        self.rows.append(row)
+        self._smiles.setdefault(batch, []).append(row["smiles"])
+        self._version.setdefault(batch, _int_or_none(row["model_version"]))
 
     def smiles(self, batch: int) -> list[str]:
         """The batch's molecules in the order they were planned (empty if never planned)."""
-        return [r["smiles"] for r in self.rows if int(r["batch"]) == batch]
+        return list(self._smiles.get(batch, ()))
 
     def model_version(self, batch: int) -> int | None:
         """The model version the batch was ranked with (None: batch 0, random, or unplanned)."""
-        for r in self.rows:
-            if int(r["batch"]) == batch:
-                return _int_or_none(r["model_version"])
-        return None
+        return self._version.get(batch)
 
     def add(self, batch: int, smiles: Iterable[str], *, kind: str = PLANNED,
             model_version: int | None = None, predicted: Any = None) -> list[dict]:
         """Append the batch's next molecules (skipping any it planned already); the new rows."""
-        known = set(self.smiles(batch))
+        known = set(self._smiles.get(batch, ()))
         order = len(known)
         added = []
         for s in smiles:
@@ -85,7 +92,7 @@ class BatchPlan:
                    "predicted_ie": predicted.get(s, math.nan) if predicted is not None else None,
                    "kind": kind}
             _append_row(self.run_dir / PLAN_FILE, PLAN_FIELDS, row, self.durable)
-            self.rows.append(row)
+            self._keep(row)
             added.append(row)
             order += 1
         return added

@@ -150,6 +150,8 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         self._wave_by_smiles = (dict(zip(self.space, self._waves.tolist(), strict=True))
                                 if self.arrival.waves > 1 else {})
         self._scoring_meta: dict[Future, dict[str, Any]] = {}
+        self._batch_index: dict[int, list[dict]] = {}  # simulation records by batch
+        self._indexed = 0  # records in _batch_index so far
         self._model_n_ok: int | None = None  # successes when the model in use was submitted
         self.model_info: dict[str, Any] | None = None  # the saved version in use
         self._predictions: pd.DataFrame | None = None  # its scores of the search space
@@ -365,15 +367,23 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         return [{"predicted": predicted.get(r["smiles"], math.nan), **r}
                 for r in self._batch_rows(batch)]
 
+    def _by_batch(self) -> dict[int, list[dict]]:
+        """The simulation records by batch, indexed as they arrive (records only grow)."""
+        sims = self.recorder.simulations
+        for r in sims[self._indexed:]:
+            self._batch_index.setdefault(_batch_of(r), []).append(r)
+        self._indexed = len(sims)
+        return self._batch_index
+
     def _batch_rows(self, batch: int) -> list[dict]:
         """The simulation records of one batch (a resumed batch has some already)."""
-        return [r for r in self.recorder.simulations if _batch_of(r) == batch]
+        return list(self._by_batch().get(batch, ()))
 
     def tried_before(self, batch: int) -> set[str]:
         """Molecules tried before batch ``batch`` began: in batch mode, what :meth:`_tried` was
         when it was picked, rebuilt from the records however often the run was stopped."""
-        tried = {r["smiles"] for r in self.recorder.simulations
-                 if r["status"] != rec.STATUS_LOST and _batch_of(r) < batch}
+        tried = {r["smiles"] for b, rows in self._by_batch().items() if b < batch
+                 for r in rows if r["status"] != rec.STATUS_LOST}
         if self.trust is not None:
             tried |= {r["smiles"] for r in self.trust.rows
                       if int(r["iteration"]) < batch and _truthy(r["trusted"])}
@@ -381,8 +391,8 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
 
     def ok_before(self, batch: int) -> int:
         """Successful simulations before batch ``batch`` began."""
-        return sum(r["status"] == rec.STATUS_OK and _batch_of(r) < batch
-                   for r in self.recorder.simulations)
+        return sum(r["status"] == rec.STATUS_OK for b, rows in self._by_batch().items()
+                   if b < batch for r in rows)
 
     def initial_candidates(self, n_ok: int | None = None) -> Iterator[str]:
         """The initial batch's seeded random candidates (``n_ok``: successes the arrival
