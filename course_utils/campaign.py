@@ -7,10 +7,11 @@ recorded with their error and replaced by new molecules, never by ones already t
 
 Its parts live beside it: parameters (:mod:`course_utils.parameters`), acquisition
 (:mod:`course_utils.acquisition`), simulator (:mod:`course_utils.simulators`), records
-(:mod:`course_utils.records`), retrain policy and validation (:mod:`course_utils.retraining`),
-model versions (:mod:`course_utils.lineage`), arrival of the search space
-(:mod:`course_utils.arrival`), trust checks (:mod:`course_utils.trust`), stop rule
-(:mod:`course_utils.stopping`), and stops and failures (:mod:`course_utils.resilience`).
+(:mod:`course_utils.records`), the batch plan that makes a resumed run pick what an unstopped
+one picks (:mod:`course_utils.batch_plan`), retrain policy and validation
+(:mod:`course_utils.retraining`), model versions (:mod:`course_utils.lineage`), arrival of the
+search space (:mod:`course_utils.arrival`), trust checks (:mod:`course_utils.trust`), stop
+rule (:mod:`course_utils.stopping`), and stops and failures (:mod:`course_utils.resilience`).
 
 Two modes (:mod:`course_utils.campaign_modes`): ``batch`` (wait for the whole batch, as the
 original tutorial) and ``streaming`` (keep every worker busy, submitting the next pick as each

@@ -99,11 +99,15 @@ class CampaignModel:
         (and a note) if the version is unknown or its training set is not the recorded one.
         """
         row = next((r for r in self.models.rows if int(r["version"]) == version), None)
-        if row is None or not 0 <= int(row["data_version"]) <= len(self.recorder.simulations):
+        try:
+            upto = int(row["data_version"]) if row is not None else -1
+        except (TypeError, ValueError):
+            upto = -1
+        if not 0 <= upto <= len(self.recorder.simulations):
             print(f"note: cannot rebuild model version {version} (not in lineage.csv or newer "
                   "than the records); training a new one", file=sys.stderr)
             return False
-        future = self._score_with_retries(f"rebuild of v{version:04d}", int(row["data_version"]))
+        future = self._score_with_retries(f"rebuild of v{version:04d}", upto)
         meta = self._scoring_meta.pop(future)
         if training_hash(meta["training"]) != row["training_hash"]:
             print(f"note: the records no longer give model version {version}'s training set; "

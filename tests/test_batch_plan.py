@@ -192,3 +192,19 @@ def test_every_simulation_is_planned_before_it_is_submitted(tmp_path):
                         strict=True))
     assert all(versions[b] == v for b, v in zip(later["batch"], later["model_version"],
                                                 strict=True))
+
+
+def test_a_model_that_cannot_be_rebuilt_still_finishes_the_planned_batch(tmp_path, capsys):
+    batch = _session(tmp_path, {}, ("submit", 15)).next_iteration  # stopped inside it
+    planned = BatchPlan.open(tmp_path).smiles(batch)
+    assert len(planned) >= 4
+    lineage = tmp_path / "lineage.csv"
+    frame = pd.read_csv(lineage)
+    frame["training_hash"] = "0" * 64  # the records no longer give the version's training set
+    frame.to_csv(lineage, index=False)
+    _session(tmp_path, {})
+    assert "no longer give model version" in capsys.readouterr().err
+    sims = rec.read_simulations(tmp_path)
+    in_batch = set(sims.loc[sims["batch"] == batch, "smiles"])
+    assert set(planned) <= in_batch  # what was planned is simulated in its batch all the same
+    assert sims["smiles"].is_unique and (sims["status"] == "ok").sum() == 28
