@@ -7,10 +7,11 @@ recorded with their error and replaced by new molecules, never by ones already t
 
 Its parts live beside it: parameters (:mod:`course_utils.parameters`), acquisition
 (:mod:`course_utils.acquisition`), simulator (:mod:`course_utils.simulators`), records
-(:mod:`course_utils.records`), retrain policy and validation (:mod:`course_utils.retraining`),
-model versions (:mod:`course_utils.lineage`), arrival of the search space
-(:mod:`course_utils.arrival`), trust checks (:mod:`course_utils.trust`), stop rule
-(:mod:`course_utils.stopping`), and stops and failures (:mod:`course_utils.resilience`).
+(:mod:`course_utils.records`), the batch plan that makes a resumed run pick what an unstopped
+one picks (:mod:`course_utils.batch_plan`), retrain policy and validation
+(:mod:`course_utils.retraining`), model versions (:mod:`course_utils.lineage`), arrival of the
+search space (:mod:`course_utils.arrival`), trust checks (:mod:`course_utils.trust`), stop
+rule (:mod:`course_utils.stopping`), and stops and failures (:mod:`course_utils.resilience`).
 
 Two modes (:mod:`course_utils.campaign_modes`): ``batch`` (wait for the whole batch, as the
 original tutorial) and ``streaming`` (keep every worker busy, submitting the next pick as each
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ import pandas as pd
 
 from course_utils import records as rec
 from course_utils.arrival import parse_arrival
+from course_utils.batch_plan import PLANNED, REPLACEMENT, BatchPlan
 from course_utils.campaign_model import CampaignModel
 from course_utils.campaign_modes import CampaignModes, _Predicted
 from course_utils.campaign_outputs import CampaignOutputs
@@ -69,7 +72,7 @@ from course_utils.stopping import (
     stopped_early_status,
     stopping_block,
 )
-from course_utils.trust import TRUST_RULE, TrustLedger
+from course_utils.trust import TRUST_RULE, TrustLedger, _truthy
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -131,6 +134,8 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
             self.engine = getattr(self.simulator, "engine", "replay")
             self.models = ModelRegistry.open(self.out_dir)  # versions go on after the last one
             self.models.durable = self.recorder.durable
+            self.plan = BatchPlan.open(self.out_dir)  # what each batch simulates (batch mode)
+            self.plan.durable = self.recorder.durable
         except BaseException:
             self.release_lock()  # a campaign that cannot start must not keep the folder
             raise
@@ -151,6 +156,8 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         self._wave_by_smiles = (dict(zip(self.space, self._waves.tolist(), strict=True))
                                 if self.arrival.waves > 1 else {})
         self._scoring_meta: dict[Future, dict[str, Any]] = {}
+        self._batch_index: dict[int, list[dict]] = {}  # simulation records by batch
+        self._indexed = 0  # records in _batch_index so far
         self._model_n_ok: int | None = None  # successes when the model in use was submitted
         self.model_info: dict[str, Any] | None = None  # the saved version in use
         self._predictions: pd.DataFrame | None = None  # its scores of the search space
@@ -357,11 +364,77 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
             if smiles not in self._tried():
                 yield smiles
 
-    def initial_candidates(self) -> Iterator[str]:
+    def simulate_batch(self, batch: int, candidates: Iterable[str], target: int,
+                       predictions: pd.DataFrame | None = None) -> list[dict]:
+        """Simulate batch ``batch`` until ``target`` of its simulations succeeded; its rows.
+
+        The batch's first picks are written to the plan (batches.csv) before any is submitted,
+        and each replacement before it is: a resumed run first finishes the molecules the
+        stopped one planned, then takes replacements from ``candidates``, which must be the
+        same ranking (so ``candidates`` rank as of the batch's start, see :meth:`pick`).
+        Rows the batch recorded before a stop are part of what is returned.
+        """
+        earlier = self.batch_rows(batch, predictions)
+        predicted = _Predicted(predictions, self.space_position)
+        need = target - sum(r["status"] == rec.STATUS_OK for r in earlier)
+        if need <= 0:
+            return earlier
+        version = (self.model_info or {}).get("version") if predictions is not None else None
+        seen: set[str] = set()  # the ranking yields the batch's planned molecules again
+        stream = (s for s in self._fresh(chain(self.plan.smiles(batch), candidates))
+                  if not (s in seen or seen.add(s)))
+        first = list(islice(stream, need))
+        self.plan.add(batch, first, kind=PLANNED, model_version=version, predicted=predicted)
+
+        def planned() -> Iterator[str]:
+            yield from first
+            for smiles in stream:  # a replacement is planned before it is submitted
+                self.plan.add(batch, [smiles], kind=REPLACEMENT, model_version=version,
+                              predicted=predicted)
+                yield smiles
+
+        return earlier + self.simulate(planned(), need, batch, predictions)
+
+    def batch_rows(self, batch: int, predictions: pd.DataFrame | None = None) -> list[dict]:
+        """Copies of the batch's records, with the model's ``predicted`` IE (for its error)."""
+        predicted = _Predicted(predictions, self.space_position)
+        return [{"predicted": predicted.get(r["smiles"], math.nan), **r}
+                for r in self._batch_rows(batch)]
+
+    def _by_batch(self) -> dict[int, list[dict]]:
+        """The simulation records by batch, indexed as they arrive (records only grow)."""
+        sims = self.recorder.simulations
+        for r in sims[self._indexed:]:
+            self._batch_index.setdefault(_batch_of(r), []).append(r)
+        self._indexed = len(sims)
+        return self._batch_index
+
+    def _batch_rows(self, batch: int) -> list[dict]:
+        """The simulation records of one batch (a resumed batch has some already)."""
+        return list(self._by_batch().get(batch, ()))
+
+    def tried_before(self, batch: int) -> set[str]:
+        """Molecules tried before batch ``batch`` began: in batch mode, what :meth:`_tried` was
+        when it was picked, rebuilt from the records however often the run was stopped."""
+        tried = {r["smiles"] for b, rows in self._by_batch().items() if b < batch
+                 for r in rows if r["status"] != rec.STATUS_LOST}
+        if self.trust is not None:
+            tried |= {r["smiles"] for r in self.trust.rows
+                      if int(r["iteration"]) < batch and _truthy(r["trusted"])}
+        return tried
+
+    def ok_before(self, batch: int) -> int:
+        """Successful simulations before batch ``batch`` began."""
+        return sum(r["status"] == rec.STATUS_OK for b, rows in self._by_batch().items()
+                   if b < batch for r in rows)
+
+    def initial_candidates(self, n_ok: int | None = None) -> Iterator[str]:
+        """The initial batch's seeded random candidates (``n_ok``: successes the arrival
+        scheme counts; the batch's start for its first picks, so a resume draws the same)."""
         from course_utils.search_space import iter_unseen, sample_smiles
 
         p = self.parameters
-        space = self.available_space()
+        space = self.available_space(n_ok)
         yield from self._fresh(sample_smiles(space, p.initial_training_count, seed=p.seed))
         yield from self._fresh(iter_unseen(space, seed=p.seed + 1, exclude=self._tried()))
 
@@ -370,35 +443,42 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         """Step 1: a seeded random sample until ``initial_training_count`` simulations succeed
         (and, with a validation share, until the model has enough training molecules)."""
         p = self.parameters
-        missing = p.initial_training_count - self.n_ok
-        rows = self.simulate(self.initial_candidates(), missing, batch=0) if missing > 0 else []
+        rows = []
+        if self.n_ok < p.initial_training_count:
+            rows = self.simulate_batch(0, self.initial_candidates(n_ok=0),
+                                       p.initial_training_count)
         while len(self.training_data()) < N_NEIGHBORS and self.n_ok < p.max_training_count:
-            more = self.simulate(self.initial_candidates(), 1, batch=0)
-            if not more:
-                break
-            rows += more
+            known = len(self._batch_rows(0))
+            ok = sum(r["status"] == rec.STATUS_OK for r in self._batch_rows(0))
+            rows = self.simulate_batch(0, self.initial_candidates(), ok + 1)
+            if len(rows) == known:
+                break  # search space exhausted
         return rows
 
     # --- data: what trains, what validates, what may be picked --------------------------
-    def training_data(self) -> pd.DataFrame:
-        """Successful simulations the model learns from: all but the validation share."""
-        data = self.recorder.training_data()
+    def training_data(self, upto: int | None = None) -> pd.DataFrame:
+        """Successful simulations the model learns from: all but the validation share
+        (``upto``: of the first ``upto`` simulation records only)."""
+        data = (self.recorder.training_data() if upto is None
+                else _training_frame(self.recorder.simulations[:upto]))
         if self.split.fraction <= 0:
             return data
         keep = [not self.split.is_validation(s) for s in data["smiles"]]
         return data[keep].reset_index(drop=True)
 
-    def validation_rows(self) -> list[dict]:
-        return [r for r in self.recorder.successes if self.split.is_validation(r["smiles"])]
+    def validation_rows(self, upto: int | None = None) -> list[dict]:
+        return [r for r in self.recorder.simulations[:upto]
+                if r["status"] == rec.STATUS_OK and self.split.is_validation(r["smiles"])]
 
-    def available(self) -> np.ndarray | None:
-        """Mask of the search space the arrival scheme has unlocked so far (None: all of it)."""
+    def available(self, n_ok: int | None = None) -> np.ndarray | None:
+        """Mask of the search space the arrival scheme has unlocked after ``n_ok`` successes
+        (default: so far); None: all of it."""
         if self.arrival.waves <= 1:
             return None
-        return self._waves < self.arrival.unlocked(self.n_ok)
+        return self._waves < self.arrival.unlocked(self.n_ok if n_ok is None else n_ok)
 
-    def available_space(self) -> list[str]:
-        mask = self.available()
+    def available_space(self, n_ok: int | None = None) -> list[str]:
+        mask = self.available(n_ok)
         return self.space if mask is None else [s for s, m in zip(self.space, mask, strict=True)
                                                 if m]
 
@@ -512,6 +592,8 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         p = self.parameters
         if not self.recorder.iterations or self.n_ok >= p.max_training_count:
             return False
+        if on_resume and p.mode == "batch" and self.plan.smiles(self.next_iteration):
+            return False  # the rule let this batch start before the stop: it is finished first
         history = history_from_records(self.recorder.simulations, self.recorder.iterations,
                                        p.max_training_count)
         self.stop_decision = self.stop_rule.check(history)
@@ -582,3 +664,16 @@ def run_campaign(
         campaign.release_lock()
 
 
+def _batch_of(row: dict) -> int:
+    """A record's batch (-1 if it has none: a folder of an older kit)."""
+    try:
+        return int(row["batch"])
+    except (KeyError, TypeError, ValueError):
+        return -1
+
+
+def _training_frame(records: list[dict]) -> pd.DataFrame:
+    """(smiles, ie) of the successful ``records``, sorted as the recorder's training data is."""
+    rows = [(r["smiles"], float(r["ie"])) for r in records if r["status"] == rec.STATUS_OK]
+    frame = pd.DataFrame(rows, columns=["smiles", "ie"])
+    return frame.sort_values("smiles", kind="stable").reset_index(drop=True)

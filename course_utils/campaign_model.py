@@ -8,11 +8,13 @@ molecules for the acquisition strategy. A lost or failed scoring round is run ag
 from __future__ import annotations
 
 import functools
+import json
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, wait
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ import pandas as pd
 
 from course_utils import records as rec
 from course_utils.acquisition import rank_candidates
-from course_utils.lineage import failed_labels, training_hash
+from course_utils.lineage import failed_labels, training_hash, version_name
 from course_utils.parameters import N_NEIGHBORS
 from course_utils.resilience import CampaignStopped, one_line, public_step
 from course_utils.retraining import validation_of
@@ -35,21 +37,25 @@ class CampaignModel:
     SCORING_TIMEOUT_S = 600.0
 
     @public_step
-    def score_search_space(self, trigger: str = "") -> Future:
+    def score_search_space(self, trigger: str = "", upto: int | None = None) -> Future:
         """Step 2: train -> chunked scoring -> reduce, chained as Parsl apps; returns a future.
 
         The future's result is an (n, 2) array of predicted IE and spread, in search-space
         order; :meth:`predictions` turns it into a table. What the model is trained on is
-        noted for its lineage (``trigger``: why it is trained). Waiting for the future's
-        result (as notebook 3 does) takes the same stop path as every step.
+        noted for its lineage (``trigger``: why it is trained). ``upto`` trains on the first
+        ``upto`` simulation records only: a saved version's data, to rebuild that version.
+        Waiting for the future's result (as notebook 3 does) takes the same stop path as every
+        step.
         """
         n_chunks = self.parameters.score_chunks or self._workers()
         blocks = [] if self.replayed else self._blocks(n_chunks)
-        training = self.training_data()
+        records = self.recorder.simulations[:upto]
+        training = self.training_data(upto)
         future = self.simulator.score(training, blocks, N_NEIGHBORS)
         self._scoring_meta[future] = {
-            "trigger": trigger or "requested", "n_ok": self.n_ok, "training": training,
-            "data_version": len(self.recorder.simulations), "valid": self.validation_rows(),
+            "trigger": trigger or "requested", "training": training,
+            "n_ok": sum(r["status"] == rec.STATUS_OK for r in records),
+            "data_version": len(records), "valid": self.validation_rows(upto),
             "started": time.perf_counter()}
         self._stoppable_result(future)
         return future
@@ -104,14 +110,45 @@ class CampaignModel:
         self._predictions = predictions
         return predictions
 
-    def _score_with_retries(self, trigger: str) -> Future:
+    def restore_model(self, version: int) -> bool:
+        """Make a saved version the model in use again, without saving a new version.
+
+        A resumed run must rank with the model the stopped run used, so the version is rebuilt
+        from the simulation records it was trained on (the first ``data_version`` rows, which a
+        resume never changes): the same data through the same code gives the same scores. False
+        (and a note) if the version is unknown or its training set is not the recorded one.
+        """
+        row = next((r for r in self.models.rows if int(r["version"]) == version), None)
+        try:
+            upto = int(row["data_version"]) if row is not None else -1
+        except (TypeError, ValueError):
+            upto = -1
+        if not 0 <= upto <= len(self.recorder.simulations):
+            print(f"note: cannot rebuild model version {version} (not in lineage.csv or newer "
+                  "than the records); training a new one", file=sys.stderr)
+            return False
+        future = self._score_with_retries(f"rebuild of v{version:04d}", upto)
+        meta = self._scoring_meta.pop(future)
+        if training_hash(meta["training"]) != row["training_hash"]:
+            print(f"note: the records no longer give model version {version}'s training set; "
+                  "training a new one", file=sys.stderr)
+            return False
+        model = getattr(future, "model", None)
+        self._model = model.result() if isinstance(model, Future) else model
+        self.model_info = _saved_info(self.models.models_dir / f"{version_name(version)}.json",
+                                      row)
+        self._model_n_ok = meta["n_ok"]
+        self._predictions = self.predictions(future.result())
+        return True
+
+    def _score_with_retries(self, trigger: str, upto: int | None = None) -> Future:
         """Train and score, waiting with a timeout; a failed or lost round is run again.
 
         Raises :class:`CampaignStopped` (one line) if every attempt fails.
         """
         last = ""
         for attempt in range(1, self.SCORING_ATTEMPTS + 1):
-            future = self.score_search_space(trigger)
+            future = self.score_search_space(trigger, upto)
             self._await([future])
             if not future.done():
                 last = f"no result after {self.SCORING_TIMEOUT_S:.0f} s"
@@ -159,17 +196,23 @@ class CampaignModel:
             self._block_cache = (n, [SmilesBlock(c) for c in chunked(self.space, n)])
         return self._block_cache[1]
 
-    def pick(self, predictions: pd.DataFrame | None, iteration: int) -> Iterator[str]:
-        """Step 3: untried molecules in the order the acquisition strategy prefers (lazy)."""
+    def pick(self, predictions: pd.DataFrame | None, iteration: int,
+             exclude: set[str] | None = None, n_ok: int | None = None) -> Iterator[str]:
+        """Step 3: untried molecules in the order the acquisition strategy prefers (lazy).
+
+        ``exclude`` and ``n_ok`` (default: now) are what was tried and succeeded when the batch
+        began: random draws depend on them, so a resumed batch passes its start's values.
+        """
         p = self.parameters
         rng = np.random.default_rng([p.seed, iteration])
         if predictions is None:  # random search needs no model
             predictions = pd.DataFrame({"smiles": self.space_smiles, "ie": 0.0, "ie_spread": 0.0})
-        mask = self.available()
+        mask = self.available(n_ok)
         if mask is not None and len(predictions) == len(mask):
             predictions = predictions[mask]
         positions = self.space_position if len(predictions) == len(self.space) else None
-        return self._fresh(rank_candidates(predictions, self._tried(), acquisition=p.acquisition,
+        exclude = self._tried() if exclude is None else exclude
+        return self._fresh(rank_candidates(predictions, exclude, acquisition=p.acquisition,
                                            rng=rng, ucb_kappa=p.ucb_kappa, epsilon=p.epsilon,
                                            positions=positions))
 
@@ -182,3 +225,12 @@ class CampaignModel:
         true, pred = np.array(pairs).T
         return float(np.mean(np.abs(pred - true))), float(np.mean(np.abs(pred - true) / true) * 100)
 
+
+
+def _saved_info(path: Path, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A version's JSON (what :meth:`CampaignModel.adopt_model` kept), or its lineage row."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = None
+    return info if isinstance(info, dict) else dict(row)

@@ -46,27 +46,35 @@ class CampaignModes:
 
     def _run_batches(self) -> None:
         """Retrain when due, rank, simulate one batch, record it; until the budget is met, the
-        space is exhausted, or the stop rule or the trust streak ends the search."""
+        space is exhausted, or the stop rule or the trust streak ends the search.
+
+        A run stopped inside a batch is resumed by finishing that batch (batches.csv) with the
+        model it was ranked with, so the run simulates what an unstopped one would have.
+        """
         p = self.parameters
+        self._resume_model()
         while self.n_ok < p.max_training_count and self.n_failed <= self.max_failures:
-            iteration, training_size = self.next_iteration, self.n_ok
+            iteration = self.next_iteration
+            training_size = self.ok_before(iteration)  # n_ok when the batch began
             t0 = time.perf_counter()
             predictions = None
             if p.acquisition != "random":
-                # None only while this session's model still fits the policy (the first
-                # call of a session is always due), so _predictions is set from here on.
-                trigger = self.retrain_policy.due(self.n_ok, self._model_n_ok, batch_mode=True)
+                # A batch planned before a stop keeps its model (restored by _resume_model);
+                # otherwise the policy decides. The first call without a model is always due.
+                trigger = (None if self.plan.smiles(iteration) and self._predictions is not None
+                           else self.retrain_policy.due(self.n_ok, self._model_n_ok,
+                                                        batch_mode=True))
                 if trigger is not None:
                     self.new_model(trigger)
                 predictions = self._predictions
             t1 = time.perf_counter()
-            picks = self.pick(predictions, iteration)
+            picks = self.pick(predictions, iteration, self.tried_before(iteration), training_size)
             t2 = time.perf_counter()
-            target = min(p.batch_size, p.max_training_count - self.n_ok)
+            target = min(p.batch_size, p.max_training_count - training_size)
             if self.trust is not None:
                 rows, checked = self.checked_batch(iteration, picks, predictions, target)
             else:
-                rows = self.simulate(picks, target, batch=iteration, predictions=predictions)
+                rows = self.simulate_batch(iteration, picks, target, predictions)
                 checked = len(rows)
             t3 = time.perf_counter()
             self.record_iteration(iteration, training_size, rows, t1 - t0, t2 - t1, t3 - t2)
@@ -78,6 +86,35 @@ class CampaignModes:
                 self.trust_fired = True
                 break
 
+    def _resume_model(self) -> None:
+        """Go on with the model the stopped session used, as if it had never stopped.
+
+        A batch planned before the stop gets the version it was ranked with back. Between
+        batches, the last version counts as this session's model: if the retrain policy says a
+        new one is due, the loop trains it (no rebuild needed); if not, the version is rebuilt.
+        A version that cannot be rebuilt leaves the session without a model (a new one is
+        trained, as before batches.csv existed).
+        """
+        if self.parameters.acquisition == "random" or self._model_n_ok is not None:
+            return
+        iteration = self.next_iteration
+        planned = bool(self.plan.smiles(iteration))
+        version = self.plan.model_version(iteration) if planned else None
+        if version is None and self.models.last is not None:
+            version = int(self.models.last["version"])
+        row = next((r for r in self.models.rows if int(r["version"]) == version), None)
+        if row is None:
+            return
+        try:
+            upto = int(row["data_version"])
+        except (TypeError, ValueError):
+            return
+        n_then = sum(r["status"] == "ok" for r in self.recorder.simulations[:upto])
+        if not planned and self.retrain_policy.due(self.n_ok, n_then, batch_mode=True):
+            self._model_n_ok = n_then
+            return
+        self.restore_model(version)
+
     def checked_batch(self, iteration: int, picks: Iterable[str], predictions: pd.DataFrame,
                       size: int) -> tuple[list[dict], int]:
         """One batch of ``size`` picks with trust checks: the model's values and the cheap MPI
@@ -87,9 +124,14 @@ class CampaignModes:
         Returns the full simulations' rows and the number of picks checked.
         """
         p = self.parameters
-        batch = list(islice(picks, size))
+        batch = self.plan.smiles(iteration)[:size] or list(islice(picks, size))
         if not batch:
             return [], 0
+        version = (self.model_info or {}).get("version")
+        self.plan.add(iteration, batch, model_version=version,
+                      predicted=_Predicted(predictions, self.space_position))
+        if any(int(r["iteration"]) == iteration for r in self.trust.rows):
+            return self.batch_rows(iteration, predictions), len(batch)  # done before a stop
         model_values = self.simulator.predict(self._model, batch)
         cheap_file = self.out_dir / "checks" / f"iteration-{iteration:04d}.csv"
         cheap = self.simulator.cheap(batch, p.trust_ranks, cheap_file)
@@ -106,11 +148,12 @@ class CampaignModes:
         if not model_values.done():
             raise CampaignStopped(f"the model's predictions of iteration {iteration} did not "
                                   f"arrive within {self.SCORING_TIMEOUT_S:.0f} s")
-        version = (self.model_info or {}).get("version")
         checks = self.trust.judge(iteration, batch, model_values.result(), cheap_table, version)
         untrusted = [c["smiles"] for c in checks if not c["trusted"]]
-        rows = (self.simulate(iter(untrusted), len(untrusted), batch=iteration,
-                              predictions=predictions) if untrusted else [])
+        rows = self.batch_rows(iteration, predictions)  # simulated before a stop
+        todo = [s for s in untrusted if s not in self.recorder.attempted]
+        if todo:  # no replacements: a failed full simulation leaves its pick unlabelled
+            rows += self.simulate(iter(todo), len(todo), batch=iteration, predictions=predictions)
         self.trust.record(checks, rows)
         return rows, len(batch)
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from course_utils import records as rec
+from course_utils.batch_plan import PLAN_FILE
 from course_utils.lineage import LINEAGE_FILE, MODELS_DIR
 
 #: The acquisitions of the kit, as notebook 5 compares them: name -> campaign parameters.
@@ -54,7 +55,7 @@ _GRID_KEYS = ("initial_training_count", "max_training_count", "batch_size", "see
 #: Files a campaign folder may hold (and their ``.tmp`` versions, left by an interrupted
 #: write); only such a folder is replaced by a new grid run.
 _RUN_FILES = {rec.RESULTS_FILE, rec.PARAMETERS_FILE, rec.SIMULATIONS_FILE, rec.ITERATIONS_FILE,
-              rec.PLOT_FILE, rec.LOCK_FILE, LINEAGE_FILE, MODELS_DIR}
+              rec.PLOT_FILE, rec.LOCK_FILE, LINEAGE_FILE, MODELS_DIR, PLAN_FILE}
 
 
 # --------------------------------------------------------------------------- the yardsticks

@@ -428,6 +428,46 @@ def test_cli_interrupted_with_ctrl_c_then_resumed(small_space, tmp_path):
                                                "ml_in_the_loop.png"}
 
 
+def test_cli_ctrl_c_inside_a_batch_then_resumed_makes_the_same_picks(small_space, tmp_path):
+    """Real xTB through Parsl: Ctrl-C (SIGINT to the run's process group) while batch 1 runs,
+    then the same command again, simulates what a run that was never stopped simulates."""
+    def cmd(out: Path) -> list[str]:
+        return [sys.executable, "-m", "course_utils", "run", "--initial-training-count", "4",
+                "--max-training-count", "12", "--batch-size", "8", "--seed", "3", "--workers",
+                "2", "--search-space", str(small_space), "--out", str(out), "--quiet"]
+
+    def picks(out: Path) -> list[tuple[int, str]]:
+        sims = rec.read_simulations(out)
+        return sorted(zip(sims["batch"].astype(int), sims["smiles"], strict=True))
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    full = subprocess.run(cmd(tmp_path / "full"), cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert full.returncode == 0, full.stderr
+
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(cmd(out), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        sims = rec.read_simulations(out) if (out / rec.SIMULATIONS_FILE).exists() else None
+        if sims is not None and (sims["batch"] == 1).any():
+            break  # batch 1 has started: its first result is in, 7 more still to come
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # the whole group, as Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    stopped = rec.read_simulations(out)
+    assert 1 <= (stopped["batch"] == 1).sum() < 8, "the stop must come inside batch 1"
+    assert 1 not in rec.read_iterations(out)["iteration"].tolist()
+
+    again = subprocess.run(cmd(out), cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert picks(out) == picks(tmp_path / "full")  # same molecules, same batches
+    assert rec.read_simulations(out)["smiles"].is_unique
+
+
 # --- validation (reliability issue) ---
 @pytest.mark.parametrize(
     ("changes", "name", "words"),

@@ -1,0 +1,106 @@
+"""The batch plan: which molecules each batch simulates, written before they are submitted.
+
+A batch-mode run appends one row to ``batches.csv`` for every molecule a batch submits, before
+submitting it: the batch (0 is the initial random batch), its order in the batch, the SMILES,
+the model version it was ranked with (empty for batch 0 and random search), the model's
+predicted IE (eV), and ``planned`` (the batch's first picks, written together) or
+``replacement`` (a pick taken later because a simulation of the batch failed).
+
+A batch is complete once iterations.csv has its row (batch 0: once the initial batch has its
+successes). A run that was stopped inside a batch finds the batch's rows here and completes
+that batch, with the same model, before it picks the next one, so a resumed run simulates the
+same molecules in the same batches as a run that was never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from course_utils.records import _append_row, _read_csv, repair_tail
+
+PLAN_FILE = "batches.csv"
+PLAN_FIELDS = ["batch", "order", "smiles", "model_version", "predicted_ie", "kind"]
+PLANNED = "planned"
+REPLACEMENT = "replacement"
+
+
+def read_plan(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """batches.csv of a run folder (an empty frame with its columns if there is none)."""
+    path = Path(run_dir) / PLAN_FILE
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=PLAN_FIELDS)
+    return _read_csv(path, keep_default_na=False, na_values=[""],
+                     dtype={"smiles": str, "kind": str})
+
+
+@dataclass
+class BatchPlan:
+    """The planned batches of one run folder, appended to as batches are planned."""
+
+    run_dir: Path
+    rows: list[dict] = field(default_factory=list)
+    #: fsync each row; a replay (recomputed in milliseconds) skips it.
+    durable: bool = True
+    #: Each batch's molecules and model version, looked up once per batch and per replacement.
+    _smiles: dict[int, list[str]] = field(default_factory=dict, repr=False)
+    _version: dict[int, int | None] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike) -> BatchPlan:
+        """Read the plan a previous session left; a torn last row (a killed writer) is cut off."""
+        plan = cls(Path(run_dir))
+        note = repair_tail(plan.run_dir / PLAN_FILE, PLAN_FIELDS)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+        for row in read_plan(run_dir).to_dict("records"):
+            plan._keep(row)
+        return plan
+
+    def _keep(self, row: dict) -> None:
+        batch = int(row["batch"])
+        self.rows.append(row)
+        self._smiles.setdefault(batch, []).append(row["smiles"])
+        self._version.setdefault(batch, _int_or_none(row["model_version"]))
+
+    def smiles(self, batch: int) -> list[str]:
+        """The batch's molecules in the order they were planned (empty if never planned)."""
+        return list(self._smiles.get(batch, ()))
+
+    def model_version(self, batch: int) -> int | None:
+        """The model version the batch was ranked with (None: batch 0, random, or unplanned)."""
+        return self._version.get(batch)
+
+    def add(self, batch: int, smiles: Iterable[str], *, kind: str = PLANNED,
+            model_version: int | None = None, predicted: Any = None) -> list[dict]:
+        """Append the batch's next molecules (skipping any it planned already); the new rows."""
+        known = set(self._smiles.get(batch, ()))
+        order = len(known)
+        added = []
+        for s in smiles:
+            if s in known:
+                continue
+            known.add(s)
+            row = {"batch": batch, "order": order, "smiles": s, "model_version": model_version,
+                   "predicted_ie": predicted.get(s, math.nan) if predicted is not None else None,
+                   "kind": kind}
+            _append_row(self.run_dir / PLAN_FILE, PLAN_FIELDS, row, self.durable)
+            self._keep(row)
+            added.append(row)
+            order += 1
+        return added
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else int(out)
