@@ -81,7 +81,8 @@ def test_a_molecule_missing_from_the_table_stops_replay_naming_it(tiny_truth, tm
     proc = subprocess.run(
         [sys.executable, "-m", "course_utils", "run", "--simulator", "replay", "--ground-truth",
          str(table), "--search-space", str(wider), "--initial-training-count", "31",
-         "--max-training-count", "32", "--seed", "0", "--out", str(tmp_path / "out"), "--quiet"],
+         "--max-training-count", "32", "--batch-size", "1", "--seed", "0", "--out",
+         str(tmp_path / "out"), "--quiet"],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
