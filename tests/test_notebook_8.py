@@ -7,7 +7,7 @@ import json
 import pandas as pd
 from notebook_tools import run_notebook
 
-NAME = "8_stopping_and_reproducing.ipynb"
+NAME = "8_stopping.ipynb"
 SMALL = {"n_seeds": 3, "budget": 60, "initial": 10, "batch_size": 10, "processes": 2,
          "sweep_budget": 40, "rungs": [20]}
 
