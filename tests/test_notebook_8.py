@@ -1,4 +1,4 @@
-"""Notebook 8 (stopping and reproducing) executed through papermill with small parameters."""
+"""Notebook 8 (stopping) executed through papermill with small parameters."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pandas as pd
 from notebook_tools import run_notebook
 
 NAME = "8_stopping.ipynb"
-SMALL = {"n_seeds": 3, "budget": 60, "initial": 10, "batch_size": 10, "processes": 2,
-         "sweep_budget": 40, "rungs": [20]}
+SMALL = {"n_seeds": 3, "budget": 60, "initial": 10, "batch_size": 10, "processes": 2}
 
 
 def _text(nb) -> str:
@@ -25,9 +24,8 @@ def test_notebook8_small_parameters_write_only_into_output_dir(tmp_path):
 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([NAME, "out"])
     assert sorted(p.name for p in out.iterdir()) == sorted([
-        "figures_again", "figures_cli", "real_run", "replay_stopped", "replay_to_budget",
-        "runinfo", "stopping_outcomes.csv", "stopping_study.png", "stopping_summary.csv",
-        "study", "sweep", "sweep.png", "sweep_configs.txt", "sweep_full_budget"])
+        "real_run", "replay_stopped", "replay_to_budget", "runinfo", "stopping_outcomes.csv",
+        "stopping_study.png", "stopping_summary.csv", "study"])
 
     # Part 1: the real run stopped early, and its replay made the same picks.
     real = json.loads((out / "real_run" / "results.json").read_text())
@@ -39,12 +37,4 @@ def test_notebook8_small_parameters_write_only_into_output_dir(tmp_path):
     outcomes = pd.read_csv(out / "stopping_outcomes.csv")
     assert len(outcomes) == 4 * SMALL["n_seeds"] and (outcomes["best_loss_ev"] >= 0).all()
     assert "ground truth covers" in text
-    # Part 3: the sweep's bookkeeping, and the CLI going on with the finished sweep.
-    sweep = pd.read_csv(out / "sweep" / "sweep.csv")
-    assert len(sweep) == 9 and sorted(set(sweep["status"])) == ["kept", "stopped"]
-    assert json.loads((out / "sweep" / "sweep.json").read_text())["settings"]["rungs"] == [20, 40]
-    assert "sweep complete" in text
-    # Part 4: figures regenerated twice, byte for byte.
-    assert "byte-identical True" in text and "byte-identical False" not in text
-    for png in ("stopping_study.png", "sweep.png"):
-        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert (out / "stopping_study.png").read_bytes()[:4] == b"\x89PNG"
