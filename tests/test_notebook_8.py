@@ -8,7 +8,7 @@ import pandas as pd
 from notebook_tools import run_notebook
 
 NAME = "8_stopping.ipynb"
-SMALL = {"n_seeds": 3, "budget": 60, "initial": 10, "batch_size": 10, "processes": 2}
+SMALL = {"n_seeds": 2, "budget": 60, "initial": 10, "batch_size": 10, "processes": 2}
 
 
 def _text(nb) -> str:
