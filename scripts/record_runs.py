@@ -9,6 +9,11 @@ and the final status and best molecule. Replays (instant, deterministic) cover b
 every acquisition, retraining, waves, trust checks and stop rules; ``--real`` adds batch runs
 with real xTB through Parsl (batch mode: its picks do not depend on when results arrive).
 Timings are left out on purpose: they are the only thing allowed to differ.
+
+A replay charges the measured seconds of each training and scoring to its simulated clock, so
+on a loaded machine a streaming replay sees its simulations finish in another order around a
+new model, and picks differently. Recorded replays charge a fixed 0.05 s instead (see
+:func:`fixed_model_cost`): their picks then depend on the code alone.
 """
 
 from __future__ import annotations
@@ -17,10 +22,15 @@ import argparse
 import json
 import sys
 import tempfile
+import time
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from course_utils import records as rec
+from course_utils import simulators
 from course_utils.campaign import run_campaign
 
 SPACE = "truth:qm9:4000"
@@ -49,9 +59,31 @@ REAL: dict[str, dict[str, Any]] = {
 }
 
 
+MODEL_COST_S = 0.05
+
+
+@contextmanager
+def fixed_model_cost(seconds: float = MODEL_COST_S) -> Iterator[None]:
+    """While open, the replay simulator's clock reads ``seconds`` more at each look, so every
+    training, scoring and prediction it charges costs ``seconds`` of simulated time."""
+    ticks = iter(range(1, 1 << 62))
+    fake = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time) if not n[:1] == "_"})
+    fake.perf_counter = lambda: next(ticks) * seconds
+    real, simulators.time = simulators.time, fake
+    try:
+        yield
+    finally:
+        simulators.time = real
+
+
 def record(name: str, overrides: dict[str, Any], root: Path) -> dict[str, Any]:
     out = root / name
-    result = run_campaign({**BASE, **overrides}, out, progress=False, plot=False)
+    parameters = {**BASE, **overrides}
+    if parameters["simulator"] == "replay":
+        with fixed_model_cost():
+            result = run_campaign(parameters, out, progress=False, plot=False)
+    else:
+        result = run_campaign(parameters, out, progress=False, plot=False)
     sims = rec.read_simulations(out)
     iters = rec.read_iterations(out)
     best = result.results.get("best") or {}
