@@ -4,7 +4,8 @@
     python scripts/record_runs.py --compare runs.json [--real]    # run again, report differences
 
 Each campaign's record is what it decided and what it got: every simulation (molecule, batch,
-status, IE to 1e-6 eV) in order, every iteration (training size, new successes, model version),
+status, IE to 1e-6 eV) in order (a real run's sorted within each batch, as its results
+arrive in any order), every iteration (training size, new successes, model version),
 and the final status and best molecule. Replays (instant, deterministic) cover both modes,
 every acquisition, retraining, waves, trust checks and stop rules; ``--real`` adds batch runs
 with real xTB through Parsl (batch mode: its picks do not depend on when results arrive).
@@ -87,10 +88,12 @@ def record(name: str, overrides: dict[str, Any], root: Path) -> dict[str, Any]:
     sims = rec.read_simulations(out)
     iters = rec.read_iterations(out)
     best = result.results.get("best") or {}
+    rows = [[r.smiles, int(r.batch), r.status, None if r.ie != r.ie else round(float(r.ie), 6)]
+            for r in sims.itertuples()]
+    if parameters["simulator"] != "replay":  # real results arrive in any order within a batch
+        rows.sort(key=lambda row: (row[1], row[0]))
     return {
-        "simulations": [[r.smiles, int(r.batch), r.status,
-                         None if r.ie != r.ie else round(float(r.ie), 6)]
-                        for r in sims.itertuples()],
+        "simulations": rows,
         "iterations": [[int(r.iteration), int(r.training_size), int(r.n_new),
                         None if not isinstance(r.model_version, str) else r.model_version]
                        for r in iters.itertuples()] if "model_version" in iters else
