@@ -8,10 +8,12 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
+from types import UnionType
+from typing import Any, get_args, get_type_hints
 
-from course_utils.campaign import ACQUISITIONS, MODES, CampaignParameters
+from course_utils.campaign import CampaignParameters
 from course_utils.parameters import CampaignNote
 
 
@@ -20,56 +22,33 @@ def _out_arg(text: str) -> Path | str:
     return Path(text) if text.strip() else text
 
 
+def _flag_type(name: str, annotation: Any) -> type | None:
+    """argparse's ``type`` for a parameter: int or float (optional or not); None for str, the
+    same as giving none. Any other annotation would need a flag of its own, so it is refused."""
+    kinds = ([a for a in get_args(annotation) if a is not type(None)]
+             if isinstance(annotation, UnionType) else [annotation])
+    if len(kinds) != 1 or kinds[0] not in (int, float, str):
+        raise TypeError(f"CampaignParameters.{name}: no flag for a {annotation} parameter")
+    return None if kinds[0] is str else kinds[0]
+
+
+def _add_parameter_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`CampaignParameters` field (``--initial-training-count`` for
+    ``initial_training_count``) with its type, default and help: defined once, not restated."""
+    types = get_type_hints(CampaignParameters)
+    for field in fields(CampaignParameters):
+        if field.default is MISSING:
+            raise TypeError(f"CampaignParameters.{field.name}: a flag needs a plain default")
+        parser.add_argument(f"--{field.name.replace('_', '-')}", default=field.default,
+                            type=_flag_type(field.name, types[field.name]),
+                            help=field.metadata.get("help"))
+
+
 def _run_parser(sub) -> None:
     run = sub.add_parser("run", help="run (or resume) an active-learning campaign",
                          description="Run or resume a campaign; re-running with the same --out "
                                      "resumes without recomputing finished simulations.")
-    defaults = CampaignParameters()
-    run.add_argument("--initial-training-count", type=int, default=defaults.initial_training_count)
-    run.add_argument("--max-training-count", type=int, default=defaults.max_training_count)
-    run.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    run.add_argument("--seed", type=int, default=defaults.seed)
-    run.add_argument("--acquisition", default=defaults.acquisition, help="|".join(ACQUISITIONS))
-    run.add_argument("--mode", default=defaults.mode, help="|".join(MODES))
-    run.add_argument("--search-space", default=defaults.search_space,
-                     help="'qm9' or a CSV/TSV file with a smiles column")
-    run.add_argument("--config", default=defaults.config,
-                     help="local|polaris, or local-mpi|polaris-mpi (with an MPI executor)")
-    run.add_argument("--workers", type=int, default=None, help="workers (per node on Polaris)")
-    run.add_argument("--ucb-kappa", type=float, default=defaults.ucb_kappa)
-    run.add_argument("--epsilon", type=float, default=defaults.epsilon)
-    run.add_argument("--retrain-after", type=int, default=None)
-    run.add_argument("--score-chunks", type=int, default=None)
-    run.add_argument("--engine", default=None, help="xtb|tblite (default: auto)")
-    run.add_argument("--simulation-walltime", type=float, default=defaults.simulation_walltime)
-    run.add_argument("--max-failures", type=int, default=None)
-    run.add_argument("--ground-truth", default=None,
-                     help="replay: table file from `truth build` (default: the shipped table)")
-    run.add_argument("--simulator", default=defaults.simulator,
-                     help="xtb (real simulations) | replay (answers from the ground-truth table, "
-                          "instant, simulated clock; with a partial --ground-truth table use "
-                          "--search-space truth:qm9, the part it covers)")
-    run.add_argument("--stop", default=defaults.stop,
-                     help="when the search is done: budget (default: only the budget) | "
-                          "converged:window=W,delta=D[,top=K] | predicted:delta=D[,min_points=M]"
-                          " (D in eV); a run a rule stopped is finished")
-    run.add_argument("--retrain", default=defaults.retrain,
-                     help="when to train a new model: every-batch (default) | count:N (after N "
-                          "new results) | growth:F (once the successful data grew by F, e.g. 0.25)")
-    run.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction,
-                     help="share of successful simulations held out to validate each model "
-                          "(seeded, a molecule never changes sides; default 0)")
-    run.add_argument("--arrival", default=defaults.arrival,
-                     help="all (default) | waves:W,every:K: the search space arrives in W seeded "
-                          "waves, one more every K successful simulations")
-    run.add_argument("--trust-tol", type=float, default=None,
-                     help="trust checks (batch mode, needs --config local-mpi|polaris-mpi): a pick "
-                          "whose model value and cheap MPI check agree within this many eV gets "
-                          "no full simulation (default: no checks)")
-    run.add_argument("--trust-streak", type=int, default=defaults.trust_streak,
-                     help="stop after this many consecutive fully trusted batches")
-    run.add_argument("--trust-ranks", type=int, default=defaults.trust_ranks,
-                     help="MPI ranks of each batch's cheap check")
+    _add_parameter_flags(run)
     run.add_argument("--out", type=_out_arg, required=True, help="output folder")
     run.add_argument("--account", default=None, help="Polaris: ALCF project to charge")
     run.add_argument("--queue", default=None, help="Polaris: debug|prod|...")

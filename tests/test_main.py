@@ -416,3 +416,28 @@ def test_run_command_lines_refused_by_argparse_as_before(argv, capsys):
         _run_subparser().parse_args(argv)
     assert exit_.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_every_parameter_is_a_run_flag_with_its_help():
+    from dataclasses import fields
+
+    from course_utils.parameters import CampaignParameters
+
+    flags = _flags(_run_subparser())
+    for field in fields(CampaignParameters):
+        action = flags[f"--{field.name.replace('_', '-')}"]
+        assert (action.dest, action.default) == (field.name, field.default)
+        assert action.help and action.help == field.metadata["help"]
+
+
+@pytest.mark.parametrize(("annotation", "expected"), [
+    (int, int), (float | None, float), (str, None), (str | None, None), (bool, TypeError),
+    (list[int], TypeError), (int | str, TypeError)])
+def test_a_parameter_type_without_a_plain_flag_is_refused(annotation, expected):
+    from course_utils.__main__ import _flag_type
+
+    if expected is TypeError:
+        with pytest.raises(TypeError, match="CampaignParameters.x: no flag"):
+            _flag_type("x", annotation)
+    else:
+        assert _flag_type("x", annotation) is expected
