@@ -15,6 +15,8 @@ from typing import Any, get_args, get_type_hints
 
 from course_utils.campaign import CampaignParameters
 from course_utils.parameters import CampaignNote
+from course_utils.resilience import error_message
+from course_utils.resilience import fail as _fail
 
 
 def _out_arg(text: str) -> Path | str:
@@ -101,7 +103,7 @@ def _predict(args: argparse.Namespace) -> int:
         try:
             smiles += _read_smiles_file(args.input)
         except (OSError, ValueError) as err:
-            return _fail(f"cannot read --input {args.input}: {str(err).splitlines()[0]}")
+            return _fail(f"cannot read --input {args.input}: {error_message(err)}")
     if not smiles:
         return _fail("nothing to predict: give SMILES or --input FILE")
     problem = _out_problem(args.out, folder=False) if args.out is not None else None
@@ -180,7 +182,7 @@ def _sweep(args: argparse.Namespace) -> int:
     except OSError as err:
         return _fail(_os_error_line(err, args.out))
     except (ValueError, LookupError) as err:  # e.g. a table a sweep's worker could not load
-        return _fail(str(err).splitlines()[0])
+        return _fail(err)
 
 
 def _truth_parser(sub) -> None:
@@ -236,7 +238,7 @@ def _truth(args: argparse.Namespace) -> int:
             shard=parse_shard(args.shard), limit=args.limit, engine=args.engine,
             progress=not args.quiet, config_options=options)
     except (GroundTruthError, ValueError, OSError) as err:
-        return _fail(str(err).splitlines()[0])
+        return _fail(err)
     print(f"{'interrupted' if report.interrupted else 'done'}: {report.computed:,} of "
           f"{report.todo:,} molecules simulated this time ({dict(report.statuses)}), "
           f"{report.compute_seconds / 3600:.2f} core-hours in {report.wall_seconds / 60:.1f} min; "
@@ -273,7 +275,7 @@ def _run(args: argparse.Namespace) -> int:
                               config_options=options or None)
     except (CampaignParameterError, ResumeMismatchError, SearchSpaceError, FolderInUseError,
             ValueError, LookupError) as err:
-        return _fail(str(err).splitlines()[0])
+        return _fail(err)
     except OSError as err:  # after the folder checks: a full or read-only disk mid-run
         return _fail(_os_error_line(err, args.out))
     except CampaignInterrupted as err:
@@ -331,7 +333,7 @@ def _out_problem(out: Path, folder: bool = True) -> str | None:
 def _os_error_line(err: OSError, out: Path) -> str:
     """One line for an OSError that got past the --out checks (a disk that filled up or became
     read-only); one about another file, or none (a network port), is not blamed on --out."""
-    what = err.strerror or str(err).splitlines()[0] or type(err).__name__
+    what = err.strerror or error_message(err)
     if err.filename is None:
         return what
     line = f"{what}: {err.filename}"
@@ -371,11 +373,6 @@ def _figures(args: argparse.Namespace) -> int:
     if problem:
         return _fail(problem)
     return figures_main(args.paths, args.out, truth=args.ground_truth)
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def _argument_problem(args: argparse.Namespace) -> str | None:
