@@ -51,11 +51,13 @@ def one_line(err: BaseException | str, limit: int = 300) -> str:
     return " ".join(str(text).split())[:limit]
 
 
-def error_message(err: BaseException) -> str:
+def error_message(err: BaseException | str) -> str:
     """What a command says about an error: its message's first line (a YAML or pandas message
-    goes on for lines), or the type's name when the message is empty."""
+    goes on for lines), or the type's name when the message is empty ("" for an empty str)."""
     lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
+    if lines:
+        return lines[0]
+    return "" if isinstance(err, str) else type(err).__name__
 
 
 def fail(problem: str | BaseException) -> int:

@@ -14,7 +14,8 @@ def test_a_recorded_reason_names_the_type_and_joins_the_lines():
 
 @pytest.mark.parametrize(("err", "expected"), [
     (ValueError("first\nsecond"), "first"), (ValueError("\n  indented\nnext"), "indented"),
-    (KeyError("k"), "'k'"), (ValueError(""), "ValueError"), (OSError(), "OSError")])
+    (KeyError("k"), "'k'"), (ValueError(""), "ValueError"), (OSError(), "OSError"),
+    ("a detail\nmore", "a detail"), (" ", "")])
 def test_a_command_shows_the_first_line_or_the_type(err, expected):
     assert error_message(err) == expected
 
