@@ -8,11 +8,15 @@ import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
+from types import UnionType
+from typing import Any, get_args, get_type_hints
 
-from course_utils.campaign import ACQUISITIONS, MODES, CampaignParameters
+from course_utils.campaign import CampaignParameters
 from course_utils.parameters import CampaignNote
+from course_utils.resilience import error_message
+from course_utils.resilience import fail as _fail
 
 
 def _out_arg(text: str) -> Path | str:
@@ -20,56 +24,33 @@ def _out_arg(text: str) -> Path | str:
     return Path(text) if text.strip() else text
 
 
+def _flag_type(name: str, annotation: Any) -> type | None:
+    """argparse's ``type`` for a parameter: int or float (optional or not); None for str, the
+    same as giving none. Any other annotation would need a flag of its own, so it is refused."""
+    kinds = ([a for a in get_args(annotation) if a is not type(None)]
+             if isinstance(annotation, UnionType) else [annotation])
+    if len(kinds) != 1 or kinds[0] not in (int, float, str):
+        raise TypeError(f"CampaignParameters.{name}: no flag for a {annotation} parameter")
+    return None if kinds[0] is str else kinds[0]
+
+
+def _add_parameter_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`CampaignParameters` field (``--initial-training-count`` for
+    ``initial_training_count``) with its type, default and help: defined once, not restated."""
+    types = get_type_hints(CampaignParameters)
+    for field in fields(CampaignParameters):
+        if field.default is MISSING:
+            raise TypeError(f"CampaignParameters.{field.name}: a flag needs a plain default")
+        parser.add_argument(f"--{field.name.replace('_', '-')}", default=field.default,
+                            type=_flag_type(field.name, types[field.name]),
+                            help=field.metadata.get("help"))
+
+
 def _run_parser(sub) -> None:
     run = sub.add_parser("run", help="run (or resume) an active-learning campaign",
                          description="Run or resume a campaign; re-running with the same --out "
                                      "resumes without recomputing finished simulations.")
-    defaults = CampaignParameters()
-    run.add_argument("--initial-training-count", type=int, default=defaults.initial_training_count)
-    run.add_argument("--max-training-count", type=int, default=defaults.max_training_count)
-    run.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    run.add_argument("--seed", type=int, default=defaults.seed)
-    run.add_argument("--acquisition", default=defaults.acquisition, help="|".join(ACQUISITIONS))
-    run.add_argument("--mode", default=defaults.mode, help="|".join(MODES))
-    run.add_argument("--search-space", default=defaults.search_space,
-                     help="'qm9' or a CSV/TSV file with a smiles column")
-    run.add_argument("--config", default=defaults.config,
-                     help="local|polaris, or local-mpi|polaris-mpi (with an MPI executor)")
-    run.add_argument("--workers", type=int, default=None, help="workers (per node on Polaris)")
-    run.add_argument("--ucb-kappa", type=float, default=defaults.ucb_kappa)
-    run.add_argument("--epsilon", type=float, default=defaults.epsilon)
-    run.add_argument("--retrain-after", type=int, default=None)
-    run.add_argument("--score-chunks", type=int, default=None)
-    run.add_argument("--engine", default=None, help="xtb|tblite (default: auto)")
-    run.add_argument("--simulation-walltime", type=float, default=defaults.simulation_walltime)
-    run.add_argument("--max-failures", type=int, default=None)
-    run.add_argument("--ground-truth", default=None,
-                     help="replay: table file from `truth build` (default: the shipped table)")
-    run.add_argument("--simulator", default=defaults.simulator,
-                     help="xtb (real simulations) | replay (answers from the ground-truth table, "
-                          "instant, simulated clock; with a partial --ground-truth table use "
-                          "--search-space truth:qm9, the part it covers)")
-    run.add_argument("--stop", default=defaults.stop,
-                     help="when the search is done: budget (default: only the budget) | "
-                          "converged:window=W,delta=D[,top=K] | predicted:delta=D[,min_points=M]"
-                          " (D in eV); a run a rule stopped is finished")
-    run.add_argument("--retrain", default=defaults.retrain,
-                     help="when to train a new model: every-batch (default) | count:N (after N "
-                          "new results) | growth:F (once the successful data grew by F, e.g. 0.25)")
-    run.add_argument("--valid-fraction", type=float, default=defaults.valid_fraction,
-                     help="share of successful simulations held out to validate each model "
-                          "(seeded, a molecule never changes sides; default 0)")
-    run.add_argument("--arrival", default=defaults.arrival,
-                     help="all (default) | waves:W,every:K: the search space arrives in W seeded "
-                          "waves, one more every K successful simulations")
-    run.add_argument("--trust-tol", type=float, default=None,
-                     help="trust checks (batch mode, needs --config local-mpi|polaris-mpi): a pick "
-                          "whose model value and cheap MPI check agree within this many eV gets "
-                          "no full simulation (default: no checks)")
-    run.add_argument("--trust-streak", type=int, default=defaults.trust_streak,
-                     help="stop after this many consecutive fully trusted batches")
-    run.add_argument("--trust-ranks", type=int, default=defaults.trust_ranks,
-                     help="MPI ranks of each batch's cheap check")
+    _add_parameter_flags(run)
     run.add_argument("--out", type=_out_arg, required=True, help="output folder")
     run.add_argument("--account", default=None, help="Polaris: ALCF project to charge")
     run.add_argument("--queue", default=None, help="Polaris: debug|prod|...")
@@ -122,7 +103,7 @@ def _predict(args: argparse.Namespace) -> int:
         try:
             smiles += _read_smiles_file(args.input)
         except (OSError, ValueError) as err:
-            return _fail(f"cannot read --input {args.input}: {str(err).splitlines()[0]}")
+            return _fail(f"cannot read --input {args.input}: {error_message(err)}")
     if not smiles:
         return _fail("nothing to predict: give SMILES or --input FILE")
     problem = _out_problem(args.out, folder=False) if args.out is not None else None
@@ -201,7 +182,7 @@ def _sweep(args: argparse.Namespace) -> int:
     except OSError as err:
         return _fail(_os_error_line(err, args.out))
     except (ValueError, LookupError) as err:  # e.g. a table a sweep's worker could not load
-        return _fail(str(err).splitlines()[0])
+        return _fail(err)
 
 
 def _truth_parser(sub) -> None:
@@ -257,7 +238,7 @@ def _truth(args: argparse.Namespace) -> int:
             shard=parse_shard(args.shard), limit=args.limit, engine=args.engine,
             progress=not args.quiet, config_options=options)
     except (GroundTruthError, ValueError, OSError) as err:
-        return _fail(str(err).splitlines()[0])
+        return _fail(err)
     print(f"{'interrupted' if report.interrupted else 'done'}: {report.computed:,} of "
           f"{report.todo:,} molecules simulated this time ({dict(report.statuses)}), "
           f"{report.compute_seconds / 3600:.2f} core-hours in {report.wall_seconds / 60:.1f} min; "
@@ -294,7 +275,7 @@ def _run(args: argparse.Namespace) -> int:
                               config_options=options or None)
     except (CampaignParameterError, ResumeMismatchError, SearchSpaceError, FolderInUseError,
             ValueError, LookupError) as err:
-        return _fail(str(err).splitlines()[0])
+        return _fail(err)
     except OSError as err:  # after the folder checks: a full or read-only disk mid-run
         return _fail(_os_error_line(err, args.out))
     except CampaignInterrupted as err:
@@ -352,7 +333,7 @@ def _out_problem(out: Path, folder: bool = True) -> str | None:
 def _os_error_line(err: OSError, out: Path) -> str:
     """One line for an OSError that got past the --out checks (a disk that filled up or became
     read-only); one about another file, or none (a network port), is not blamed on --out."""
-    what = err.strerror or str(err).splitlines()[0] or type(err).__name__
+    what = err.strerror or error_message(err)
     if err.filename is None:
         return what
     line = f"{what}: {err.filename}"
@@ -392,11 +373,6 @@ def _figures(args: argparse.Namespace) -> int:
     if problem:
         return _fail(problem)
     return figures_main(args.paths, args.out, truth=args.ground_truth)
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def _argument_problem(args: argparse.Namespace) -> str | None:

@@ -433,13 +433,11 @@ def make_figures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
 def figures_main(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                  truth: str | os.PathLike | None = "qm9") -> int:
     """CLI entry: write the figures and print where; 2 with one line if a path is not a run."""
-    import sys
+    from course_utils.resilience import fail
 
     try:
         report = make_figures(paths, out_dir, truth=truth)
     except (FiguresError, ValueError, OSError) as err:
-        print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
-              file=sys.stderr)
-        return 2
+        return fail(err)
     print(report.format())
     return 0

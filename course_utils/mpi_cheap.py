@@ -25,6 +25,8 @@ from typing import Any
 
 import pandas as pd
 
+from course_utils.resilience import error_message
+
 COLUMNS = ("smiles", "ie", "status", "error", "rank", "seconds")
 STATUS_OK, STATUS_FAILED = "ok", "failed"
 _GATHER_TAG = 17
@@ -48,8 +50,7 @@ def _one_line(err: BaseException) -> str:
     from course_utils.chemistry import ChemistryError
 
     detail = err.detail if isinstance(err, ChemistryError) else str(err)
-    lines = detail.strip().splitlines() or [""]
-    return f"{type(err).__name__}: {lines[0]}"
+    return f"{type(err).__name__}: {error_message(detail)}"
 
 
 def evaluate_share(smiles: Sequence[str], positions: Iterable[int], rank: int = 0,

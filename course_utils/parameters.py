@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,12 @@ def _search_space_file_problem(space: Any) -> str | None:
             "with a smiles column")
 
 
+def _param(default: Any, help: str) -> Any:
+    """A field with its ``help``: ``python -m course_utils run`` makes its flag from it (name,
+    type, default and help), so a parameter is defined once for the CLI, notebooks and panel."""
+    return field(default=default, metadata={"help": help})
+
+
 class CampaignNote(UserWarning):
     """Parameters that run, but probably not as meant: said once per parameters object."""
 
@@ -50,46 +56,67 @@ class CampaignNote(UserWarning):
 class CampaignParameters:
     """Everything that defines a campaign; defaults run in about a minute on 2 cores."""
 
-    initial_training_count: int = 8
-    max_training_count: int = 24
-    batch_size: int = 4
-    seed: int = 0
-    acquisition: str = "greedy"
-    mode: str = "batch"
-    search_space: str = "qm9"
-    config: str = "local"
-    workers: int | None = None
-    ucb_kappa: float = 1.0
-    epsilon: float = 0.1
-    retrain_after: int | None = None
-    score_chunks: int | None = None
-    engine: str | None = None
-    simulation_walltime: float = 300.0
-    max_failures: int | None = None
+    initial_training_count: int = _param(
+        8, "molecules simulated at random before the first model")
+    max_training_count: int = _param(
+        24, "budget: successful simulations in all (a resumed run may raise it)")
+    batch_size: int = _param(
+        4, "picks per batch; streaming: results between new models (see --retrain)")
+    seed: int = _param(0, "seeds the initial molecules and every random choice")
+    acquisition: str = _param("greedy", "|".join(ACQUISITIONS))
+    mode: str = _param("batch", "|".join(MODES))
+    search_space: str = _param("qm9", "'qm9' or a CSV/TSV file with a smiles column")
+    config: str = _param("local", "local|polaris, or local-mpi|polaris-mpi (with an MPI executor)")
+    workers: int | None = _param(None, "workers (per node on Polaris)")
+    ucb_kappa: float = _param(1.0, "ucb: weight of the model's spread in the score")
+    epsilon: float = _param(0.1, "epsilon-greedy: share of random picks")
+    retrain_after: int | None = _param(
+        None, "streaming: older spelling of --retrain count:N (default: every batch)")
+    score_chunks: int | None = _param(
+        None, "tasks the search space is scored in (default: one per worker)")
+    engine: str | None = _param(None, "xtb|tblite (default: auto)")
+    simulation_walltime: float = _param(300.0, "seconds a simulation may take before it fails")
+    max_failures: int | None = _param(
+        None, "failed simulations tolerated before the run stops (default: the larger of 8 "
+              "and --max-training-count)")
     #: ``xtb`` runs the real simulations; ``replay`` answers from the ground-truth table.
-    simulator: str = "xtb"
+    simulator: str = _param(
+        "xtb", "xtb (real simulations) | replay (answers from the ground-truth table, instant, "
+               "simulated clock; with a partial --ground-truth table use --search-space "
+               "truth:qm9, the part it covers)")
     #: Table that ``replay`` answers from: a file from ``truth build``; default: the packaged one.
-    ground_truth: str | None = None
+    ground_truth: str | None = _param(
+        None, "replay: table file from `truth build` (default: the shipped table)")
     #: When the search is done (:mod:`course_utils.stopping`): ``budget`` (only the budget),
     #: ``converged:window=W,delta=D[,top=K]`` or ``predicted:delta=D[,min_points=M]``.
     #: Not a resume key: a stopped run may go on with another rule or a larger budget.
-    stop: str = "budget"
+    stop: str = _param(
+        "budget", "when the search is done: budget (default: only the budget) | "
+                  "converged:window=W,delta=D[,top=K] | predicted:delta=D[,min_points=M]"
+                  " (D in eV); a run a rule stopped is finished")
     #: When to train a new model (:mod:`course_utils.retraining`): ``every-batch``,
     #: ``count:N`` (N new results) or ``growth:F`` (the successful data grew by the fraction F).
-    retrain: str = "every-batch"
+    retrain: str = _param(
+        "every-batch", "when to train a new model: every-batch (default) | count:N (after N "
+                       "new results) | growth:F (once the successful data grew by F, e.g. 0.25)")
     #: Share of successful simulations held out of training to validate each model (seeded,
     #: stable per molecule); 0 keeps the homework's behaviour.
-    valid_fraction: float = 0.0
+    valid_fraction: float = _param(
+        0.0, "share of successful simulations held out to validate each model "
+             "(seeded, a molecule never changes sides; default 0)")
     #: ``all``, or ``waves:W,every:K``: the search space arrives in W seeded waves, the next one
     #: every K successful simulations (:mod:`course_utils.arrival`).
-    arrival: str = "all"
+    arrival: str = _param(
+        "all", "all (default) | waves:W,every:K: the search space arrives in W seeded "
+               "waves, one more every K successful simulations")
     #: Trust checks (:mod:`course_utils.trust`, batch mode): a pick whose model value and cheap
     #: MPI check agree within ``trust_tol`` eV is accepted without a full simulation; None: off.
-    trust_tol: float | None = None
-    #: Stop after this many consecutive batches in which every pick was trusted.
-    trust_streak: int = 3
-    #: MPI ranks of each batch's cheap check.
-    trust_ranks: int = 2
+    trust_tol: float | None = _param(
+        None, "trust checks (batch mode, needs --config local-mpi|polaris-mpi): a pick whose "
+              "model value and cheap MPI check agree within this many eV gets no full "
+              "simulation (default: no checks)")
+    trust_streak: int = _param(3, "stop after this many consecutive fully trusted batches")
+    trust_ranks: int = _param(2, "MPI ranks of each batch's cheap check")
 
     def retrain_policy(self):
         """The retrain policy; ``retrain_after`` (older spelling) is ``count:N`` when streaming."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from course_utils.configs import POLARIS_FILESYSTEMS
+from course_utils.resilience import error_message, fail
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_SCRIPT = REPO / "submit" / "run_notebook.pbs"
@@ -134,7 +135,7 @@ def check_parameters(notebook: str | os.PathLike, parameters: Mapping[str, str])
     try:
         CampaignParameters.from_mapping(values).validate()
     except (CampaignParameterError, TypeError) as err:
-        raise SubmitError(str(err).splitlines()[0]) from None
+        raise SubmitError(error_message(err)) from None
 
 
 def render_job_script(spec: JobSpec, template: str | os.PathLike = JOB_SCRIPT) -> str:
@@ -359,8 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             _report(spec, job, script, args.dry_run)
         return 0
     except SubmitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(str(err))
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ from typing import Any
 
 import pandas as pd
 
+from course_utils.resilience import error_message
+
 SIMULATION_FIELDS = [
     "smiles", "ie", "status", "error", "batch", "submit_time", "start_time", "end_time",
     "elapsed_s", "host", "manager", "worker", "pid", "wave",
@@ -414,7 +416,7 @@ def check_rows(path: Path) -> CheckedRows:
             header = next(reader, [])
             rows = [(reader.line_num, fields) for fields in reader]
     except csv.Error as err:
-        raise ValueError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
+        raise ValueError(f"cannot read {path}: {error_message(err)}") from None
     rules = ROW_RULES.get(path.name, {})
     missing = [c for c, kind in rules.items() if not kind.endswith("?") and c not in header]
     if header and missing:

@@ -45,8 +45,27 @@ def is_timeout(err: BaseException) -> bool:
 
 
 def one_line(err: BaseException | str, limit: int = 300) -> str:
+    """A reason recorded in a run's files: ``Type: message`` with its lines joined, cut at
+    ``limit``; a str is only joined and cut."""
     text = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     return " ".join(str(text).split())[:limit]
+
+
+def error_message(err: BaseException | str) -> str:
+    """What a command says about an error: its message's first line (a YAML or pandas message
+    goes on for lines), or the type's name when the message is empty ("" for an empty str)."""
+    lines = str(err).strip().splitlines()
+    if lines:
+        return lines[0]
+    return "" if isinstance(err, str) else type(err).__name__
+
+
+def fail(problem: str | BaseException) -> int:
+    """Print ``error: <one line>`` on stderr, the one way every command refuses; returns 2,
+    the exit code for that."""
+    message = problem if isinstance(problem, str) else error_message(problem)
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def restart_workers() -> int:

@@ -42,6 +42,7 @@ from typing import Any
 import pandas as pd
 
 from course_utils import records as rec
+from course_utils.resilience import error_message, fail
 
 SWEEP_CSV = "sweep.csv"
 SWEEP_JSON = "sweep.json"
@@ -149,7 +150,7 @@ def campaign_parameters(configs: Sequence[Mapping[str, Any]], common: Mapping[st
         try:
             CampaignParameters.from_mapping(values).validate()
         except (CampaignParameterError, TypeError) as err:
-            raise SweepError(f"configuration {number}: {str(err).splitlines()[0]}") from None
+            raise SweepError(f"configuration {number}: {error_message(err)}") from None
         out.append(values)
     budgets = sorted({int(v.get("max_training_count", CampaignParameters.max_training_count))
                       for v in out})
@@ -315,7 +316,7 @@ def _run_to(parameters: Mapping[str, Any], budget: int, folder: Path) -> dict[st
                                   plot=values.get("simulator") != "replay")
     except (ValueError, LookupError, OSError) as err:  # a mismatching folder, replay gaps, ...
         return {"best_ie": None, "best_smiles": None, "time_to_best_s": None, "simulations": 0,
-                "campaign_status": "failed", "message": str(err).splitlines()[0][:300]}
+                "campaign_status": "failed", "message": error_message(err)[:300]}
     results = result.results
     best = results.get("best") or {}
     return {"best_ie": best.get("ie"), "best_smiles": best.get("smiles"),
@@ -484,8 +485,7 @@ def sweep_main(args: Any) -> int:
                            min_budget=args.min_budget, budget=args.budget, common=common,
                            config_options=options or None, echo=None if args.quiet else print)
     except SweepError as err:
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return fail(err)
     except KeyboardInterrupt:  # CampaignInterrupted too: every finished simulation is kept
         print(f"interrupted: records kept in {args.out}; run the same command again to go on",
               file=sys.stderr)

@@ -302,3 +302,142 @@ def test_sweep_errors_past_the_checks_are_one_line(tmp_path, capsys, monkeypatch
     code, err = _main(capsys, "sweep", "--configs", str(configs), "--out", str(tmp_path / "s"))
     assert code == 2
     assert err.splitlines() == ["error: no ground-truth table is shipped for 'x'"]
+
+
+# --------------------------------------------------------------------------- run's flags
+# Captured from the hand-written parser before the flags were generated from CampaignParameters:
+# instructors' scripts depend on every name, type, default and on what is required.
+RUN_FLAGS = {
+    ("--initial-training-count", "int", 8, False), ("--max-training-count", "int", 24, False),
+    ("--batch-size", "int", 4, False), ("--seed", "int", 0, False),
+    ("--acquisition", None, "greedy", False), ("--mode", None, "batch", False),
+    ("--search-space", None, "qm9", False), ("--config", None, "local", False),
+    ("--workers", "int", None, False), ("--ucb-kappa", "float", 1.0, False),
+    ("--epsilon", "float", 0.1, False), ("--retrain-after", "int", None, False),
+    ("--score-chunks", "int", None, False), ("--engine", None, None, False),
+    ("--simulation-walltime", "float", 300.0, False), ("--max-failures", "int", None, False),
+    ("--ground-truth", None, None, False), ("--simulator", None, "xtb", False),
+    ("--stop", None, "budget", False), ("--retrain", None, "every-batch", False),
+    ("--valid-fraction", "float", 0.0, False), ("--arrival", None, "all", False),
+    ("--trust-tol", "float", None, False), ("--trust-streak", "int", 3, False),
+    ("--trust-ranks", "int", 2, False), ("--out", "_out_arg", None, True),
+    ("--account", None, None, False), ("--queue", None, None, False),
+    ("--walltime", None, None, False), ("--nodes", "int", None, False),
+    ("--quiet", None, False, False),
+}
+RUN_HELP = {
+    "--acquisition": "greedy|ucb|epsilon-greedy|random",
+    "--mode": "batch|streaming",
+    "--search-space": "'qm9' or a CSV/TSV file with a smiles column",
+    "--config": "local|polaris, or local-mpi|polaris-mpi (with an MPI executor)",
+    "--workers": "workers (per node on Polaris)",
+    "--engine": "xtb|tblite (default: auto)",
+    "--ground-truth": "replay: table file from `truth build` (default: the shipped table)",
+    "--simulator": "xtb (real simulations) | replay (answers from the ground-truth table, "
+                   "instant, simulated clock; with a partial --ground-truth table use "
+                   "--search-space truth:qm9, the part it covers)",
+    "--stop": "when the search is done: budget (default: only the budget) | "
+              "converged:window=W,delta=D[,top=K] | predicted:delta=D[,min_points=M] (D in eV); "
+              "a run a rule stopped is finished",
+    "--retrain": "when to train a new model: every-batch (default) | count:N (after N new "
+                 "results) | growth:F (once the successful data grew by F, e.g. 0.25)",
+    "--valid-fraction": "share of successful simulations held out to validate each model "
+                        "(seeded, a molecule never changes sides; default 0)",
+    "--arrival": "all (default) | waves:W,every:K: the search space arrives in W seeded waves, "
+                 "one more every K successful simulations",
+    "--trust-tol": "trust checks (batch mode, needs --config local-mpi|polaris-mpi): a pick whose "
+                   "model value and cheap MPI check agree within this many eV gets no full "
+                   "simulation (default: no checks)",
+    "--trust-streak": "stop after this many consecutive fully trusted batches",
+    "--trust-ranks": "MPI ranks of each batch's cheap check",
+    "--out": "output folder",
+    "--account": "Polaris: ALCF project to charge",
+    "--queue": "Polaris: debug|prod|...",
+    "--walltime": "Polaris: HH:MM:SS of Parsl's own job",
+    "--nodes": "Polaris: nodes",
+    "--quiet": "no progress bar",
+}
+
+
+def _run_subparser():
+    import argparse
+
+    from course_utils.__main__ import _run_parser
+
+    sub = argparse.ArgumentParser(prog="python -m course_utils").add_subparsers(dest="command")
+    _run_parser(sub)
+    return sub.choices["run"]
+
+
+def _flags(parser) -> dict[str, object]:
+    return {a.option_strings[-1]: a for a in parser._actions if a.dest != "help"}
+
+
+def test_run_flags_are_the_ones_scripts_use():
+    flags = _flags(_run_subparser())
+    got = {(name, getattr(a.type, "__name__", a.type), a.default, a.required)
+           for name, a in flags.items()}
+    assert got == RUN_FLAGS
+    assert all(len(a.option_strings) == 1 and a.choices is None and a.metavar is None
+               for a in flags.values())  # no aliases; a wrong value is refused by validate()
+    assert {name: flags[name].help for name in RUN_HELP} == RUN_HELP
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--out", "o"], {}),
+    (["--out", "o", "--initial-training-count", "5", "--ucb-kappa", "2.5", "--workers", "3",
+      "--trust-tol", "0.1", "--engine", "tblite", "--ground-truth", "t.csv", "--acquisition", "ucb",
+      "--retrain-after", "2", "--quiet", "--account", "A", "--nodes", "2", "--walltime", "0:10:00"],
+     {"initial_training_count": 5, "ucb_kappa": 2.5, "workers": 3, "trust_tol": 0.1,
+      "engine": "tblite", "ground_truth": "t.csv", "acquisition": "ucb", "retrain_after": 2,
+      "quiet": True, "account": "A", "nodes": 2, "walltime": "0:10:00"}),
+    (["--out", " ", "--acquisition", "bogus", "--valid-fraction", "1e-1", "--seed=3"],
+     {"out": " ", "acquisition": "bogus", "valid_fraction": 0.1, "seed": 3}),
+    (["--simulation-wall", "10", "--out", "o", "--stop", "converged:window=2,delta=0.1"],
+     {"simulation_walltime": 10.0, "stop": "converged:window=2,delta=0.1"}),  # abbreviation
+])
+def test_run_command_lines_parse_as_before(argv, expected):
+    defaults = {"initial_training_count": 8, "max_training_count": 24, "batch_size": 4, "seed": 0,
+                "acquisition": "greedy", "mode": "batch", "search_space": "qm9", "config": "local",
+                "workers": None, "ucb_kappa": 1.0, "epsilon": 0.1, "retrain_after": None,
+                "score_chunks": None, "engine": None, "simulation_walltime": 300.0,
+                "max_failures": None, "ground_truth": None, "simulator": "xtb", "stop": "budget",
+                "retrain": "every-batch", "valid_fraction": 0.0, "arrival": "all",
+                "trust_tol": None, "trust_streak": 3, "trust_ranks": 2, "out": Path("o"),
+                "account": None, "queue": None, "walltime": None, "nodes": None, "quiet": False}
+    assert vars(_run_subparser().parse_args(argv)) == {**defaults, **expected}
+
+
+@pytest.mark.parametrize("argv", [["--out", "o", "--batch-size", "2.5"],
+                                  ["--out", "o", "--trust-tol", "x"], ["--seed", "1"],
+                                  ["--out", "o", "--max", "30"]])  # --max: two flags begin so
+def test_run_command_lines_refused_by_argparse_as_before(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        _run_subparser().parse_args(argv)
+    assert exit_.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_every_parameter_is_a_run_flag_with_its_help():
+    from dataclasses import fields
+
+    from course_utils.parameters import CampaignParameters
+
+    flags = _flags(_run_subparser())
+    for field in fields(CampaignParameters):
+        action = flags[f"--{field.name.replace('_', '-')}"]
+        assert (action.dest, action.default) == (field.name, field.default)
+        assert action.help and action.help == field.metadata["help"]
+
+
+@pytest.mark.parametrize(("annotation", "expected"), [
+    (int, int), (float | None, float), (str, None), (str | None, None), (bool, TypeError),
+    (list[int], TypeError), (int | str, TypeError)])
+def test_a_parameter_type_without_a_plain_flag_is_refused(annotation, expected):
+    from course_utils.__main__ import _flag_type
+
+    if expected is TypeError:
+        with pytest.raises(TypeError, match="CampaignParameters.x: no flag"):
+            _flag_type("x", annotation)
+    else:
+        assert _flag_type("x", annotation) is expected
