@@ -275,11 +275,14 @@ def plot_ie_distribution(run_dir: str | os.PathLike, path: str | os.PathLike,
     with figure_style.style():
         fig, ax = figure_style.subplots(figsize=(8, 4.2), margins={
             "left": 0.08, "right": 0.98, "bottom": 0.12, "top": 0.93})
-        ax.hist(ok_truth, bins=bins, density=True, color="lightgray", edgecolor="gray",
-                label=f"whole space, ground truth ({len(ok_truth):,} molecules)")
+        # One filled outline per histogram (stairs), not a patch per bar: 40 bars were a
+        # quarter of this figure's cost.
+        ax.stairs(np.histogram(ok_truth, bins=bins, density=True)[0], bins, fill=True,
+                  facecolor="lightgray", edgecolor="gray", lw=1,
+                  label=f"whole space, ground truth ({len(ok_truth):,} molecules)")
         if len(mine):
-            ax.hist(mine, bins=bins, density=True, histtype="step", lw=2, color="tab:blue",
-                    label=f"this run's simulations ({len(mine):,})")
+            ax.stairs(np.histogram(mine, bins=bins, density=True)[0], bins, lw=2,
+                      color="tab:blue", label=f"this run's simulations ({len(mine):,})")
         ax.axvline(float(ok_truth.max()), color="black", ls=":", lw=1,
                    label=f"table's best {ok_truth.max():.2f} eV")
         ax.set_xlabel("ionization energy (eV)")
