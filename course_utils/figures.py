@@ -182,7 +182,7 @@ def plot_utilization(run_dir: str | os.PathLike, path: str | os.PathLike) -> Pat
                                (row - 0.4, 0.8), facecolors=STATUS_COLORS.get(status, "tab:purple"),
                                edgecolor="none")
         seen = sorted(set(intervals["status"])) if len(intervals) else []
-        from matplotlib.patches import Patch
+        from matplotlib.patches import Patch  # deferred: matplotlib only when drawing
 
         handles = [Patch(color=STATUS_COLORS.get(s, "tab:purple"), label=s) for s in seen]
         if handles:
