@@ -25,6 +25,8 @@ TICK_BINS = 5
 #: zlib level of the PNGs: 1 encodes several times faster than PIL's 6 for files ~1.3x larger.
 PNG_COMPRESS_LEVEL = 1
 FONT = "DejaVu Sans"
+#: the y label of every best-so-far curve (campaign figure, leaderboard)
+IE_LABEL = "best simulated IE so far (eV)"
 RC: dict[str, Any] = {"font.family": FONT, "font.sans-serif": [FONT],
                       "svg.hashsalt": "course_utils", "path.simplify": True,
                       "figure.dpi": DPI, "savefig.dpi": DPI}

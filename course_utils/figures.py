@@ -294,7 +294,7 @@ def plot_ie_distribution(run_dir: str | os.PathLike, path: str | os.PathLike,
 
 
 # --- the campaign figure: drawn at the end of a run and regenerated, by the same code ---------
-IE_LABEL = "best simulated IE so far (eV)"
+IE_LABEL = figure_style.IE_LABEL
 
 
 @cache

@@ -417,8 +417,6 @@ def plot_leaderboard(submissions: Sequence[Submission], board: pd.DataFrame, pat
 
 def _draw_leaderboard(plt: Any, submissions: Sequence[Submission], board: pd.DataFrame,
                       path: Path, truth: pd.DataFrame | None) -> Path:
-    from course_utils.figures import IE_LABEL
-
     curves = {s.label: s.curve for s in submissions if s.ranked and s.curve is not None}
     fig, (ax_t, ax_n) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
     for _, entry in board.iterrows():
@@ -443,7 +441,7 @@ def _draw_leaderboard(plt: Any, submissions: Sequence[Submission], board: pd.Dat
             ax.axhline(float(top["ie"]), color="black", ls=":", lw=1, label=label)
         ax_n.legend(loc="lower right", fontsize=7)
     for ax in (ax_t, ax_n):
-        ax.set_ylabel(IE_LABEL)
+        ax.set_ylabel(figure_style.IE_LABEL)
         ax.grid(alpha=0.3)
     if len(board):
         ax_t.legend(loc="lower right", fontsize=7 if len(board) <= 12 else 5,
