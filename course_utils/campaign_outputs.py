@@ -72,14 +72,13 @@ class CampaignOutputs:
                 "notes": list(self.models.notes)}
 
     def _plot(self) -> Path | None:
-        from course_utils.plotting import plot_campaign
+        from course_utils.figures import plot_campaign, write_run_utilization
 
         if not self.plot or not self.recorder.successes:
             return None
-        path = plot_campaign(self.out_dir, workers=self._workers())
+        # workers from the records, as a regenerated copy (figures.make_figures) reads them
+        path = plot_campaign(self.out_dir)
         try:  # the utilization timeline too; a figure never fails a run
-            from course_utils.figures import write_run_utilization
-
             write_run_utilization(self.out_dir)
         except Exception:  # noqa: BLE001
             pass

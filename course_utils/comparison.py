@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from course_utils import figure_style
 from course_utils import records as rec
 from course_utils.batch_plan import PLAN_FILE
 from course_utils.lineage import LINEAGE_FILE, MODELS_DIR
@@ -146,19 +147,18 @@ def _yardsticks(search_space: str, ground_truth: str | None, _stamp: Any) -> Yar
 def run_curve(simulations: pd.DataFrame, marks: Yardsticks) -> pd.DataFrame:
     """Per successful simulation n = 1, 2, ... (record order): ``smiles``, ``ie``, ``best_ie``
     (best so far, eV), ``top100_recall_so_far`` and ``elapsed_s`` (the run's clock)."""
-    ok = simulations[simulations["status"] == "ok"]
-    ie = pd.to_numeric(ok["ie"], errors="coerce").to_numpy(dtype=float)
-    smiles = ok["smiles"].astype(str).to_numpy()
+    curve = rec.best_so_far(simulations)
+    smiles = curve["smiles"].to_numpy()
     top = marks.top_k[RECALL_K]
     first = ~pd.Series(smiles).duplicated().to_numpy()
     hits = np.cumsum(first & np.isin(smiles, list(top)))
     return pd.DataFrame({
-        "n": np.arange(1, len(ok) + 1),
+        "n": curve["n_simulations"].to_numpy(),
         "smiles": smiles,
-        "ie": ie,
-        "best_ie": np.fmax.accumulate(ie) if len(ie) else ie,
-        "top100_recall_so_far": hits / len(top) if top else np.full(len(ok), np.nan),
-        "elapsed_s": pd.to_numeric(ok["elapsed_s"], errors="coerce").to_numpy(dtype=float),
+        "ie": curve["ie"].to_numpy(),
+        "best_ie": curve["best_ie"].to_numpy(),
+        "top100_recall_so_far": hits / len(top) if top else np.full(len(curve), np.nan),
+        "elapsed_s": curve["elapsed_s"].to_numpy(),
     })
 
 
@@ -386,12 +386,14 @@ def plot_comparison(
     """Best IE found so far and top-100 recall against successful simulations: per strategy
     the mean over seeds and the ``low``-``high`` quantile band; the global best as a line;
     the table's coverage in the title. Saved as PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     marks = _marks_for(curves, marks)
+    plt = figure_style.pyplot()
+    with figure_style.style():
+        return _draw_comparison(plt, curves, path, marks, low, high)
+
+
+def _draw_comparison(plt: Any, curves: pd.DataFrame, path: str | os.PathLike,
+                     marks: Yardsticks, low: float, high: float) -> Path:
     fig, (ax_ie, ax_rec) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     strategies = list(dict.fromkeys(curves["strategy"]))
@@ -420,8 +422,4 @@ def plot_comparison(
     space = curves.attrs.get("search_space", marks.search_space)
     fig.suptitle(f"REPLAY of {space!r} (retrospective, simulated clock, never graded): "
                  f"{band_text}\n{marks.coverage}", fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return figure_style.save(fig, path)

@@ -6,25 +6,29 @@
 records cannot support (no model error recorded, no ground-truth table, no ranked run) is
 skipped with a one-line note instead of being drawn empty.
 
-The same records give byte-identical PNGs: the Agg backend, a fixed font (DejaVu Sans, shipped
-with matplotlib), a fixed dpi, no ``Software`` or date text chunk in the file, and titles that
-hold no timestamps or absolute paths. (A ground-truth table that grows between two calls is a
-different record: the IE distribution and the leaderboard's best line then change with it.)
+The same records give byte-identical PNGs (:mod:`course_utils.figure_style`: the Agg backend,
+a fixed font and dpi, no ``Software`` or date text chunk) and titles hold no timestamps or
+absolute paths. The campaign figure is drawn by one function, :func:`plot_campaign`, at the end
+of a run (``ml_in_the_loop.png``) and here (``campaign.png``): the two files are the same bytes.
+(A ground-truth table that grows between two calls is a different record: the IE distribution
+and the leaderboard's best line then change with it.)
 """
 
 from __future__ import annotations
 
 import json
 import os
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from course_utils import figure_style
 from course_utils import records as rec
 
 CAMPAIGN_PNG = "campaign.png"
@@ -32,12 +36,8 @@ MODEL_ERROR_PNG = "model_error.png"
 UTILIZATION_PNG = "utilization.png"
 IE_DISTRIBUTION_PNG = "ie_distribution.png"
 LEADERBOARD_PNG = "leaderboard.png"
-DPI = 120
-FONT = "DejaVu Sans"
 STATUS_COLORS = {rec.STATUS_OK: "tab:green", rec.STATUS_FAILED: "tab:red",
                  rec.STATUS_TIMEOUT: "tab:orange", rec.STATUS_LOST: "tab:gray"}
-_RC = {"font.family": FONT, "font.sans-serif": [FONT], "svg.hashsalt": "course_utils",
-       "path.simplify": True, "figure.dpi": DPI, "savefig.dpi": DPI}
 
 
 class FiguresError(ValueError):
@@ -63,52 +63,6 @@ class FiguresReport:
 
 
 # --- helpers -----------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _rc():
-    import matplotlib
-
-    return matplotlib.rc_context(_RC)
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
-    _pyplot().close(fig)
-    strip_png_text(path)
-    return path
-
-
-def strip_png_text(path: str | os.PathLike) -> None:
-    """Drop the text chunks (``Software``, any date) of a PNG so that it depends on pixels only.
-
-    Used on the figures drawn by :mod:`course_utils.plotting` and :mod:`course_utils.grading`,
-    whose ``savefig`` calls write matplotlib's version into the file.
-    """
-    path = Path(path)
-    data = path.read_bytes()
-    signature = b"\x89PNG\r\n\x1a\n"
-    if not data.startswith(signature):
-        return
-    out, pos = [signature], len(signature)
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        end = pos + 12 + length
-        if kind not in (b"tEXt", b"zTXt", b"iTXt", b"tIME"):
-            out.append(data[pos:end])
-        pos = end
-    cleaned = b"".join(out)
-    if cleaned != data:
-        path.write_bytes(cleaned)
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text()) if path.exists() else {}
@@ -211,11 +165,15 @@ def plot_utilization(run_dir: str | os.PathLike, path: str | os.PathLike) -> Pat
     intervals = utilization_intervals(sims)
     workers, span, mean = utilization(sims)
     replayed = _replayed(run_dir)
-    plt = _pyplot()
-    with _rc():
+    with figure_style.style():
         keys = sorted(intervals["worker_key"].unique()) if len(intervals) else []
         height = min(max(2.4, 0.28 * len(keys) + 1.6), 30.0)
-        fig, ax = plt.subplots(figsize=(11, height), constrained_layout=True)
+        label_size = 7 if len(keys) <= 40 else 4
+        labels = [k if len(k) <= 40 else k[:37] + "..." for k in keys]
+        # margins in inches: the widest worker label (~0.6 em a character) and the axis label
+        left = 0.45 + 0.6 * label_size / 72 * max((len(k) for k in labels), default=1)
+        fig, ax = figure_style.subplots(figsize=(11, height), margins={
+            "left": left / 11, "right": 0.99, "bottom": 0.5 / height, "top": 1 - 0.3 / height})
         for row, key in enumerate(keys):
             mine = intervals[intervals["worker_key"] == key]
             for status, group in mine.groupby("status", sort=True):
@@ -224,14 +182,13 @@ def plot_utilization(run_dir: str | os.PathLike, path: str | os.PathLike) -> Pat
                                (row - 0.4, 0.8), facecolors=STATUS_COLORS.get(status, "tab:purple"),
                                edgecolor="none")
         seen = sorted(set(intervals["status"])) if len(intervals) else []
-        from matplotlib.patches import Patch
+        from matplotlib.patches import Patch  # deferred: matplotlib only when drawing
 
         handles = [Patch(color=STATUS_COLORS.get(s, "tab:purple"), label=s) for s in seen]
         if handles:
             ax.legend(handles=handles, loc="upper right", fontsize=7, ncol=len(handles))
         ax.set_yticks(range(len(keys)))
-        ax.set_yticklabels([k if len(k) <= 40 else k[:37] + "..." for k in keys],
-                           fontsize=7 if len(keys) <= 40 else 4)
+        ax.set_yticklabels(labels, fontsize=label_size)
         ax.set_ylim(-0.6, max(len(keys), 1) - 0.4 + (0.6 if handles else 0))
         ax.set_xlim(0, span if span > 0 else 1)
         ax.set_ylabel("worker")
@@ -244,7 +201,7 @@ def plot_utilization(run_dir: str | os.PathLike, path: str | os.PathLike) -> Pat
             title = "Worker utilization: no simulation with a start and an end time"
         ax.set_title(title, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
-        return _save(fig, path)
+        return figure_style.save(fig, path)
 
 
 def write_run_utilization(run_dir: str | os.PathLike) -> Path | None:
@@ -266,9 +223,9 @@ def plot_model_error(run_dir: str | os.PathLike, path: str | os.PathLike) -> Pat
                          "mae": pd.to_numeric(iterations["mae_ev"], errors="coerce")}).dropna()
     if data.empty:
         return None
-    plt = _pyplot()
-    with _rc():
-        fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    with figure_style.style():
+        fig, ax = figure_style.subplots(figsize=(7, 4), margins={
+            "left": 0.11, "right": 0.98, "bottom": 0.12, "top": 0.92})
         ax.plot(data["iteration"], data["mae"], marker="o", lw=1.5)
         ax.set_xlabel("iteration")
         ax.set_ylabel("model error: MAE on the new simulations (eV)")
@@ -276,7 +233,7 @@ def plot_model_error(run_dir: str | os.PathLike, path: str | os.PathLike) -> Pat
         ax.grid(alpha=0.3)
         ax.set_title(f"Model error per iteration (last {data['mae'].iloc[-1]:.3f} eV, "
                      f"mean {data['mae'].mean():.3f} eV)", fontsize=10)
-        return _save(fig, Path(path))
+        return figure_style.save(fig, path)
 
 
 # --- IE distribution ---------------------------------------------------------------------
@@ -315,14 +272,17 @@ def plot_ie_distribution(run_dir: str | os.PathLike, path: str | os.PathLike,
                          errors="coerce").dropna().to_numpy(dtype=float)
     values = np.concatenate([ok_truth, mine])
     bins = np.linspace(np.floor(values.min() * 2) / 2, np.ceil(values.max() * 2) / 2 + 1e-9, 41)
-    plt = _pyplot()
-    with _rc():
-        fig, ax = plt.subplots(figsize=(8, 4.2), constrained_layout=True)
-        ax.hist(ok_truth, bins=bins, density=True, color="lightgray", edgecolor="gray",
-                label=f"whole space, ground truth ({len(ok_truth):,} molecules)")
+    with figure_style.style():
+        fig, ax = figure_style.subplots(figsize=(8, 4.2), margins={
+            "left": 0.08, "right": 0.98, "bottom": 0.12, "top": 0.93})
+        # One filled outline per histogram (stairs), not a patch per bar: 40 bars were a
+        # quarter of this figure's cost.
+        ax.stairs(np.histogram(ok_truth, bins=bins, density=True)[0], bins, fill=True,
+                  facecolor="lightgray", edgecolor="gray", lw=1,
+                  label=f"whole space, ground truth ({len(ok_truth):,} molecules)")
         if len(mine):
-            ax.hist(mine, bins=bins, density=True, histtype="step", lw=2, color="tab:blue",
-                    label=f"this run's simulations ({len(mine):,})")
+            ax.stairs(np.histogram(mine, bins=bins, density=True)[0], bins, lw=2,
+                      color="tab:blue", label=f"this run's simulations ({len(mine):,})")
         ax.axvline(float(ok_truth.max()), color="black", ls=":", lw=1,
                    label=f"table's best {ok_truth.max():.2f} eV")
         ax.set_xlabel("ionization energy (eV)")
@@ -330,26 +290,148 @@ def plot_ie_distribution(run_dir: str | os.PathLike, path: str | os.PathLike,
         ax.legend(loc="upper left", fontsize=7)
         ax.set_title(f"IE distribution: simulated vs the whole space ({_coverage_text(truth)})",
                      fontsize=9)
-        return _save(fig, Path(path))
+        return figure_style.save(fig, path)
 
 
-# --- campaign and leaderboard (the kit's own plots) -------------------------------------------
+# --- the campaign figure: drawn at the end of a run and regenerated, by the same code ---------
+IE_LABEL = figure_style.IE_LABEL
+
+
+@cache
+def random_reference_energies() -> np.ndarray:
+    """GFN2-xTB IEs (eV) of a seeded random QM9 sample (scripts/build_random_reference.py)."""
+    path = resources.files("course_utils") / "data" / "qm9_random_ie.csv"
+    with resources.as_file(path) as file:
+        return np.sort(pd.read_csv(file)["ie"].to_numpy(dtype=float))
+
+
+def expected_random_best(n_values: np.ndarray | list[int]) -> np.ndarray:
+    """Expected best IE after n random picks, from the empirical QM9 distribution (eV)."""
+    energies = random_reference_energies()
+    quantiles = np.arange(len(energies) + 1) / len(energies)
+    out = []
+    for n in np.asarray(n_values, dtype=float):
+        cdf_pow = quantiles**n  # P(max of n draws <= i-th smallest value)
+        out.append(float(np.sum(energies * np.diff(cdf_pow))))
+    return np.array(out)
+
+
+def _mean_simulation_seconds(simulations: pd.DataFrame) -> float:
+    ok = simulations[simulations["status"] == rec.STATUS_OK]
+    durations = (ok["end_time"].astype(float) - ok["start_time"].astype(float)).dropna()
+    return float(durations.mean()) if len(durations) else float("nan")
+
+
+def run_workers(run_dir: str | os.PathLike) -> int:
+    """Workers the run had: its ``workers`` parameter, else the CPUs of the machine it ran on
+    (results.json), so that a figure regenerated elsewhere states the same number."""
+    run_dir = Path(run_dir)
+    workers = _parameters(run_dir).get("workers")
+    if not workers:
+        environment = _read_json(run_dir / rec.RESULTS_FILE).get("environment") or {}
+        workers = environment.get("cpu_count") if isinstance(environment, dict) else None
+    try:
+        return max(int(workers or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def plot_campaign(
+    out_dir: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    filename: str | os.PathLike = rec.PLOT_FILE,
+    title: str | None = None,
+) -> Path:
+    """Best simulated IE against simulations and against wall time, with the expected best of
+    random search and the global best; saved as PNG at ``out_dir/filename`` (``filename`` may be
+    a path elsewhere). ``workers``: default from the records (:func:`run_workers`).
+
+    The PNG's ``Title`` and ``Description`` text state the title and what the figure was
+    measured against (search space, coverage, global best), so that a stored figure can be
+    checked against the shipped table (tests/test_stored_outputs.py).
+    """
+    out = Path(out_dir)
+    sims = rec.read_simulations(out)
+    curve = rec.best_so_far(sims)
+    parameters = _parameters(out)
+    workers = run_workers(out) if workers is None else max(int(workers), 1)
+    if title is None:
+        title = _campaign_title(parameters)
+    n_max = max(int(curve["n_simulations"].max()) if len(curve) else 0, 1)
+    n_ref = np.arange(1, n_max + 1)
+    ref = expected_random_best(n_ref)
+
+    with figure_style.style():
+        fig, (ax_n, ax_t) = figure_style.subplots(2, figsize=(11, 4.2), margins={
+            "left": 0.06, "right": 0.99, "bottom": 0.12, "top": 0.9, "wspace": 0.18})
+        ax_n.step(curve["n_simulations"], curve["best_ie"], where="post", lw=2,
+                  label="this campaign (simulated)")
+        ax_n.scatter(curve["n_simulations"], curve["ie"], s=12, alpha=0.5, color="grey",
+                     label="each simulation")
+        ax_n.plot(n_ref, ref, ls="--", color="tab:red", label="random search (expected)")
+        ax_n.set_xlabel("successful simulations")
+        ax_n.set_ylabel(IE_LABEL)
+
+        ax_t.step(curve["elapsed_s"], curve["best_ie"], where="post", lw=2,
+                  label="this campaign (simulated)")
+        per_sim = _mean_simulation_seconds(sims)
+        if np.isfinite(per_sim):
+            ax_t.plot(n_ref * per_sim / workers, ref, ls="--", color="tab:red",
+                      label=f"random search (expected, {per_sim:.2f} s/sim on {workers} workers)")
+        replayed = parameters.get("simulator") == "replay"  # a custom title may not say so
+        ax_t.set_xlabel("simulated wall time (s), from the table's recorded seconds" if replayed
+                        else "wall time (s)")
+        ax_t.set_ylabel(IE_LABEL)
+        measured_against = _global_best_line(out, parameters, (ax_n, ax_t))
+        for ax in (ax_n, ax_t):
+            ax.legend(loc="upper left", fontsize=7 if measured_against else 8)
+        fig.suptitle(title, fontsize=10)
+        metadata = {"Title": title}
+        if measured_against:
+            metadata["Description"] = measured_against
+        return figure_style.save(fig, out / filename, metadata=metadata)
+
+
+def _global_best_line(out: Path, parameters: dict[str, Any], axes: Sequence[Any]) -> str | None:
+    """The true optimum, from the run's evaluation against the ground truth, with the coverage
+    it rests on; returns what it drew as one sentence (None when the run has no evaluation)."""
+    evaluation = _read_json(out / rec.RESULTS_FILE).get("evaluation")
+    best = (evaluation or {}).get("global_best")
+    if not best:
+        return None
+    coverage = evaluation["coverage"]
+    label = f"global best {best['ie']:.2f} eV ({best['smiles']})"
+    if evaluation.get("regret_ev") is not None:
+        label += f"; regret {evaluation['regret_ev']:.2f} eV"
+    if not coverage["complete"]:
+        label += f"\n{coverage['text']}"
+    for ax in axes:
+        ax.axhline(best["ie"], color="black", lw=1, ls=":", label=label)
+    space = parameters.get("search_space", "")
+    return (f"search space {space}; {coverage['text']}; "
+            f"global best {best['ie']:.3f} eV ({best['smiles']})")
+
+
+def _campaign_title(p: dict[str, Any]) -> str:
+    if not p:
+        return "ML-in-the-loop campaign"
+    replay = ("REPLAY from the ground-truth table (simulated clock), "
+              if p.get("simulator") == "replay" else "")
+    return (f"{replay}{p.get('acquisition')} / {p.get('mode')}: initial "
+            f"{p.get('initial_training_count')}, max {p.get('max_training_count')}, "
+            f"batch {p.get('batch_size')}, seed {p.get('seed')}")
+
+
 def plot_campaign_copy(run_dir: Path, path: Path) -> Path | None:
-    """The campaign plot (:func:`course_utils.plotting.plot_campaign`) drawn into ``path``."""
-    from course_utils.plotting import plot_campaign
-
+    """:func:`plot_campaign` of the run into ``path``; None without a successful simulation."""
     sims = rec.read_simulations(run_dir)
     if not (sims["status"] == rec.STATUS_OK).any():
         return None
-    workers = int(_parameters(run_dir).get("workers") or 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _rc():
-        plot_campaign(run_dir, workers=workers, filename=str(path.resolve()))
-    _pyplot().close("all")
-    strip_png_text(path)
-    return path
+    return plot_campaign(run_dir, filename=Path(path).resolve())
 
 
+# --- the leaderboard ---------------------------------------------------------------------
 def plot_leaderboard_of(run_dirs: Sequence[Path], labels: Sequence[str], path: Path,
                         truth: pd.DataFrame | None) -> tuple[Path | None, list[str]]:
     """The grader's leaderboard figure (verify=False) of the runs; None if nothing ranks."""
@@ -363,12 +445,7 @@ def plot_leaderboard_of(run_dirs: Sequence[Path], labels: Sequence[str], path: P
     not_ranked = [f"{s.label} not ranked: {s.problem}" for s in subs if not s.ranked]
     if board.empty:
         return None, not_ranked
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _rc():
-        grading.plot_leaderboard(subs, board, path, truth=truth)
-    _pyplot().close("all")
-    strip_png_text(path)
-    return path, not_ranked
+    return grading.plot_leaderboard(subs, board, path, truth=truth), not_ranked
 
 
 # --- everything --------------------------------------------------------------------------

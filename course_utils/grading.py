@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from course_utils import figure_style
 from course_utils import records as rec
 from course_utils.stopping import is_finished_status
 
@@ -386,12 +387,8 @@ def check_submission(sub: Submission, *, verify: bool = True, engine: str | None
     except Exception as err:  # noqa: BLE001  anything odd in a hand-in is a reason, not a crash
         sub.problem = f"unreadable submission ({type(err).__name__}: {err})"[:300]
         return
-    from course_utils.plotting import best_so_far
-
     sub.row = {"run": sub.label, **row}
-    sub.curve = best_so_far(sims.assign(ie=pd.to_numeric(sims["ie"], errors="coerce"),
-                                        elapsed_s=pd.to_numeric(sims["elapsed_s"],
-                                                                errors="coerce")))
+    sub.curve = rec.best_so_far(sims)
 
 
 # --- the leaderboard ---------------------------------------------------------------------
@@ -413,13 +410,13 @@ def plot_leaderboard(submissions: Sequence[Submission], board: pd.DataFrame, pat
                      truth: pd.DataFrame | None = None) -> Path:
     """Best-so-far curves of every ranked run, against wall time and against simulations;
     with a ground-truth table, QM9's best molecule as a line (with the table's coverage)."""
-    import matplotlib
+    plt = figure_style.pyplot()
+    with figure_style.style():
+        return _draw_leaderboard(plt, submissions, board, path, truth)
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
-    from course_utils.plotting import IE_LABEL
-
+def _draw_leaderboard(plt: Any, submissions: Sequence[Submission], board: pd.DataFrame,
+                      path: Path, truth: pd.DataFrame | None) -> Path:
     curves = {s.label: s.curve for s in submissions if s.ranked and s.curve is not None}
     fig, (ax_t, ax_n) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
     for _, entry in board.iterrows():
@@ -444,15 +441,13 @@ def plot_leaderboard(submissions: Sequence[Submission], board: pd.DataFrame, pat
             ax.axhline(float(top["ie"]), color="black", ls=":", lw=1, label=label)
         ax_n.legend(loc="lower right", fontsize=7)
     for ax in (ax_t, ax_n):
-        ax.set_ylabel(IE_LABEL)
+        ax.set_ylabel(figure_style.IE_LABEL)
         ax.grid(alpha=0.3)
     if len(board):
         ax_t.legend(loc="lower right", fontsize=7 if len(board) <= 12 else 5,
                     ncol=1 if len(board) <= 12 else 2)
     fig.suptitle(f"Homework leaderboard: {len(board)} ranked runs (dot: best found)", fontsize=10)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return figure_style.save(fig, path)
 
 
 @dataclass

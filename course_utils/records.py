@@ -38,6 +38,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from course_utils.resilience import error_message
@@ -785,6 +786,31 @@ def summarize(
                      for r in sims if r["status"] not in (STATUS_OK, STATUS_LOST)],
         "units": {"ie": "eV", "time": "s"},
     }
+
+
+def running_best(values: Any) -> np.ndarray:
+    """Best value so far at each position; a NaN never hides an earlier best (eV in, eV out).
+
+    The one running maximum of the kit: campaign figures, the leaderboard, sweeps, strategy
+    comparisons and the stopping rules all take their best-so-far from here.
+    """
+    values = np.asarray(values, dtype=float)
+    return np.fmax.accumulate(values) if len(values) else values
+
+
+def best_so_far(simulations: pd.DataFrame) -> pd.DataFrame:
+    """Successful simulations in arrival (record) order, with the best IE so far (eV).
+
+    Columns ``n_simulations`` (1, 2, ...), ``elapsed_s``, ``smiles``, ``ie`` and ``best_ie``;
+    ``ie`` and ``elapsed_s`` as numbers (an unreadable value is NaN). Records are appended as
+    simulations arrive, so their order is the campaign's own, whatever the clock column says.
+    """
+    ok = simulations[simulations["status"] == STATUS_OK]
+    ie = pd.to_numeric(ok["ie"], errors="coerce").to_numpy(dtype=float)
+    elapsed = pd.to_numeric(ok["elapsed_s"], errors="coerce").to_numpy(dtype=float)
+    return pd.DataFrame({"n_simulations": np.arange(1, len(ok) + 1), "elapsed_s": elapsed,
+                         "smiles": ok["smiles"].astype(str).to_numpy(), "ie": ie,
+                         "best_ie": running_best(ie)})
 
 
 def _float(value: Any) -> float | None:

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from course_utils.records import running_best
+
 RULES = ("budget", "converged", "predicted")
 SPELLINGS = ("budget", "converged:window=W,delta=D[,top=K]", "predicted:delta=D[,min_points=M]")
 #: Status of a run a rule ended: finished, not an error (``stopped early (converged)``).
@@ -112,7 +114,7 @@ class StopHistory:
     @property
     def curve(self) -> list[float]:
         """Best-so-far after each successful simulation (x = 1, 2, ... successes)."""
-        return np.maximum.accumulate(np.asarray(self.ies, float)).tolist() if self.ies else []
+        return running_best(self.ies).tolist()
 
 
 def history_from_records(simulations: Iterable[Mapping[str, Any]],

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from course_utils import figure_style
 from course_utils import records as rec
 from course_utils.comparison import Yardsticks, _slug, replay_grid, run_curve, yardsticks
 from course_utils.stopping import StopDecision, StopRule, history_from_records, parse_stop_rule
@@ -205,10 +206,8 @@ def plot_stopping_study(outcomes: pd.DataFrame, curves: pd.DataFrame,
     """Left: per run, simulations saved against the best IE lost (eV), one color per rule,
     the rule's mean as a cross. Right: the best-so-far curves of the runs to the budget, with
     the point where each rule stopped each of them. Saved as PNG at ``path``."""
-    from course_utils.figures import _pyplot, _rc, _save
-
-    plt = _pyplot()
-    with _rc():
+    plt = figure_style.pyplot()
+    with figure_style.style():
         fig, (ax_cost, ax_curve) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
         budget = curves.attrs.get("budget")
@@ -242,5 +241,5 @@ def plot_stopping_study(outcomes: pd.DataFrame, curves: pd.DataFrame,
         fig.suptitle(f"Stop rules against running to the budget: {seeds} seeds, REPLAY of "
                      f"{curves.attrs.get('search_space')!r} ({curves.attrs.get('coverage')})",
                      fontsize=10)
-        return _save(fig, Path(path))
+        return figure_style.save(fig, path)
 

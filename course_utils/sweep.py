@@ -41,6 +41,7 @@ from typing import Any
 
 import pandas as pd
 
+from course_utils import figure_style
 from course_utils import records as rec
 from course_utils.resilience import error_message, fail
 
@@ -439,14 +440,11 @@ def read_sweep_table(out_dir: str | os.PathLike) -> pd.DataFrame:
 def plot_sweep(out_dir: str | os.PathLike, path: str | os.PathLike) -> Path:
     """Best IE found so far against successful simulations for every configuration, each
     line ending where the sweep stopped it; the rung budgets as vertical lines."""
-    from course_utils.figures import _pyplot, _rc, _save
-    from course_utils.plotting import best_so_far
-
     out = Path(out_dir)
     table = read_sweep_table(out)
     summary = json.loads((out / SWEEP_JSON).read_text())
-    plt = _pyplot()
-    with _rc():
+    plt = figure_style.pyplot()
+    with figure_style.style():
         fig, ax = plt.subplots(figsize=(9, 4.8), constrained_layout=True)
         for rung in summary["settings"]["rungs"]:
             ax.axvline(rung, color="0.6", ls=":", lw=1)
@@ -455,7 +453,7 @@ def plot_sweep(out_dir: str | os.PathLike, path: str | os.PathLike) -> Path:
                 out / row["folder"] / rec.SIMULATIONS_FILE).exists() else None
             if sims is None or not (sims["status"] == rec.STATUS_OK).any():
                 continue
-            curve = best_so_far(sims)
+            curve = rec.best_so_far(sims)
             kept = row["status"] == "kept"
             ax.step(curve["n_simulations"], curve["best_ie"], where="post",
                     lw=2 if kept else 1, ls="-" if kept else "--",
@@ -466,7 +464,7 @@ def plot_sweep(out_dir: str | os.PathLike, path: str | os.PathLike) -> Path:
         ax.set_title(f"Successive halving (eta={summary['settings']['eta']}): rungs at "
                      f"{summary['settings']['rungs']} simulations (dotted)", fontsize=10)
         ax.legend(loc="lower right", fontsize=7)
-        return _save(fig, Path(path))
+        return figure_style.save(fig, path)
 
 
 # --------------------------------------------------------------------------- command line

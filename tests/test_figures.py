@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
-from course_utils import figures
+from course_utils import figure_style, figures
 from course_utils import records as rec
 from course_utils.campaign import run_campaign
 
@@ -66,9 +67,57 @@ def test_figures_twice_give_byte_identical_files(replay_run, tmp_path):
         a, b = tmp_path / "a" / label / name, tmp_path / "b" / label / name
         assert a.is_file() and a.stat().st_size > 0, name
         assert a.read_bytes() == b.read_bytes(), name
+        # Text only where the figure states what it was measured against; never a version
+        # or a date (see test_the_campaign_figure_carries_its_ground_truth_as_text).
         chunks = _png_chunks(a)
-        assert not {b"tEXt", b"zTXt", b"iTXt", b"tIME"} & set(chunks), (name, chunks)
+        assert not {b"zTXt", b"iTXt", b"tIME"} & set(chunks), (name, chunks)
+        assert set(Image.open(a).text) <= ({"Title", "Description"}
+                                           if name == figures.CAMPAIGN_PNG else set()), name
     assert not (tmp_path / "a" / figures.LEADERBOARD_PNG).exists()
+
+
+def test_the_regenerated_campaign_figure_is_the_run_s_own(replay_run, tmp_path):
+    """One function draws the campaign figure at the end of a run and from the records."""
+    run, table = replay_run
+    figures.make_figures([run], tmp_path / "out", truth=table)
+    regenerated = tmp_path / "out" / run.name / figures.CAMPAIGN_PNG
+    assert regenerated.read_bytes() == (run / rec.PLOT_FILE).read_bytes()
+
+
+def test_the_campaign_figure_carries_its_ground_truth_as_text(replay_run):
+    """The PNG names the search space, the table's coverage and its global best, so a stored
+    figure can be checked against the shipped table (tests/test_stored_outputs.py)."""
+    run, _ = replay_run
+    results = json.loads((run / rec.RESULTS_FILE).read_text())
+    evaluation = results["evaluation"]
+    text = Image.open(run / rec.PLOT_FILE).text
+    best = evaluation["global_best"]
+    assert text["Description"] == (f"search space {results['parameters']['search_space']}; "
+                                   f"{evaluation['coverage']['text']}; "
+                                   f"global best {best['ie']:.3f} eV ({best['smiles']})")
+    assert "seed 2" in text["Title"] and "REPLAY" in text["Title"]
+    assert "Software" not in text
+
+
+def test_a_campaign_figure_without_an_evaluation_states_nothing(replay_run, tmp_path):
+    run, _ = replay_run
+    copy = tmp_path / "records-only"
+    shutil.copytree(run, copy)
+    (copy / rec.RESULTS_FILE).unlink()  # records only: nothing to measure against
+    text = Image.open(figures.plot_campaign(copy)).text
+    assert "Description" not in text and "seed 2" in text["Title"]
+
+
+def test_workers_come_from_the_records(replay_run, tmp_path):
+    """A regenerated figure states the workers the run had, not those of the machine now."""
+    run, _ = replay_run
+    assert figures.run_workers(run) == 2
+    copy = tmp_path / "no-workers"
+    shutil.copytree(run, copy)
+    params = json.loads((copy / rec.PARAMETERS_FILE).read_text())
+    (copy / rec.PARAMETERS_FILE).write_text(json.dumps({**params, "workers": None}))
+    cpus = json.loads((copy / rec.RESULTS_FILE).read_text())["environment"]["cpu_count"]
+    assert figures.run_workers(copy) == cpus
 
 
 def test_leaderboard_of_runs_that_rank(replay_run, tmp_path):
@@ -129,7 +178,7 @@ def test_utilization_timeline_rows_and_value(tmp_path, monkeypatch):
     assert mean == pytest.approx(expected)
 
     drawn = {}
-    save = figures._save
+    save = figure_style.save
 
     def capture(fig, path):
         ax = fig.axes[0]
@@ -138,7 +187,7 @@ def test_utilization_timeline_rows_and_value(tmp_path, monkeypatch):
         drawn["bars"] = sum(len(c.get_paths()) for c in ax.collections)
         return save(fig, path)
 
-    monkeypatch.setattr(figures, "_save", capture)
+    monkeypatch.setattr(figure_style, "save", capture)
     path = figures.plot_utilization(run, tmp_path / "u.png")
     assert path.is_file()
     assert drawn["rows"] == ["a / m0 / 0", "a / m0 / 1", "b / m1 / 0"]

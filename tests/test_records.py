@@ -413,3 +413,18 @@ def _acquire_in_other_process(out: Path) -> None:
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise FolderInUseError(proc.stderr.strip().splitlines()[-1])
+
+
+def test_best_so_far_is_the_running_maximum_in_arrival_order():
+    """Record order is arrival order: a clock column out of order does not reorder the curve;
+    failures are left out and an unreadable IE never hides the best found before it."""
+    sims = pd.DataFrame({
+        "smiles": ["A", "B", "C", "D", "E"], "ie": [9.0, 11.0, None, "x", 10.0],
+        "status": ["ok", "ok", "failed", "ok", "ok"], "elapsed_s": [5.0, 3.0, 4.0, 6.0, 7.0]})
+    curve = rec.best_so_far(sims)
+    assert curve["smiles"].tolist() == ["A", "B", "D", "E"]
+    assert curve["n_simulations"].tolist() == [1, 2, 3, 4]
+    assert curve["best_ie"].tolist() == [9.0, 11.0, 11.0, 11.0]
+    assert curve["elapsed_s"].tolist() == [5.0, 3.0, 6.0, 7.0]
+    assert math.isnan(curve["ie"].iloc[2])
+    assert rec.running_best([]).tolist() == []
