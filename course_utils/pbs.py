@@ -24,11 +24,12 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from course_utils.configs import POLARIS_FILESYSTEMS
+from course_utils.sweep_file import SweepFileError, parse_assignments, parse_value, read_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_SCRIPT = REPO / "submit" / "run_notebook.pbs"
@@ -36,7 +37,6 @@ JOB_SCRIPT = REPO / "submit" / "run_notebook.pbs"
 SWEEP_JOB_SCRIPT = REPO / "submit" / "run_sweep.pbs"
 HOMEWORK = "notebooks/4_homework.ipynb"
 _WALLTIME = re.compile(r"^\d{1,3}:[0-5]\d:[0-5]\d$")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class SubmitError(ValueError):
@@ -100,14 +100,6 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, str]:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
             out[node.targets[0].id] = ast.get_source_segment(cells[0].source, node.value) or ""
     return out
-
-
-def parse_value(text: str):
-    """A parameter as papermill will see it: a number, bool, None or dict if it reads as one."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def check_parameters(notebook: str | os.PathLike, parameters: Mapping[str, str]) -> None:
@@ -213,31 +205,6 @@ def submit(spec: JobSpec, *, dry_run: bool = False, template: str | os.PathLike 
     if proc.returncode != 0:
         raise SubmitError(f"qsub failed: {(proc.stderr or proc.stdout).strip()}")
     return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "", script
-
-
-def read_sweep(path: str | os.PathLike) -> list[dict[str, str]]:
-    """A sweep file: one parameter set per line (``name=value`` words); # starts a comment."""
-    sets = []
-    for number, raw in enumerate(Path(path).read_text().splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if line:
-            try:
-                sets.append(parse_assignments(shlex.split(line)))
-            except SubmitError as err:
-                raise SubmitError(f"{path}, line {number}: {err}") from None
-    if not sets:
-        raise SubmitError(f"{path} holds no parameter set (one line of name=value words each)")
-    return sets
-
-
-def parse_assignments(words: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for word in words:
-        name, sep, value = word.partition("=")
-        if not sep or not _NAME.match(name):
-            raise SubmitError(f"expected name=value, got {word!r}")
-        out[name] = value
-    return out
 
 
 def papermill_arguments(notebook: str | os.PathLike,
@@ -358,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             job, script = submit(spec, dry_run=args.dry_run)
             _report(spec, job, script, args.dry_run)
         return 0
-    except SubmitError as err:
+    except (SubmitError, SweepFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

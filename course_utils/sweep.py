@@ -42,6 +42,7 @@ from typing import Any
 import pandas as pd
 
 from course_utils import records as rec
+from course_utils.sweep_file import SweepFileError, parse_value, read_sweep
 
 SWEEP_CSV = "sweep.csv"
 SWEEP_JSON = "sweep.json"
@@ -59,13 +60,11 @@ class SweepError(ValueError):
 
 def read_configs(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The configurations of a sweep file (``submit/example_sweep.txt`` format), typed."""
-    from course_utils.pbs import SubmitError, parse_value, read_sweep
-
     if not Path(path).is_file():
         raise SweepError(f"configurations file {path} not found")
     try:
         sets = read_sweep(path)
-    except SubmitError as err:
+    except SweepFileError as err:
         raise SweepError(str(err)) from None
     return [{name: parse_value(value) for name, value in line.items()} for line in sets]
 
@@ -276,11 +275,11 @@ def _parsl_for(parameters: Sequence[Mapping[str, Any]], out: Path,
                options: Mapping[str, Any] | None):
     """One Parsl configuration for all real campaigns of the sweep (none for replay)."""
     if all(p.get("simulator") == "replay" for p in parameters):
-        from course_utils.comparison import _warm
+        from course_utils.comparison import warm
 
         # Loaded once before the clocks start: the first campaign must not pay for it alone.
         for space, table in {(str(p["search_space"]), p.get("ground_truth")) for p in parameters}:
-            _warm(space, table)
+            warm(space, table)
         yield
         return
     import parsl
