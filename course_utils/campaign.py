@@ -41,7 +41,7 @@ from course_utils import records as rec
 from course_utils.arrival import parse_arrival
 from course_utils.batch_plan import PLANNED, REPLACEMENT, BatchPlan
 from course_utils.campaign_model import CampaignModel
-from course_utils.campaign_modes import CampaignModes, _Predicted
+from course_utils.campaign_modes import CampaignModes, Predicted
 from course_utils.campaign_outputs import CampaignOutputs
 from course_utils.lineage import ModelRegistry
 from course_utils.parameters import (  # noqa: F401 - re-exported: notebooks import them here
@@ -72,7 +72,7 @@ from course_utils.stopping import (
     stopped_early_status,
     stopping_block,
 )
-from course_utils.trust import TRUST_RULE, TrustLedger, _truthy
+from course_utils.trust import TRUST_RULE, TrustLedger, truthy
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -338,7 +338,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         ``predictions`` (the model's, if any) are kept beside each result to measure model error.
         """
         candidates = iter(candidates)
-        predicted = _Predicted(predictions, self.space_position)
+        predicted = Predicted(predictions, self.space_position)
         done: list[dict] = []
         successes = 0
 
@@ -375,7 +375,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         Rows the batch recorded before a stop are part of what is returned.
         """
         earlier = self.batch_rows(batch, predictions)
-        predicted = _Predicted(predictions, self.space_position)
+        predicted = Predicted(predictions, self.space_position)
         need = target - sum(r["status"] == rec.STATUS_OK for r in earlier)
         if need <= 0:
             return earlier
@@ -397,7 +397,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
 
     def batch_rows(self, batch: int, predictions: pd.DataFrame | None = None) -> list[dict]:
         """Copies of the batch's records, with the model's ``predicted`` IE (for its error)."""
-        predicted = _Predicted(predictions, self.space_position)
+        predicted = Predicted(predictions, self.space_position)
         return [{"predicted": predicted.get(r["smiles"], math.nan), **r}
                 for r in self._batch_rows(batch)]
 
@@ -420,7 +420,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
                  for r in rows if r["status"] != rec.STATUS_LOST}
         if self.trust is not None:
             tried |= {r["smiles"] for r in self.trust.rows
-                      if int(r["iteration"]) < batch and _truthy(r["trusted"])}
+                      if int(r["iteration"]) < batch and truthy(r["trusted"])}
         return tried
 
     def ok_before(self, batch: int) -> int:

@@ -183,7 +183,7 @@ def _replay_one(job: _Job) -> pd.DataFrame:
     return curve
 
 
-def _warm(search_space: str, ground_truth: str | None) -> None:
+def warm(search_space: str, ground_truth: str | None) -> None:
     """Load the table, the search space and its fingerprints once in a worker process."""
     from course_utils.ml import fingerprints
     from course_utils.search_space import load_search_space
@@ -203,7 +203,8 @@ def _fresh_folder(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """A strategy name as a folder name (the grid's and the stopping study's run folders)."""
     return re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-") or "strategy"
 
 
@@ -244,7 +245,7 @@ def replay_grid(
         raise ValueError("replay_grid needs at least one strategy and one seed")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds repeat: {seeds}")
-    folders = {_slug(name): name for name in strategies}
+    folders = {slug(name): name for name in strategies}
     if len(folders) != len(strategies):
         raise ValueError(f"strategy names must differ as folder names: {list(strategies)}")
     for name, values in strategies.items():
@@ -259,7 +260,7 @@ def replay_grid(
               "search_space": str(search_space), "ground_truth": ground_truth}
     out = Path(out_dir)
     jobs = [_Job(name, seed, {**common, **values, "seed": seed},
-                 str(out / _slug(name) / f"seed-{seed:03d}"))
+                 str(out / slug(name) / f"seed-{seed:03d}"))
             for name, values in strategies.items() for seed in seeds]
     for job in jobs[::len(seeds)]:  # one per strategy: only the seed differs within one
         _check_parameters(job.parameters)
@@ -270,8 +271,8 @@ def replay_grid(
     if processes == 1:
         curves = [_replay_one(job) for job in jobs]
     else:
-        _warm(str(search_space), ground_truth)
-        with ProcessPoolExecutor(max_workers=processes, initializer=_warm,
+        warm(str(search_space), ground_truth)
+        with ProcessPoolExecutor(max_workers=processes, initializer=warm,
                                  initargs=(str(search_space), ground_truth)) as pool:
             try:
                 curves = list(pool.map(_replay_one, jobs))

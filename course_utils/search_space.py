@@ -326,7 +326,7 @@ def _smiles_pool(search_space: pandas.DataFrame | Sequence[str]) -> list[str]:
 
 
 @contextmanager
-def _quiet_rdkit() -> Iterator[None]:
+def quiet_rdkit() -> Iterator[None]:
     """RDKit logs every parse failure to stderr; we report them ourselves instead."""
     from rdkit import RDLogger
 
@@ -449,14 +449,14 @@ def _validate(
     report = SearchSpaceReport(source, len(df), 0, validated=rdkit)
     keep: list[bool] = []
     first_seen: dict[str, tuple[int, str]] = {}
-    with _quiet_rdkit() if rdkit else nullcontext():
+    with quiet_rdkit() if rdkit else nullcontext():
         for line, raw in zip(line_numbers, df["smiles"].tolist(), strict=True):
             smi = raw.strip()
             if not smi:
                 report.empty.append(RowIssue(line, raw, "empty SMILES"))
                 keep.append(False)
                 continue
-            key, problem = _identify(smi, rdkit)
+            key, problem = identify_smiles(smi, rdkit)
             if problem is not None:
                 report.invalid.append(RowIssue(line, raw, problem))
             elif key in first_seen:
@@ -476,7 +476,7 @@ def _validate(
     return df, report
 
 
-def _identify(smi: str, rdkit: bool) -> tuple[str, str | None]:
+def identify_smiles(smi: str, rdkit: bool) -> tuple[str, str | None]:
     """Return (duplicate key, why unusable or None); RDKit's own diagnosis where it has one."""
     if any(ch.isspace() for ch in smi):
         return smi, "contains whitespace (is the file space-separated?)"
