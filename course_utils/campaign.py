@@ -43,8 +43,9 @@ from course_utils.batch_plan import PLANNED, REPLACEMENT, BatchPlan
 from course_utils.campaign_model import CampaignModel
 from course_utils.campaign_modes import CampaignModes, Predicted
 from course_utils.campaign_outputs import CampaignOutputs
+from course_utils.configs import make_config
 from course_utils.lineage import ModelRegistry
-from course_utils.parameters import (  # noqa: F401 - re-exported: notebooks import them here
+from course_utils.parameters import (
     ACQUISITIONS,
     MODES,
     N_NEIGHBORS,
@@ -52,7 +53,7 @@ from course_utils.parameters import (  # noqa: F401 - re-exported: notebooks imp
     CampaignParameterError,
     CampaignParameters,
 )
-from course_utils.resilience import (  # noqa: F401 - CampaignInterrupted is re-exported
+from course_utils.resilience import (
     CampaignInterrupted,
     CampaignStopped,
     is_timeout,
@@ -63,7 +64,8 @@ from course_utils.resilience import (  # noqa: F401 - CampaignInterrupted is re-
     stop_signals,
 )
 from course_utils.retraining import ValidationSplit
-from course_utils.simulators import ReplayMissingError
+from course_utils.search_space import iter_unseen, load_search_space, sample_smiles
+from course_utils.simulators import ReplayMissingError, make_simulator
 from course_utils.stopping import (
     StopDecision,
     history_from_records,
@@ -73,6 +75,19 @@ from course_utils.stopping import (
     stopping_block,
 )
 from course_utils.trust import TRUST_RULE, TrustLedger, truthy
+
+#: What a notebook needs to run a campaign, importable from here in one line. Modules import
+#: each name from its home (parameters, resilience), never through this list.
+__all__ = [
+    "ACQUISITIONS",
+    "MODES",
+    "Campaign",
+    "CampaignInterrupted",
+    "CampaignParameterError",
+    "CampaignParameters",
+    "CampaignResult",
+    "run_campaign",
+]
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -116,8 +131,6 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
     POLL_S = 0.5
 
     def __post_init__(self) -> None:
-        from course_utils.search_space import load_search_space
-
         self.out_dir = Path(self.out_dir).resolve()  # the kernel may change directory later
         space = load_search_space(self.parameters.search_space)
         self.space: list[str] = space["smiles"].tolist()
@@ -176,8 +189,6 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
 
     # --- small helpers ------------------------------------------------------------------
     def _simulator(self):
-        from course_utils.simulators import make_simulator
-
         p = self.parameters
         return make_simulator(p.simulator, engine=p.engine, walltime=p.simulation_walltime,
                               workers=self._workers(), space=self.space,
@@ -431,8 +442,6 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
     def initial_candidates(self, n_ok: int | None = None) -> Iterator[str]:
         """The initial batch's seeded random candidates (``n_ok``: successes the arrival
         scheme counts; the batch's start for its first picks, so a resume draws the same)."""
-        from course_utils.search_space import iter_unseen, sample_smiles
-
         p = self.parameters
         space = self.available_space(n_ok)
         yield from self._fresh(sample_smiles(space, p.initial_training_count, seed=p.seed))
@@ -641,7 +650,6 @@ def run_campaign(
     import parsl
     from parsl.errors import NoDataFlowKernelError
 
-    from course_utils.configs import make_config
 
     if isinstance(parameters, dict):
         parameters = CampaignParameters.from_mapping(parameters)

@@ -33,7 +33,11 @@ import pandas as pd
 
 from course_utils import records as rec
 from course_utils.batch_plan import PLAN_FILE
+from course_utils.ground_truth import LOST, Coverage, packaged_table_path, table_name
 from course_utils.lineage import LINEAGE_FILE, MODELS_DIR
+from course_utils.ml import fingerprints
+from course_utils.search_space import load_search_space
+from course_utils.simulators import measured_table
 
 #: The acquisitions of the kit, as notebook 5 compares them: name -> campaign parameters.
 DEFAULT_STRATEGIES: dict[str, dict[str, Any]] = {
@@ -103,8 +107,6 @@ def _stamp(search_space: str, ground_truth: str | os.PathLike | None) -> tuple[i
 
 
 def _table_path(search_space: str, ground_truth: str | os.PathLike | None) -> Path:
-    from course_utils.ground_truth import packaged_table_path, table_name
-
     if ground_truth is not None:
         return Path(ground_truth)
     return packaged_table_path(table_name(search_space))
@@ -112,13 +114,9 @@ def _table_path(search_space: str, ground_truth: str | os.PathLike | None) -> Pa
 
 @lru_cache(maxsize=8)
 def _yardsticks(search_space: str, ground_truth: str | None, _stamp: Any) -> Yardsticks:
-    from course_utils.ground_truth import LOST, Coverage
-    from course_utils.simulators import measured_table
 
     size = 0
     if ground_truth is not None:
-        from course_utils.search_space import load_search_space
-
         size = len(load_search_space(search_space))
     table, coverage_text = measured_table(search_space, ground_truth, size)
     coverage = table.attrs.get("coverage")
@@ -172,6 +170,7 @@ class _Job:
 
 def _replay_one(job: _Job) -> pd.DataFrame:
     """One replayed campaign -> its curve (module level: it runs in worker processes)."""
+    # deferred: campaign imports parsl (~0.5-1 s)
     from course_utils.campaign import run_campaign
 
     _fresh_folder(Path(job.out_dir))
@@ -185,8 +184,6 @@ def _replay_one(job: _Job) -> pd.DataFrame:
 
 def warm(search_space: str, ground_truth: str | None) -> None:
     """Load the table, the search space and its fingerprints once in a worker process."""
-    from course_utils.ml import fingerprints
-    from course_utils.search_space import load_search_space
 
     yardsticks(search_space, ground_truth)
     fingerprints(load_search_space(search_space)["smiles"])
@@ -292,7 +289,8 @@ def replay_grid(
 
 def _check_parameters(values: Mapping[str, Any]) -> None:
     """Impossible parameters fail here, once, before any process starts."""
-    from course_utils.campaign import CampaignParameters
+    # deferred: parameters imports parsl (~0.5-1 s)
+    from course_utils.parameters import CampaignParameters
 
     CampaignParameters.from_mapping(dict(values)).validate()
 

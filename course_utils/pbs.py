@@ -118,7 +118,8 @@ def check_parameters(notebook: str | os.PathLike, parameters: Mapping[str, str])
         return
     from dataclasses import fields
 
-    from course_utils.campaign import CampaignParameterError, CampaignParameters
+    # deferred: parameters imports pandas (~0.4 s)
+    from course_utils.parameters import CampaignParameterError, CampaignParameters
 
     names = {f.name for f in fields(CampaignParameters)} - {"config", "workers"}
     values = {n: parse_value(v) for n, v in known.items() if n in names}
@@ -263,6 +264,7 @@ def _report(spec: JobSpec, job: str, script: Path, dry_run: bool) -> None:
 def halving_variables(args: argparse.Namespace) -> dict[str, str]:
     """The sweep checked now, as the job variables of ``submit/run_sweep.pbs`` (rungs planned
     here, so the job runs exactly what was checked; ``:`` because qsub -v splits at commas)."""
+    # deferred: sweep imports pandas (~0.4 s)
     from course_utils.sweep import SweepError, check_sweep, parse_rungs, read_configs
 
     try:
