@@ -23,6 +23,10 @@ from typing import Any
 import pandas as pd
 
 from course_utils import records as rec
+from course_utils.chemistry import ChemistryError, EngineUnavailableError, compute_vertical
+from course_utils.evaluation import evaluate_run
+from course_utils.ground_truth import GroundTruthError, load_ground_truth, table_name, truth_of_space
+from course_utils.plotting import IE_LABEL, best_so_far
 from course_utils.stopping import is_finished_status
 
 LEADERBOARD_CSV = "leaderboard.csv"
@@ -317,8 +321,6 @@ def check_records(results: dict[str, Any], sims: pd.DataFrame) -> dict[str, Any]
 
 def _verify_best(row: dict[str, Any], engine: str | None) -> str:
     """Recompute the best molecule's IE; returns how it went, raises if it does not reproduce."""
-    from course_utils.chemistry import ChemistryError, EngineUnavailableError, compute_vertical
-
     try:
         value = compute_vertical(row["best_smiles"], engine=engine)
     except EngineUnavailableError:
@@ -340,8 +342,6 @@ def _yardsticks(results: dict[str, Any], sims: pd.DataFrame,
                 truth: pd.DataFrame | None) -> dict[str, Any]:
     """The run against the ground truth, computed here from its records (never taken from its
     results.json); empty where no table covers its search space."""
-    from course_utils.evaluation import evaluate_run
-    from course_utils.ground_truth import table_name, truth_of_space
 
     space = (results.get("parameters") or {}).get("search_space")
     if truth is None or space is None or table_name(space) != "qm9":
@@ -355,8 +355,6 @@ def _yardsticks(results: dict[str, Any], sims: pd.DataFrame,
 
 
 def _grading_truth() -> pd.DataFrame | None:
-    from course_utils.ground_truth import GroundTruthError, load_ground_truth
-
     try:
         return load_ground_truth("qm9")
     except GroundTruthError:
@@ -386,7 +384,6 @@ def check_submission(sub: Submission, *, verify: bool = True, engine: str | None
     except Exception as err:  # noqa: BLE001  anything odd in a hand-in is a reason, not a crash
         sub.problem = f"unreadable submission ({type(err).__name__}: {err})"[:300]
         return
-    from course_utils.plotting import best_so_far
 
     sub.row = {"run": sub.label, **row}
     sub.curve = best_so_far(sims.assign(ie=pd.to_numeric(sims["ie"], errors="coerce"),
@@ -418,7 +415,6 @@ def plot_leaderboard(submissions: Sequence[Submission], board: pd.DataFrame, pat
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from course_utils.plotting import IE_LABEL
 
     curves = {s.label: s.curve for s in submissions if s.ranked and s.curve is not None}
     fig, (ax_t, ax_n) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)

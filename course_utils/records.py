@@ -40,6 +40,8 @@ from typing import Any
 
 import pandas as pd
 
+from course_utils.search_space import identify_smiles, quiet_rdkit
+
 SIMULATION_FIELDS = [
     "smiles", "ie", "status", "error", "batch", "submit_time", "start_time", "end_time",
     "elapsed_s", "host", "manager", "worker", "pid", "wave",
@@ -348,8 +350,6 @@ ROW_RULES: dict[str, dict[str, str]] = {
 @functools.lru_cache(maxsize=65536)
 def _smiles_problem(smiles: str) -> str | None:
     """Why RDKit refuses a SMILES (the search-space check), or None; cached: files are re-read."""
-    from course_utils.search_space import identify_smiles, quiet_rdkit
-
     with quiet_rdkit():
         return identify_smiles(smiles, rdkit=True)[1]
 

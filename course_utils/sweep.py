@@ -42,6 +42,9 @@ from typing import Any
 import pandas as pd
 
 from course_utils import records as rec
+from course_utils.comparison import warm
+from course_utils.plotting import best_so_far
+from course_utils.stopping import is_finished_status
 from course_utils.sweep_file import SweepFileError, parse_value, read_sweep
 
 SWEEP_CSV = "sweep.csv"
@@ -129,6 +132,7 @@ def campaign_parameters(configs: Sequence[Mapping[str, Any]], common: Mapping[st
     ``common`` holds the sweep's own settings (:data:`SWEEP_KEYS`, and defaults for the rest);
     ``budget`` overrides every line's max_training_count, which must otherwise agree.
     """
+    # deferred: parameters imports parsl (~0.5-1 s)
     from course_utils.parameters import CampaignParameterError, CampaignParameters
 
     if not configs:
@@ -275,8 +279,6 @@ def _parsl_for(parameters: Sequence[Mapping[str, Any]], out: Path,
                options: Mapping[str, Any] | None):
     """One Parsl configuration for all real campaigns of the sweep (none for replay)."""
     if all(p.get("simulator") == "replay" for p in parameters):
-        from course_utils.comparison import warm
-
         # Loaded once before the clocks start: the first campaign must not pay for it alone.
         for space, table in {(str(p["search_space"]), p.get("ground_truth")) for p in parameters}:
             warm(space, table)
@@ -285,6 +287,7 @@ def _parsl_for(parameters: Sequence[Mapping[str, Any]], out: Path,
     import parsl
     from parsl.errors import NoDataFlowKernelError
 
+    # deferred: configs imports parsl (~0.5-1 s)
     from course_utils.configs import make_config
 
     try:
@@ -302,9 +305,11 @@ def _parsl_for(parameters: Sequence[Mapping[str, Any]], out: Path,
 
 def _run_to(parameters: Mapping[str, Any], budget: int, folder: Path) -> dict[str, Any]:
     """Run (or resume) one configuration's campaign up to ``budget``; what it found."""
+    # deferred: campaign imports parsl (~0.5-1 s)
     from course_utils.campaign import run_campaign
+
+    # deferred: parameters imports parsl (~0.5-1 s)
     from course_utils.parameters import CampaignNote
-    from course_utils.stopping import is_finished_status
 
     values = {**parameters, "max_training_count": budget}
     try:
@@ -333,8 +338,6 @@ def _rank_key(result: Mapping[str, Any]) -> tuple[float, float, int]:
 def _decide(rung: int, budget: int, results: list[dict[str, Any]], eta: int, final: bool
             ) -> dict[str, Any]:
     """Keep the best 1/eta of the rung (all at the last rung); say why each was stopped."""
-    from course_utils.stopping import is_finished_status
-
     ok = sorted((r for r in results if is_finished_status(r["campaign_status"])
                  and r["best_ie"] is not None), key=_rank_key)
     keep = len(ok) if final else max(1, math.ceil(len(ok) / eta)) if ok else 0
@@ -438,7 +441,6 @@ def plot_sweep(out_dir: str | os.PathLike, path: str | os.PathLike) -> Path:
     """Best IE found so far against successful simulations for every configuration, each
     line ending where the sweep stopped it; the rung budgets as vertical lines."""
     from course_utils.figures import _pyplot, _rc, _save
-    from course_utils.plotting import best_so_far
 
     out = Path(out_dir)
     table = read_sweep_table(out)
