@@ -8,14 +8,20 @@ arguments; the science lives in :mod:`course_utils.chemistry` and :mod:`course_u
 from __future__ import annotations
 
 import os
+import shlex
+import socket
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from parsl import bash_app, python_app
 
+from course_utils.chemistry import compute_vertical, molecule_row
 from course_utils.configs import EXECUTOR_LABEL, MPI_EXECUTOR_LABEL, MPI_OPTIONS_ENV, thread_exports
+from course_utils.ml import run_model, train_model
 from course_utils.mpi_cheap import read_results as read_cheap_results
 
 #: Seconds a single simulation may run before Parsl raises ``AppTimeout`` (typical: < 2 s).
@@ -33,20 +39,14 @@ def _simulate(
     fidelity: str = "full",
 ) -> float:
     """Ionization energy in eV; ``walltime`` is consumed by Parsl to stop hung simulations."""
-    from course_utils.chemistry import compute_vertical
-
     return compute_vertical(smiles, engine=engine, threads=threads, fidelity=fidelity)
 
 
 def _train(train_data: pd.DataFrame, n_neighbors: int = 4):
-    from course_utils.ml import train_model
-
     return train_model(train_data, n_neighbors=n_neighbors)
 
 
 def _score(model, smiles: Sequence[str]) -> pd.DataFrame:
-    from course_utils.ml import run_model
-
     return run_model(model, list(smiles))
 
 
@@ -85,16 +85,12 @@ def _block_from_text(text: str, n: int) -> SmilesBlock:
 
 def _score_block(model, block: SmilesBlock):
     """Predicted IE and neighbour spread (eV) as an (n, 2) array: numbers travel fast."""
-    import numpy as np
-
     ie, spread = model.predict_with_spread(block.to_list())
     return np.column_stack([ie, spread])
 
 
 def _stack(*parts):
     """Reduce step of the campaign: the chunks' arrays in search-space order."""
-    import numpy as np
-
     return np.concatenate(parts, axis=0)
 
 
@@ -134,13 +130,6 @@ def _simulate_record(
     their timings; a timeout or a dying worker still surfaces as the future's exception.
     ``fidelity="cheap"`` skips the xTB relaxation (see :func:`~course_utils.chemistry.compute_vertical`).
     """
-    import math
-    import os
-    import socket
-    import time
-
-    from course_utils.chemistry import ChemistryError, compute_vertical
-
     record = {
         "smiles": smiles,
         "host": socket.gethostname(),
@@ -149,12 +138,8 @@ def _simulate_record(
         "pid": os.getpid(),
         "start_time": time.time(),
     }
-    try:
-        record.update(ie=compute_vertical(smiles, engine=engine, threads=threads,
-                                          fidelity=fidelity),
-                      status="ok", error="")
-    except ChemistryError as err:
-        record.update(ie=math.nan, status="failed", error=err.record_text)
+    row = molecule_row(smiles, engine=engine, threads=threads, fidelity=fidelity)
+    record.update(ie=row["ie"], status=row["status"], error=row["error"])
     record["end_time"] = time.time()
     return record
 
@@ -163,10 +148,9 @@ simulate_record_app = python_app(_simulate_record, executors=ON_WORKERS)
 
 
 def _truth_record(smiles: str, engine: str | None = None, walltime: float | None = 120.0) -> dict:
-    """One row of the ground-truth table (see :mod:`course_utils.truth_build`)."""
-    from course_utils.truth_build import truth_record
-
-    return truth_record(smiles, engine=engine)
+    """One row of the ground-truth table (see :mod:`course_utils.truth_build`); ``walltime`` is
+    consumed by Parsl."""
+    return molecule_row(smiles, engine=engine)
 
 
 truth_record_app = python_app(_truth_record, executors=ON_WORKERS)
@@ -200,8 +184,6 @@ def _cheap_mpi(
     where the ranks read them. ``python`` is an interpreter path (default: the worker's), so
     neither PATH nor an activated environment decides which Python the ranks run.
     """
-    import shlex
-
     items = smiles.to_list() if isinstance(smiles, SmilesBlock) else list(smiles)
     out = Path(out_file)
     listing = out.with_name(out.name + ".smiles")

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.records import _append_row, _read_csv, repair_tail
+from course_utils.records import append_row, read_run_csv, repair_tail
 
 PLAN_FILE = "batches.csv"
 PLAN_FIELDS = ["batch", "order", "smiles", "model_version", "predicted_ie", "kind"]
@@ -37,7 +37,7 @@ def read_plan(run_dir: str | os.PathLike) -> pd.DataFrame:
     path = Path(run_dir) / PLAN_FILE
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=PLAN_FIELDS)
-    return _read_csv(path, keep_default_na=False, na_values=[""],
+    return read_run_csv(path, keep_default_na=False, na_values=[""],
                      dtype={"smiles": str, "kind": str})
 
 
@@ -91,7 +91,7 @@ class BatchPlan:
             row = {"batch": batch, "order": order, "smiles": s, "model_version": model_version,
                    "predicted_ie": predicted.get(s, math.nan) if predicted is not None else None,
                    "kind": kind}
-            _append_row(self.run_dir / PLAN_FILE, PLAN_FIELDS, row, self.durable)
+            append_row(self.run_dir / PLAN_FILE, PLAN_FIELDS, row, self.durable)
             self._keep(row)
             added.append(row)
             order += 1

@@ -41,10 +41,11 @@ from course_utils import records as rec
 from course_utils.arrival import parse_arrival
 from course_utils.batch_plan import PLANNED, REPLACEMENT, BatchPlan
 from course_utils.campaign_model import CampaignModel
-from course_utils.campaign_modes import CampaignModes, _Predicted
+from course_utils.campaign_modes import CampaignModes, Predicted
 from course_utils.campaign_outputs import CampaignOutputs
+from course_utils.configs import make_config
 from course_utils.lineage import ModelRegistry
-from course_utils.parameters import (  # noqa: F401 - re-exported: notebooks import them here
+from course_utils.parameters import (
     ACQUISITIONS,
     MODES,
     N_NEIGHBORS,
@@ -52,7 +53,7 @@ from course_utils.parameters import (  # noqa: F401 - re-exported: notebooks imp
     CampaignParameterError,
     CampaignParameters,
 )
-from course_utils.resilience import (  # noqa: F401 - CampaignInterrupted is re-exported
+from course_utils.resilience import (
     CampaignInterrupted,
     CampaignStopped,
     is_timeout,
@@ -63,7 +64,8 @@ from course_utils.resilience import (  # noqa: F401 - CampaignInterrupted is re-
     stop_signals,
 )
 from course_utils.retraining import ValidationSplit
-from course_utils.simulators import ReplayMissingError
+from course_utils.search_space import iter_unseen, load_search_space, sample_smiles
+from course_utils.simulators import ReplayMissingError, make_simulator
 from course_utils.stopping import (
     StopDecision,
     history_from_records,
@@ -72,7 +74,20 @@ from course_utils.stopping import (
     stopped_early_status,
     stopping_block,
 )
-from course_utils.trust import TRUST_RULE, TrustLedger, _truthy
+from course_utils.trust import TRUST_RULE, TrustLedger, truthy
+
+#: What a notebook needs to run a campaign, importable from here in one line. Modules import
+#: each name from its home (parameters, resilience), never through this list.
+__all__ = [
+    "ACQUISITIONS",
+    "MODES",
+    "Campaign",
+    "CampaignInterrupted",
+    "CampaignParameterError",
+    "CampaignParameters",
+    "CampaignResult",
+    "run_campaign",
+]
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -116,8 +131,6 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
     POLL_S = 0.5
 
     def __post_init__(self) -> None:
-        from course_utils.search_space import load_search_space
-
         self.out_dir = Path(self.out_dir).resolve()  # the kernel may change directory later
         space = load_search_space(self.parameters.search_space)
         self.space: list[str] = space["smiles"].tolist()
@@ -176,8 +189,6 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
 
     # --- small helpers ------------------------------------------------------------------
     def _simulator(self):
-        from course_utils.simulators import make_simulator
-
         p = self.parameters
         return make_simulator(p.simulator, engine=p.engine, walltime=p.simulation_walltime,
                               workers=self._workers(), space=self.space,
@@ -338,7 +349,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         ``predictions`` (the model's, if any) are kept beside each result to measure model error.
         """
         candidates = iter(candidates)
-        predicted = _Predicted(predictions, self.space_position)
+        predicted = Predicted(predictions, self.space_position)
         done: list[dict] = []
         successes = 0
 
@@ -375,7 +386,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         Rows the batch recorded before a stop are part of what is returned.
         """
         earlier = self.batch_rows(batch, predictions)
-        predicted = _Predicted(predictions, self.space_position)
+        predicted = Predicted(predictions, self.space_position)
         need = target - sum(r["status"] == rec.STATUS_OK for r in earlier)
         if need <= 0:
             return earlier
@@ -397,7 +408,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
 
     def batch_rows(self, batch: int, predictions: pd.DataFrame | None = None) -> list[dict]:
         """Copies of the batch's records, with the model's ``predicted`` IE (for its error)."""
-        predicted = _Predicted(predictions, self.space_position)
+        predicted = Predicted(predictions, self.space_position)
         return [{"predicted": predicted.get(r["smiles"], math.nan), **r}
                 for r in self._batch_rows(batch)]
 
@@ -420,7 +431,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
                  for r in rows if r["status"] != rec.STATUS_LOST}
         if self.trust is not None:
             tried |= {r["smiles"] for r in self.trust.rows
-                      if int(r["iteration"]) < batch and _truthy(r["trusted"])}
+                      if int(r["iteration"]) < batch and truthy(r["trusted"])}
         return tried
 
     def ok_before(self, batch: int) -> int:
@@ -431,8 +442,6 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
     def initial_candidates(self, n_ok: int | None = None) -> Iterator[str]:
         """The initial batch's seeded random candidates (``n_ok``: successes the arrival
         scheme counts; the batch's start for its first picks, so a resume draws the same)."""
-        from course_utils.search_space import iter_unseen, sample_smiles
-
         p = self.parameters
         space = self.available_space(n_ok)
         yield from self._fresh(sample_smiles(space, p.initial_training_count, seed=p.seed))
@@ -641,7 +650,6 @@ def run_campaign(
     import parsl
     from parsl.errors import NoDataFlowKernelError
 
-    from course_utils.configs import make_config
 
     if isinstance(parameters, dict):
         parameters = CampaignParameters.from_mapping(parameters)

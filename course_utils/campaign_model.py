@@ -22,10 +22,12 @@ import pandas as pd
 
 from course_utils import records as rec
 from course_utils.acquisition import rank_candidates
+from course_utils.apps import SmilesBlock, chunked
 from course_utils.lineage import failed_labels, training_hash, version_name
 from course_utils.parameters import N_NEIGHBORS
 from course_utils.resilience import CampaignStopped, one_line, public_step
 from course_utils.retraining import validation_of
+from course_utils.search_space import position_index
 
 
 class CampaignModel:
@@ -175,8 +177,6 @@ class CampaignModel:
     @functools.cached_property
     def space_position(self) -> dict[str, int]:
         """Each search-space molecule's position (the order of the model's scores)."""
-        from course_utils.search_space import position_index
-
         return position_index(self.space)
 
     @functools.cached_property
@@ -190,8 +190,6 @@ class CampaignModel:
                              "ie_spread": scores[:, 1]})
 
     def _blocks(self, n: int) -> list:
-        from course_utils.apps import SmilesBlock, chunked
-
         if getattr(self, "_block_cache", (None, None))[0] != n:
             self._block_cache = (n, [SmilesBlock(c) for c in chunked(self.space, n)])
         return self._block_cache[1]

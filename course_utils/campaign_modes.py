@@ -23,7 +23,7 @@ import pandas as pd
 from course_utils.resilience import CampaignStopped, one_line
 
 
-class _Predicted:
+class Predicted:
     """A model's predicted IE of a molecule, looked up by its position in the search space.
 
     Predictions cover the whole space, so a dict of them per batch cost more than the model
@@ -129,7 +129,7 @@ class CampaignModes:
             return [], 0
         version = (self.model_info or {}).get("version")
         self.plan.add(iteration, batch, model_version=version,
-                      predicted=_Predicted(predictions, self.space_position))
+                      predicted=Predicted(predictions, self.space_position))
         if any(int(r["iteration"]) == iteration for r in self.trust.rows):
             return self.batch_rows(iteration, predictions), len(batch)  # done before a stop
         model_values = self.simulator.predict(self._model, batch)
@@ -166,7 +166,7 @@ class CampaignModes:
         scoring = None if p.acquisition == "random" else self.score_search_space(trigger)
         scoring_started, scoring_size = time.perf_counter(), self.n_ok
         ranking = self.pick(None, generation) if scoring is None else None
-        predicted = _Predicted(None, {})
+        predicted = Predicted(None, {})
         gen_rows: list[dict] = []
         scoring_failures = 0
 
@@ -203,7 +203,7 @@ class CampaignModes:
                     gen_rows = []
                     if self._ask_stop_rule():
                         break  # the running simulations are still collected below
-                predicted = _Predicted(predictions, self.space_position)
+                predicted = Predicted(predictions, self.space_position)
                 ranking = self.pick(predictions, generation)
                 scoring, scoring_size = None, self.n_ok
             fill()

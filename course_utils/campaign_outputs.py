@@ -13,6 +13,10 @@ from typing import Any
 import pandas as pd
 
 from course_utils import records as rec
+from course_utils.evaluation import evaluate_run
+from course_utils.figures import plot_campaign, write_run_utilization
+from course_utils.ground_truth import GroundTruthError, table_name
+from course_utils.simulators import measured_table
 
 
 class CampaignOutputs:
@@ -21,8 +25,6 @@ class CampaignOutputs:
     def ground_truth(self) -> pd.DataFrame | None:
         """The table this run can be measured against, if there is one (replay's own, the one
         named by ``ground_truth``, or the shipped table of QM9); None otherwise."""
-        from course_utils.ground_truth import GroundTruthError, table_name
-        from course_utils.simulators import measured_table
 
         p = self.parameters
         space = str(p.search_space)
@@ -36,8 +38,6 @@ class CampaignOutputs:
 
     def evaluation(self) -> dict[str, Any] | None:
         """Regret, rank, top-k recall against the ground truth; None without a table."""
-        from course_utils.evaluation import evaluate_run
-
         truth = self.ground_truth()
         if truth is None:
             return None
@@ -72,8 +72,6 @@ class CampaignOutputs:
                 "notes": list(self.models.notes)}
 
     def _plot(self) -> Path | None:
-        from course_utils.figures import plot_campaign, write_run_utilization
-
         if not self.plot or not self.recorder.successes:
             return None
         # workers from the records, as a regenerated copy (figures.make_figures) reads them

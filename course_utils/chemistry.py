@@ -20,11 +20,13 @@ only the calculation, not a Python start-up and re-import.
 from __future__ import annotations
 
 import importlib
+import math
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ase import Atoms
@@ -253,3 +255,24 @@ def compute_vertical(smiles: str, engine: str | None = None, threads: int | None
                 raise  # Parsl's walltime interrupts us by raising inside; let it through
             raise EngineError(smiles, f"{name} failed: {type(err).__name__}: {err}") from err
     return float(cation_energy - neutral_energy)
+
+
+def molecule_row(smiles: str, engine: str | None = None, threads: int | None = None,
+                 fidelity: str = "full") -> dict[str, Any]:
+    """One molecule's IE as a row: ``smiles, ie, status, error, seconds, engine``.
+
+    The one place a chemistry failure becomes data (``status="failed"``, ``ie`` NaN, the
+    error's :attr:`~ChemistryError.record_text`) instead of an exception, so the campaign's
+    records and the ground-truth table describe a molecule the same way. A missing engine
+    (:class:`EngineUnavailableError`) or a Parsl timeout still raises: they are not facts
+    about the molecule.
+    """
+    name = resolve_engine(engine)
+    start = time.perf_counter()
+    try:
+        ie, status, error = compute_vertical(smiles, engine=name, threads=threads,
+                                             fidelity=fidelity), "ok", ""
+    except ChemistryError as err:
+        ie, status, error = math.nan, "failed", err.record_text
+    return {"smiles": smiles, "ie": ie, "status": status, "error": error,
+            "seconds": time.perf_counter() - start, "engine": name}

@@ -34,7 +34,11 @@ import pandas as pd
 from course_utils import figure_style
 from course_utils import records as rec
 from course_utils.batch_plan import PLAN_FILE
+from course_utils.ground_truth import LOST, Coverage, packaged_table_path, table_name
 from course_utils.lineage import LINEAGE_FILE, MODELS_DIR
+from course_utils.ml import fingerprints
+from course_utils.search_space import load_search_space
+from course_utils.simulators import measured_table
 
 #: The acquisitions of the kit, as notebook 5 compares them: name -> campaign parameters.
 DEFAULT_STRATEGIES: dict[str, dict[str, Any]] = {
@@ -104,8 +108,6 @@ def _stamp(search_space: str, ground_truth: str | os.PathLike | None) -> tuple[i
 
 
 def _table_path(search_space: str, ground_truth: str | os.PathLike | None) -> Path:
-    from course_utils.ground_truth import packaged_table_path, table_name
-
     if ground_truth is not None:
         return Path(ground_truth)
     return packaged_table_path(table_name(search_space))
@@ -113,13 +115,9 @@ def _table_path(search_space: str, ground_truth: str | os.PathLike | None) -> Pa
 
 @lru_cache(maxsize=8)
 def _yardsticks(search_space: str, ground_truth: str | None, _stamp: Any) -> Yardsticks:
-    from course_utils.ground_truth import LOST, Coverage
-    from course_utils.simulators import measured_table
 
     size = 0
     if ground_truth is not None:
-        from course_utils.search_space import load_search_space
-
         size = len(load_search_space(search_space))
     table, coverage_text = measured_table(search_space, ground_truth, size)
     coverage = table.attrs.get("coverage")
@@ -172,6 +170,7 @@ class _Job:
 
 def _replay_one(job: _Job) -> pd.DataFrame:
     """One replayed campaign -> its curve (module level: it runs in worker processes)."""
+    # deferred: campaign imports parsl (~0.5-1 s)
     from course_utils.campaign import run_campaign
 
     _fresh_folder(Path(job.out_dir))
@@ -183,10 +182,8 @@ def _replay_one(job: _Job) -> pd.DataFrame:
     return curve
 
 
-def _warm(search_space: str, ground_truth: str | None) -> None:
+def warm(search_space: str, ground_truth: str | None) -> None:
     """Load the table, the search space and its fingerprints once in a worker process."""
-    from course_utils.ml import fingerprints
-    from course_utils.search_space import load_search_space
 
     yardsticks(search_space, ground_truth)
     fingerprints(load_search_space(search_space)["smiles"])
@@ -203,7 +200,8 @@ def _fresh_folder(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
+    """A strategy name as a folder name (the grid's and the stopping study's run folders)."""
     return re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-") or "strategy"
 
 
@@ -244,7 +242,7 @@ def replay_grid(
         raise ValueError("replay_grid needs at least one strategy and one seed")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds repeat: {seeds}")
-    folders = {_slug(name): name for name in strategies}
+    folders = {slug(name): name for name in strategies}
     if len(folders) != len(strategies):
         raise ValueError(f"strategy names must differ as folder names: {list(strategies)}")
     for name, values in strategies.items():
@@ -259,7 +257,7 @@ def replay_grid(
               "search_space": str(search_space), "ground_truth": ground_truth}
     out = Path(out_dir)
     jobs = [_Job(name, seed, {**common, **values, "seed": seed},
-                 str(out / _slug(name) / f"seed-{seed:03d}"))
+                 str(out / slug(name) / f"seed-{seed:03d}"))
             for name, values in strategies.items() for seed in seeds]
     for job in jobs[::len(seeds)]:  # one per strategy: only the seed differs within one
         _check_parameters(job.parameters)
@@ -270,8 +268,8 @@ def replay_grid(
     if processes == 1:
         curves = [_replay_one(job) for job in jobs]
     else:
-        _warm(str(search_space), ground_truth)
-        with ProcessPoolExecutor(max_workers=processes, initializer=_warm,
+        warm(str(search_space), ground_truth)
+        with ProcessPoolExecutor(max_workers=processes, initializer=warm,
                                  initargs=(str(search_space), ground_truth)) as pool:
             try:
                 curves = list(pool.map(_replay_one, jobs))
@@ -291,7 +289,8 @@ def replay_grid(
 
 def _check_parameters(values: Mapping[str, Any]) -> None:
     """Impossible parameters fail here, once, before any process starts."""
-    from course_utils.campaign import CampaignParameters
+    # deferred: parameters imports parsl (~0.5-1 s)
+    from course_utils.parameters import CampaignParameters
 
     CampaignParameters.from_mapping(dict(values)).validate()
 

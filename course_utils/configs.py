@@ -24,6 +24,9 @@ from parsl.executors import HighThroughputExecutor, MPIExecutor
 from parsl.launchers import MpiExecLauncher, SimpleLauncher
 from parsl.providers import LocalProvider, PBSProProvider
 
+from course_utils.ml import default_cache_dir
+from course_utils.parsl_guard import interchange_command, watch_token, worker_launch_command
+
 CONFIG_NAMES = ("local", "polaris", "local-mpi", "polaris-mpi")
 EXECUTOR_LABEL = "htex"
 MPI_EXECUTOR_LABEL = "mpi"
@@ -91,8 +94,6 @@ def _guarded(**executor_options: Any) -> dict[str, Any]:
     """Executor options that start the interchange and worker pools through
     :mod:`course_utils.parsl_guard`: out of the user's process group, with the same Python as
     this process, and never outliving it."""
-    from course_utils.parsl_guard import interchange_command, watch_token, worker_launch_command
-
     token = watch_token()
     return {"interchange_launch_cmd": interchange_command(token),
             "launch_cmd": worker_launch_command(token),
@@ -145,7 +146,6 @@ def _links_dir() -> Path:
     configured = os.environ.get(LINKS_DIR_ENV)
     if configured:
         return Path(configured).expanduser()
-    from course_utils.ml import default_cache_dir
 
     cache = default_cache_dir().absolute() / "parsl-links"
     if is_shell_safe(cache):

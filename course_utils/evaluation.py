@@ -21,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.ground_truth import LOST, Coverage, GroundTruthError
+from course_utils.ground_truth import LOST, Coverage, GroundTruthError, derived, load_ground_truth
+from course_utils.records import read_simulations
 
 DEFAULT_KS = (1, 10, 100)
 MAX_MISSING_EXAMPLES = 5
@@ -50,8 +51,6 @@ def evaluate_run(
       simulations_to_top_k  1-based count of successful simulations, in record order, until the
                        first whose table IE is >= the k-th best IE; None if never reached
     """
-    from course_utils.ground_truth import derived
-
     ks = _check_ks(ks)
     sims = _successes(simulations)
     table, ranked, true_ie, in_table = derived(truth, "evaluation", _prepare)
@@ -134,15 +133,12 @@ def evaluate_run(
 
 def evaluate_folder(out_dir: str | os.PathLike, truth: pd.DataFrame | None = None) -> dict[str, Any]:
     """:func:`evaluate_run` on a run folder, against the shipped table of its search space."""
-    from course_utils.records import read_simulations
-
     out = Path(out_dir)
     if truth is None:
         space = _search_space_of(out)
         if space != "qm9":
             raise GroundTruthError(f"no ground-truth table ships for search space {space!r}; "
                                    "pass truth= (e.g. ground_truth.read_table(FILE))")
-        from course_utils.ground_truth import load_ground_truth
 
         truth = load_ground_truth(space)
     return evaluate_run(read_simulations(out), truth)

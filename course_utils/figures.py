@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from course_utils import figure_style
+from course_utils import figure_style, grading
 from course_utils import records as rec
+from course_utils.ground_truth import GroundTruthError, load_ground_truth, read_table
+from course_utils.resilience import fail
 
 CAMPAIGN_PNG = "campaign.png"
 MODEL_ERROR_PNG = "model_error.png"
@@ -239,8 +241,6 @@ def plot_model_error(run_dir: str | os.PathLike, path: str | os.PathLike) -> Pat
 # --- IE distribution ---------------------------------------------------------------------
 def load_truth(source: str | os.PathLike | pd.DataFrame | None = "qm9") -> pd.DataFrame | None:
     """A ground-truth table: a frame, a table file, a shipped space's name; None if absent."""
-    from course_utils.ground_truth import GroundTruthError, load_ground_truth, read_table
-
     if source is None or isinstance(source, pd.DataFrame):
         return source
     try:
@@ -435,8 +435,6 @@ def plot_campaign_copy(run_dir: Path, path: Path) -> Path | None:
 def plot_leaderboard_of(run_dirs: Sequence[Path], labels: Sequence[str], path: Path,
                         truth: pd.DataFrame | None) -> tuple[Path | None, list[str]]:
     """The grader's leaderboard figure (verify=False) of the runs; None if nothing ranks."""
-    from course_utils import grading
-
     subs = [grading.Submission(label=label, run_dir=run_dir)
             for run_dir, label in zip(run_dirs, labels, strict=True)]
     for sub in subs:
@@ -510,8 +508,6 @@ def make_figures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
 def figures_main(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                  truth: str | os.PathLike | None = "qm9") -> int:
     """CLI entry: write the figures and print where; 2 with one line if a path is not a run."""
-    from course_utils.resilience import fail
-
     try:
         report = make_figures(paths, out_dir, truth=truth)
     except (FiguresError, ValueError, OSError) as err:

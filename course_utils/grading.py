@@ -24,6 +24,9 @@ import pandas as pd
 
 from course_utils import figure_style
 from course_utils import records as rec
+from course_utils.chemistry import ChemistryError, EngineUnavailableError, compute_vertical
+from course_utils.evaluation import evaluate_run
+from course_utils.ground_truth import GroundTruthError, load_ground_truth, table_name, truth_of_space
 from course_utils.stopping import is_finished_status
 
 LEADERBOARD_CSV = "leaderboard.csv"
@@ -318,8 +321,6 @@ def check_records(results: dict[str, Any], sims: pd.DataFrame) -> dict[str, Any]
 
 def _verify_best(row: dict[str, Any], engine: str | None) -> str:
     """Recompute the best molecule's IE; returns how it went, raises if it does not reproduce."""
-    from course_utils.chemistry import ChemistryError, EngineUnavailableError, compute_vertical
-
     try:
         value = compute_vertical(row["best_smiles"], engine=engine)
     except EngineUnavailableError:
@@ -341,8 +342,6 @@ def _yardsticks(results: dict[str, Any], sims: pd.DataFrame,
                 truth: pd.DataFrame | None) -> dict[str, Any]:
     """The run against the ground truth, computed here from its records (never taken from its
     results.json); empty where no table covers its search space."""
-    from course_utils.evaluation import evaluate_run
-    from course_utils.ground_truth import table_name, truth_of_space
 
     space = (results.get("parameters") or {}).get("search_space")
     if truth is None or space is None or table_name(space) != "qm9":
@@ -356,8 +355,6 @@ def _yardsticks(results: dict[str, Any], sims: pd.DataFrame,
 
 
 def _grading_truth() -> pd.DataFrame | None:
-    from course_utils.ground_truth import GroundTruthError, load_ground_truth
-
     try:
         return load_ground_truth("qm9")
     except GroundTruthError:

@@ -149,6 +149,7 @@ class Coverage:
 
 def space_size(space: str) -> int:
     """How many molecules a coverage of ``space`` is counted against."""
+    # deferred: breaks the ground_truth <-> search_space cycle (still open, see tests/test_imports.py)
     from course_utils.search_space import QM9_SIZE, load_search_space
 
     return QM9_SIZE if space == "qm9" else len(load_search_space(space))
@@ -187,6 +188,7 @@ def truth_of_space(table: pd.DataFrame, search_space: str) -> pd.DataFrame:
     ``truth:qm9:N`` its N molecules (which the table covers completely), else the table."""
     if str(search_space).count(":") != 2:
         return table
+    # deferred: breaks the ground_truth <-> search_space cycle (still open, see tests/test_imports.py)
     from course_utils.search_space import load_search_space
 
     space = load_search_space(str(search_space))["smiles"]

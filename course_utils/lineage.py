@@ -33,7 +33,7 @@ import pandas as pd
 from course_utils.records import (
     STATUS_FAILED,
     STATUS_TIMEOUT,
-    _append_row,
+    append_row,
     atomic_write_json,
     read_records,
     tidy_records,
@@ -151,7 +151,7 @@ class ModelRegistry:
         return True
 
     def _append(self, row: Mapping[str, Any]) -> None:
-        _append_row(self.run_dir / LINEAGE_FILE, LINEAGE_FIELDS, row, self.durable)
+        append_row(self.run_dir / LINEAGE_FILE, LINEAGE_FIELDS, row, self.durable)
 
     def save(self, model: Any, meta: Mapping[str, Any]) -> dict:
         """Save the next version: model file, then its JSON, then its lineage row."""

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from course_utils.chemistry import ChemistryError, compute_vertical, resolve_engine
 from course_utils.resilience import error_message
 
 COLUMNS = ("smiles", "ie", "status", "error", "rank", "seconds")
@@ -47,8 +48,6 @@ def rank_share(n_items: int, n_ranks: int, rank: int) -> list[int]:
 
 
 def _one_line(err: BaseException) -> str:
-    from course_utils.chemistry import ChemistryError
-
     detail = err.detail if isinstance(err, ChemistryError) else str(err)
     return f"{type(err).__name__}: {error_message(detail)}"
 
@@ -60,8 +59,6 @@ def evaluate_share(smiles: Sequence[str], positions: Iterable[int], rank: int = 
     Any exception of one molecule is caught: in an MPI program a rank that dies takes the
     whole job (and every other rank's results) with it.
     """
-    from course_utils.chemistry import compute_vertical
-
     records = []
     for i in positions:
         start = time.perf_counter()
@@ -166,8 +163,6 @@ def _gather(comm, share: list[dict[str, Any]]) -> list[list[dict[str, Any]]] | N
 def run(input_file: str | os.PathLike, out: str | os.PathLike, engine: str | None = None,
         comm=None) -> pd.DataFrame | None:
     """This rank's part of the program; rank 0 returns the frame it wrote, others None."""
-    from course_utils.chemistry import resolve_engine
-
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
     smiles = read_smiles(input_file)
     name = resolve_engine(engine)  # no engine is a broken install: stop, not n failed rows

@@ -24,12 +24,13 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from course_utils.configs import POLARIS_FILESYSTEMS
 from course_utils.resilience import error_message, fail
+from course_utils.sweep_file import SweepFileError, parse_assignments, parse_value, read_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_SCRIPT = REPO / "submit" / "run_notebook.pbs"
@@ -37,7 +38,6 @@ JOB_SCRIPT = REPO / "submit" / "run_notebook.pbs"
 SWEEP_JOB_SCRIPT = REPO / "submit" / "run_sweep.pbs"
 HOMEWORK = "notebooks/4_homework.ipynb"
 _WALLTIME = re.compile(r"^\d{1,3}:[0-5]\d:[0-5]\d$")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class SubmitError(ValueError):
@@ -103,14 +103,6 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, str]:
     return out
 
 
-def parse_value(text: str):
-    """A parameter as papermill will see it: a number, bool, None or dict if it reads as one."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def check_parameters(notebook: str | os.PathLike, parameters: Mapping[str, str]) -> None:
     """Refuse unknown names, unusable values and (for the homework) impossible campaigns now,
     not after the job waited in the queue."""
@@ -127,7 +119,8 @@ def check_parameters(notebook: str | os.PathLike, parameters: Mapping[str, str])
         return
     from dataclasses import fields
 
-    from course_utils.campaign import CampaignParameterError, CampaignParameters
+    # deferred: parameters imports pandas (~0.4 s)
+    from course_utils.parameters import CampaignParameterError, CampaignParameters
 
     names = {f.name for f in fields(CampaignParameters)} - {"config", "workers"}
     values = {n: parse_value(v) for n, v in known.items() if n in names}
@@ -216,31 +209,6 @@ def submit(spec: JobSpec, *, dry_run: bool = False, template: str | os.PathLike 
     return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "", script
 
 
-def read_sweep(path: str | os.PathLike) -> list[dict[str, str]]:
-    """A sweep file: one parameter set per line (``name=value`` words); # starts a comment."""
-    sets = []
-    for number, raw in enumerate(Path(path).read_text().splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if line:
-            try:
-                sets.append(parse_assignments(shlex.split(line)))
-            except SubmitError as err:
-                raise SubmitError(f"{path}, line {number}: {err}") from None
-    if not sets:
-        raise SubmitError(f"{path} holds no parameter set (one line of name=value words each)")
-    return sets
-
-
-def parse_assignments(words: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for word in words:
-        name, sep, value = word.partition("=")
-        if not sep or not _NAME.match(name):
-            raise SubmitError(f"expected name=value, got {word!r}")
-        out[name] = value
-    return out
-
-
 def papermill_arguments(notebook: str | os.PathLike,
                         environ: Mapping[str, str] | None = None) -> list[str]:
     """``-p``/``-y`` options for every notebook parameter given as a job variable.
@@ -297,6 +265,7 @@ def _report(spec: JobSpec, job: str, script: Path, dry_run: bool) -> None:
 def halving_variables(args: argparse.Namespace) -> dict[str, str]:
     """The sweep checked now, as the job variables of ``submit/run_sweep.pbs`` (rungs planned
     here, so the job runs exactly what was checked; ``:`` because qsub -v splits at commas)."""
+    # deferred: sweep imports pandas (~0.4 s)
     from course_utils.sweep import SweepError, check_sweep, parse_rungs, read_configs
 
     try:
@@ -359,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             job, script = submit(spec, dry_run=args.dry_run)
             _report(spec, job, script, args.dry_run)
         return 0
-    except SubmitError as err:
+    except (SubmitError, SweepFileError) as err:
         return fail(str(err))
 
 

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from course_utils.resilience import error_message
+from course_utils.search_space import identify_smiles, quiet_rdkit
 
 SIMULATION_FIELDS = [
     "smiles", "ie", "status", "error", "batch", "submit_time", "start_time", "end_time",
@@ -266,8 +267,10 @@ def add_new_columns(path: Path, columns: list[str]) -> str | None:
     return f"{path}: added the columns {', '.join(columns[len(header):])} (new in this kit)"
 
 
-def _append_row(path: Path, fields: list[str], row: Mapping[str, Any], durable: bool = True
+def append_row(path: Path, fields: list[str], row: Mapping[str, Any], durable: bool = True
                 ) -> None:
+    """Append one row to a run CSV (header first if new), fsynced when ``durable``: every
+    run file (simulations, lineage, checks, batch plan) is written this one way."""
     new = not path.exists() or path.stat().st_size == 0
     with path.open("a", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
@@ -304,7 +307,7 @@ def read_iterations(out_dir: str | os.PathLike) -> pd.DataFrame:
     return read_records(Path(out_dir) / ITERATIONS_FILE, ITERATION_FIELDS)
 
 
-def _read_csv(path: Path, source: Any = None, **options: Any) -> pd.DataFrame:
+def read_run_csv(path: Path, source: Any = None, **options: Any) -> pd.DataFrame:
     """pandas' reader, with the file named in the error: its own message omits it."""
     try:
         return pd.read_csv(path if source is None else source, **options)
@@ -349,10 +352,8 @@ ROW_RULES: dict[str, dict[str, str]] = {
 @functools.lru_cache(maxsize=65536)
 def _smiles_problem(smiles: str) -> str | None:
     """Why RDKit refuses a SMILES (the search-space check), or None; cached: files are re-read."""
-    from course_utils.search_space import _identify, _quiet_rdkit
-
-    with _quiet_rdkit():
-        return _identify(smiles, rdkit=True)[1]
+    with quiet_rdkit():
+        return identify_smiles(smiles, rdkit=True)[1]
 
 
 def _value_problem(kind: str, text: str) -> str | None:
@@ -458,7 +459,7 @@ def read_records(path: Path, empty_columns: list[str], **options: Any) -> pd.Dat
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([checked.header, *checked.good])
     text.seek(0)
-    frame = _read_csv(path, text, **options)
+    frame = read_run_csv(path, text, **options)
     frame.attrs["rejected"] = [(line, reason) for line, _fields, reason in checked.bad]
     return frame
 
@@ -657,13 +658,13 @@ class CampaignRecorder:
     def add_simulation(self, record: Mapping[str, Any]) -> dict:
         row = {k: record.get(k) for k in SIMULATION_FIELDS}
         self.simulations.append(row)
-        _append_row(self.out_dir / SIMULATIONS_FILE, SIMULATION_FIELDS, row, self.durable)
+        append_row(self.out_dir / SIMULATIONS_FILE, SIMULATION_FIELDS, row, self.durable)
         return row
 
     def add_iteration(self, record: Mapping[str, Any]) -> dict:
         row = {k: record.get(k) for k in ITERATION_FIELDS}
         self.iterations.append(row)
-        _append_row(self.out_dir / ITERATIONS_FILE, ITERATION_FIELDS, row, self.durable)
+        append_row(self.out_dir / ITERATIONS_FILE, ITERATION_FIELDS, row, self.durable)
         return row
 
     def check_parameters(self, parameters: Mapping[str, Any], must_match: tuple[str, ...],

@@ -282,6 +282,7 @@ def _covered_by_truth(spec: str) -> tuple[pandas.DataFrame, SearchSpaceReport]:
     ``qm9`` grows with the table; ``qm9:N`` is the first N molecules of the table's fixed
     build order, the same set forever once covered, so runs on it stay reproducible.
     """
+    # deferred: breaks the ground_truth <-> search_space cycle (still open, see tests/test_imports.py)
     from course_utils.ground_truth import build_order, load_ground_truth
 
     space, _, count = spec.partition(":")
@@ -326,7 +327,7 @@ def _smiles_pool(search_space: pandas.DataFrame | Sequence[str]) -> list[str]:
 
 
 @contextmanager
-def _quiet_rdkit() -> Iterator[None]:
+def quiet_rdkit() -> Iterator[None]:
     """RDKit logs every parse failure to stderr; we report them ourselves instead."""
     from rdkit import RDLogger
 
@@ -449,14 +450,14 @@ def _validate(
     report = SearchSpaceReport(source, len(df), 0, validated=rdkit)
     keep: list[bool] = []
     first_seen: dict[str, tuple[int, str]] = {}
-    with _quiet_rdkit() if rdkit else nullcontext():
+    with quiet_rdkit() if rdkit else nullcontext():
         for line, raw in zip(line_numbers, df["smiles"].tolist(), strict=True):
             smi = raw.strip()
             if not smi:
                 report.empty.append(RowIssue(line, raw, "empty SMILES"))
                 keep.append(False)
                 continue
-            key, problem = _identify(smi, rdkit)
+            key, problem = identify_smiles(smi, rdkit)
             if problem is not None:
                 report.invalid.append(RowIssue(line, raw, problem))
             elif key in first_seen:
@@ -476,7 +477,7 @@ def _validate(
     return df, report
 
 
-def _identify(smi: str, rdkit: bool) -> tuple[str, str | None]:
+def identify_smiles(smi: str, rdkit: bool) -> tuple[str, str | None]:
     """Return (duplicate key, why unusable or None); RDKit's own diagnosis where it has one."""
     if any(ch.isspace() for ch in smi):
         return smi, "contains whitespace (is the file space-separated?)"

@@ -24,7 +24,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from course_utils.chemistry import resolve_engine
+from course_utils.ground_truth import (
+    Coverage,
+    GroundTruthError,
+    derived,
+    load_ground_truth,
+    read_answerable,
+    table_name,
+    truth_of_space,
+)
+from course_utils.ml import fingerprints, run_model, train_model
+from course_utils.mpi_cheap import evaluate_share, gather_frame, write_atomic
 from course_utils.neighbours import IncrementalNeighbours
+from course_utils.search_space import position_index
 
 SIMULATORS = ("xtb", "replay")
 
@@ -44,6 +57,7 @@ class XtbSimulator:
         self._t0 = time.time()
 
     def submit(self, smiles: str) -> Future:
+        # deferred: apps imports parsl (~0.5-1 s)
         from course_utils.apps import simulate_record_app
 
         return simulate_record_app(smiles, engine=self.engine, walltime=self.walltime)
@@ -54,6 +68,7 @@ class XtbSimulator:
     def score(self, training: pd.DataFrame, blocks: list, n_neighbors: int) -> Future:
         """Train -> chunked scoring -> reduce, chained as Parsl apps (a future of an (n, 2) array,
         with the model's future as its ``model``)."""
+        # deferred: apps imports parsl (~0.5-1 s)
         from course_utils.apps import score_block_app, stack_app, train_app
 
         model = train_app(training, n_neighbors=n_neighbors)
@@ -63,6 +78,7 @@ class XtbSimulator:
 
     def predict(self, model: Any, smiles: Sequence[str]) -> Future:
         """The model's values for ``smiles`` on a worker (a future of smiles, ie, ie_spread)."""
+        # deferred: apps imports parsl (~0.5-1 s)
         from course_utils.apps import score_app
 
         return score_app(model, list(smiles))
@@ -70,6 +86,7 @@ class XtbSimulator:
     def cheap(self, smiles: Sequence[str], ranks: int, out_file: str | Path) -> Future:
         """The cheap fidelity of ``smiles`` as one MPI task of ``ranks`` ranks (needs a ``-mpi``
         config); a future of the program's result table."""
+        # deferred: apps imports parsl (~0.5-1 s)
         from course_utils.apps import cheap_results_app, submit_cheap_mpi
 
         out = str(Path(out_file).absolute())
@@ -98,8 +115,6 @@ class ReplaySimulator:
 
     def __init__(self, table: pd.DataFrame, workers: int, space: Sequence[str], *,
                  coverage: str = ""):
-        from course_utils.ground_truth import derived
-
         self._rows = derived(table, "replay answers", _answers)
         self.coverage = coverage
         self.workers = max(int(workers), 1)
@@ -145,8 +160,6 @@ class ReplaySimulator:
 
     def score(self, training: pd.DataFrame, blocks: list, n_neighbors: int) -> Future:
         """Train and score in this process; the time it takes is charged to the clock."""
-        from course_utils.ml import fingerprints, train_model
-        from course_utils.search_space import position_index
 
         try:  # the search space's fingerprints are a cache, not the model's work: not charged
             if self._space_fps is None:
@@ -186,8 +199,6 @@ class ReplaySimulator:
 
     def predict(self, model: Any, smiles: Sequence[str]) -> Future:
         """The model's values for ``smiles``, in this process."""
-        from course_utils.ml import run_model
-
         started = time.perf_counter()
         result = _done(run_model(model, list(smiles)))
         self._clock += time.perf_counter() - started
@@ -197,8 +208,6 @@ class ReplaySimulator:
         """The cheap fidelity, computed for real in this process (there is no table of it) and
         charged to the clock as if ``ranks`` MPI ranks had shared it; the same table as the
         MPI program writes."""
-        from course_utils.mpi_cheap import evaluate_share, gather_frame, write_atomic
-
         items = list(smiles)
         try:
             frame = gather_frame([evaluate_share(items, range(len(items)))], len(items))
@@ -239,17 +248,12 @@ def replay_table(space_name: str, path: str | None = None, space_size: int = 0
                  ) -> tuple[pd.DataFrame, str]:
     """The table that answers a replay: ``path`` (a ``truth build`` file) if given, else the
     one shipped for ``space_name`` (``qm9``, or ``truth:qm9``, its covered part)."""
-    from course_utils.ground_truth import Coverage, load_ground_truth, read_answerable
-
     if path is not None:
         problem = ground_truth_file_problem(path)
         if problem:
-            from course_utils.ground_truth import GroundTruthError
-
             raise GroundTruthError(problem)
         table = read_answerable(path)
         return table, str(Coverage(len(table), space_size, str(path)))
-    from course_utils.ground_truth import table_name
 
     table = load_ground_truth(table_name(space_name))
     return table, str(table.attrs["coverage"])
@@ -259,8 +263,6 @@ def measured_table(space_name: str, path: str | None = None, space_size: int = 0
                    ) -> tuple[pd.DataFrame, str]:
     """The table a run on ``space_name`` is measured against: replay's table, but only the N
     molecules of ``truth:qm9:N`` (a build file given as ``path`` is used whole)."""
-    from course_utils.ground_truth import truth_of_space
-
     table, coverage = replay_table(space_name, path, space_size)
     if path is None:
         table = truth_of_space(table, space_name)
@@ -271,8 +273,6 @@ def measured_table(space_name: str, path: str | None = None, space_size: int = 0
 def make_simulator(name: str, *, engine: str | None, walltime: float, workers: int,
                    space: Iterable[str], space_name: str, ground_truth: str | None = None):
     if name == "xtb":
-        from course_utils.chemistry import resolve_engine
-
         return XtbSimulator(resolve_engine(engine), walltime)
     if name == "replay":
         space = list(space)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from course_utils import figure_style
 from course_utils import records as rec
-from course_utils.comparison import Yardsticks, _slug, replay_grid, run_curve, yardsticks
+from course_utils.comparison import Yardsticks, replay_grid, run_curve, slug, yardsticks
 from course_utils.stopping import StopDecision, StopRule, history_from_records, parse_stop_rule
 
 #: Rules the notebook compares: a name for the legend -> the rule's spelling.
@@ -169,7 +169,7 @@ def stopping_study(
     rows = []
     for name, rule in named.items():
         for seed in curves.attrs["seeds"]:
-            run_dir = Path(out_dir) / _slug(BUDGET_RUN) / f"seed-{seed:03d}"
+            run_dir = Path(out_dir) / slug(BUDGET_RUN) / f"seed-{seed:03d}"
             rows.append({**rule_outcome(run_dir, rule, marks), "rule": name})
     outcomes = pd.DataFrame(rows, columns=OUTCOME_COLUMNS)
     outcomes.attrs = {**curves.attrs, "rules": {n: r.text for n, r in named.items()}}

@@ -43,7 +43,10 @@ import pandas as pd
 
 from course_utils import figure_style
 from course_utils import records as rec
+from course_utils.comparison import warm
 from course_utils.resilience import error_message, fail
+from course_utils.stopping import is_finished_status
+from course_utils.sweep_file import SweepFileError, parse_value, read_sweep
 
 SWEEP_CSV = "sweep.csv"
 SWEEP_JSON = "sweep.json"
@@ -61,13 +64,11 @@ class SweepError(ValueError):
 
 def read_configs(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The configurations of a sweep file (``submit/example_sweep.txt`` format), typed."""
-    from course_utils.pbs import SubmitError, parse_value, read_sweep
-
     if not Path(path).is_file():
         raise SweepError(f"configurations file {path} not found")
     try:
         sets = read_sweep(path)
-    except SubmitError as err:
+    except SweepFileError as err:
         raise SweepError(str(err)) from None
     return [{name: parse_value(value) for name, value in line.items()} for line in sets]
 
@@ -132,6 +133,7 @@ def campaign_parameters(configs: Sequence[Mapping[str, Any]], common: Mapping[st
     ``common`` holds the sweep's own settings (:data:`SWEEP_KEYS`, and defaults for the rest);
     ``budget`` overrides every line's max_training_count, which must otherwise agree.
     """
+    # deferred: parameters imports parsl (~0.5-1 s)
     from course_utils.parameters import CampaignParameterError, CampaignParameters
 
     if not configs:
@@ -278,16 +280,15 @@ def _parsl_for(parameters: Sequence[Mapping[str, Any]], out: Path,
                options: Mapping[str, Any] | None):
     """One Parsl configuration for all real campaigns of the sweep (none for replay)."""
     if all(p.get("simulator") == "replay" for p in parameters):
-        from course_utils.comparison import _warm
-
         # Loaded once before the clocks start: the first campaign must not pay for it alone.
         for space, table in {(str(p["search_space"]), p.get("ground_truth")) for p in parameters}:
-            _warm(space, table)
+            warm(space, table)
         yield
         return
     import parsl
     from parsl.errors import NoDataFlowKernelError
 
+    # deferred: configs imports parsl (~0.5-1 s)
     from course_utils.configs import make_config
 
     try:
@@ -305,9 +306,11 @@ def _parsl_for(parameters: Sequence[Mapping[str, Any]], out: Path,
 
 def _run_to(parameters: Mapping[str, Any], budget: int, folder: Path) -> dict[str, Any]:
     """Run (or resume) one configuration's campaign up to ``budget``; what it found."""
+    # deferred: campaign imports parsl (~0.5-1 s)
     from course_utils.campaign import run_campaign
+
+    # deferred: parameters imports parsl (~0.5-1 s)
     from course_utils.parameters import CampaignNote
-    from course_utils.stopping import is_finished_status
 
     values = {**parameters, "max_training_count": budget}
     try:
@@ -336,8 +339,6 @@ def _rank_key(result: Mapping[str, Any]) -> tuple[float, float, int]:
 def _decide(rung: int, budget: int, results: list[dict[str, Any]], eta: int, final: bool
             ) -> dict[str, Any]:
     """Keep the best 1/eta of the rung (all at the last rung); say why each was stopped."""
-    from course_utils.stopping import is_finished_status
-
     ok = sorted((r for r in results if is_finished_status(r["campaign_status"])
                  and r["best_ie"] is not None), key=_rank_key)
     keep = len(ok) if final else max(1, math.ceil(len(ok) / eta)) if ok else 0

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.records import _append_row, read_records, tidy_records
+from course_utils.records import append_row, read_records, tidy_records
 
 CHECKS_FILE = "checks.csv"
 CHECK_FIELDS = [
@@ -52,7 +52,7 @@ def trailing_streak(checks: Sequence[Mapping[str, Any]]) -> int:
     batches: dict[int, bool] = {}
     for row in checks:
         it = int(row["iteration"])
-        batches[it] = batches.get(it, True) and _truthy(row["trusted"])
+        batches[it] = batches.get(it, True) and truthy(row["trusted"])
     streak = 0
     for it in sorted(batches, reverse=True):
         if not batches[it]:
@@ -61,7 +61,8 @@ def trailing_streak(checks: Sequence[Mapping[str, Any]]) -> int:
     return streak
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
+    """A ``trusted`` cell as read back from CSV (``"True"``/``"1"``) or as written (``True``)."""
     return value is True or str(value).strip().lower() in ("true", "1")
 
 
@@ -87,7 +88,7 @@ class TrustLedger:
         for note in tidy_records(ledger.run_dir / CHECKS_FILE, CHECK_FIELDS):
             print(f"note: {note}", file=sys.stderr)
         ledger.rows = read_checks(run_dir).to_dict("records")
-        ledger.trusted_smiles = {r["smiles"] for r in ledger.rows if _truthy(r["trusted"])}
+        ledger.trusted_smiles = {r["smiles"] for r in ledger.rows if truthy(r["trusted"])}
         return ledger
 
     @property
@@ -125,14 +126,14 @@ class TrustLedger:
             if done is not None:
                 row["full_ie"] = float(done["ie"]) if done["status"] == "ok" else math.nan
                 row["full_status"] = done["status"]
-            _append_row(self.run_dir / CHECKS_FILE, CHECK_FIELDS, row, self.durable)
+            append_row(self.run_dir / CHECKS_FILE, CHECK_FIELDS, row, self.durable)
             self.rows.append(row)
             if row["trusted"]:
                 self.trusted_smiles.add(row["smiles"])
 
     def block(self, fired: bool, seconds_per_full: float | None) -> dict[str, Any]:
         """results.json's ``trust``: what the checks saved, and what they cost."""
-        trusted = [r for r in self.rows if _truthy(r["trusted"])]
+        trusted = [r for r in self.rows if truthy(r["trusted"])]
         cheap_s = sum(float(r["cheap_seconds"]) for r in self.rows
                       if isinstance(r["cheap_seconds"], int | float)
                       and math.isfinite(r["cheap_seconds"]))

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from course_utils.chemistry import resolve_engine
 from course_utils.ground_truth import (
     FINAL_STATUSES,
     LOST,
@@ -31,27 +32,11 @@ from course_utils.ground_truth import (
     packaged_table_path,
     read_table,
 )
-from course_utils.records import acquire_run_lock, dumps_json, repair_tail
+from course_utils.records import acquire_run_lock, dumps_json, environment_info, repair_tail
+from course_utils.resilience import is_timeout
+from course_utils.search_space import load_search_space
 
 TRUTH_WALLTIME = 120.0  # s; a typical molecule takes 0.4-0.7 s, the slowest seen ~3 s
-
-
-def truth_record(smiles: str, engine: str | None = None, walltime: float | None = TRUTH_WALLTIME
-                 ) -> dict[str, Any]:
-    """One row of the table: the IE or the chemistry failure, its compute time and engine.
-
-    ``walltime`` is consumed by Parsl (it stops a hung simulation); it is unused here.
-    """
-    from course_utils.chemistry import ChemistryError, compute_vertical, resolve_engine
-
-    name = resolve_engine(engine)
-    start = time.perf_counter()
-    try:
-        ie, status, error = compute_vertical(smiles, engine=name), "ok", ""
-    except ChemistryError as err:
-        ie, status, error = math.nan, "failed", err.record_text
-    return {"smiles": smiles, "ie": ie, "status": status, "error": error,
-            "seconds": time.perf_counter() - start, "engine": name}
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -120,8 +105,6 @@ class BuildReport:
 
 def _failure_row(smiles: str, err: BaseException, engine: str) -> dict[str, Any]:
     """A task that raised instead of returning: a hang (walltime) or a worker that died."""
-    from course_utils.resilience import is_timeout
-
     status = "timeout" if is_timeout(err) else LOST  # the campaign's classification, too
     return {"smiles": smiles, "ie": math.nan, "status": status,
             "error": f"{type(err).__name__}: {err}",
@@ -146,8 +129,6 @@ def build_ground_truth(
     Stopping (Ctrl-C, SIGTERM, a job's walltime) loses at most the molecules in flight; run it
     again to continue. ``limit`` caps how many molecules this call simulates.
     """
-    from course_utils.chemistry import resolve_engine
-
     build_file = Path(out) if out is not None else default_build_file(space)
     name = resolve_engine(engine)
     # One builder per file: a second one would simulate the same molecules at the same time.
@@ -208,8 +189,8 @@ def _build(space: str, build_file: Path, name: str, *, config: str, workers: int
            config_options: dict[str, Any] | None) -> BuildReport:
     from concurrent.futures import FIRST_COMPLETED, wait
 
+    # deferred: apps imports parsl (~0.5-1 s); a status or shard check needs none
     from course_utils.apps import truth_record_app
-    from course_utils.search_space import load_search_space
 
     smiles = load_search_space(space)["smiles"].tolist()
     note = repair_tail(build_file, TRUTH_COLUMNS)  # before reading: a torn row is not a result
@@ -282,6 +263,7 @@ def _parsl_loaded(config: str, options: dict[str, Any]) -> AbstractContextManage
     import parsl
     from parsl.errors import NoDataFlowKernelError
 
+    # deferred: configs imports parsl (~0.5-1 s)
     from course_utils.configs import make_config
 
     try:
@@ -310,7 +292,5 @@ def utc_now() -> str:
 
 def _versions(engine: str) -> dict[str, str]:
     """Python, the packages and the engine of a build (the same reader as a campaign's)."""
-    from course_utils.records import environment_info
-
     info = environment_info(engine)
     return {"python": info["python"], **info["packages"], "engine": engine}

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from course_utils import chemistry
 from course_utils.ground_truth import (
     BUILD_ORDER_SEED,
     FINAL_STATUSES,
@@ -25,6 +26,7 @@ from course_utils.ground_truth import (
     space_size,
 )
 from course_utils.records import dumps_json
+from course_utils.search_space import load_search_space
 from course_utils.truth_build import build_log_path, utc_now
 
 if TYPE_CHECKING:
@@ -39,7 +41,6 @@ def pack_ground_truth(space: str = "qm9", build_files: Iterable[str | os.PathLik
     """
     import pandas as pd
 
-    from course_utils.search_space import load_search_space
 
     dest = Path(dest_dir) if dest_dir is not None else package_data_dir()
     table = dest / packaged_table_name(space)
@@ -63,8 +64,6 @@ def pack_ground_truth(space: str = "qm9", build_files: Iterable[str | os.PathLik
 
 def _write_provenance(space: str, dest: Path, table: pd.DataFrame,
                       build_files: Iterable[str | os.PathLike]) -> None:
-    from course_utils import chemistry
-
     path = dest / packaged_provenance_name(space)
     old = json.loads(path.read_text()) if path.exists() else {}
     builds = old.get("builds", [])

@@ -20,7 +20,14 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.campaign import ACQUISITIONS, MODES, CampaignParameters, CampaignResult
+from course_utils.campaign import CampaignResult
+from course_utils.parameters import (
+    ACQUISITIONS,
+    MODES,
+    CampaignNote,
+    CampaignParameterError,
+    CampaignParameters,
+)
 from course_utils.resilience import (
     CampaignInterrupted,
     interrupts_stop,
@@ -151,9 +158,6 @@ class HomeworkPanel:
 
     def _on_click(self, _button: Any = None) -> None:
         """Check the parameters, then start the run in a thread and return (so Stop works)."""
-        from course_utils.campaign import CampaignParameterError
-        from course_utils.parameters import CampaignNote
-
         if self.running:
             return
         relay_idle_interrupts()  # in case the panel was made outside a main-thread cell
@@ -178,8 +182,6 @@ class HomeworkPanel:
         self._thread.start()
 
     def _work(self, params: CampaignParameters) -> None:
-        from course_utils.campaign import CampaignParameterError
-
         thread = threading.current_thread()
         try:
             with interrupts_stop(thread):

@@ -198,10 +198,10 @@ def test_evaluate_folder_needs_a_table_for_a_user_space(tmp_path):
 
 
 def test_evaluate_folder_loads_the_shipped_qm9_table(tmp_path, monkeypatch):
-    from course_utils import ground_truth
+    from course_utils import evaluation
 
     asked = []
-    monkeypatch.setattr(ground_truth, "load_ground_truth",
+    monkeypatch.setattr(evaluation, "load_ground_truth",
                         lambda space: asked.append(space) or _truth(Coverage(7, 130_831)))
     ev = evaluate_folder(_folder(tmp_path, "qm9"))
     assert asked == ["qm9"] and ev["coverage"]["total"] == 130_831
