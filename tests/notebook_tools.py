@@ -39,6 +39,42 @@ def printed_text(nb: nbformat.NotebookNode) -> str:
     return "".join(str(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
 
 
+def shown_text(nb: nbformat.NotebookNode) -> str:
+    """What the notebook's cells printed and the plain-text values they showed."""
+    return "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                   for c in nb.cells for o in c.get("outputs", []))
+
+
+def shell_reply(kc, msg_id: str, timeout: float) -> dict:
+    """The kernel's reply to the request ``msg_id``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        msg = kc.get_shell_msg(timeout=max(deadline - time.time(), 0.1))
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return msg["content"]
+    raise AssertionError(f"no reply from the kernel within {timeout:.0f} s")
+
+
+def cell_outputs(kc, msg_id: str) -> tuple[str, list[str]]:
+    """Text the cell printed and the error lines it showed, drained from iopub until the
+    kernel goes idle after it (or nothing more arrives)."""
+    text, errors = [], []
+    while True:
+        try:
+            msg = kc.get_iopub_msg(timeout=2)
+        except queue.Empty:
+            break
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            text.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            errors.extend(msg["content"]["traceback"])
+        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    return "".join(text), errors
+
+
 class Kernel:
     """A kernel as JupyterLab drives it: cells sent one by one, the stop button as a signal."""
 
@@ -56,27 +92,8 @@ class Kernel:
 
     def finish(self, msg_id: str, timeout: float = 600) -> tuple[dict, str, list[str]]:
         """The reply of ``msg_id``, what it printed, and the lines of the error it showed."""
-        deadline = time.time() + timeout
-        while True:
-            msg = self.kc.get_shell_msg(timeout=max(deadline - time.time(), 0.1))
-            if msg["parent_header"].get("msg_id") == msg_id:
-                reply = msg["content"]
-                break
-        text, errors = [], []
-        while True:
-            try:
-                msg = self.kc.get_iopub_msg(timeout=1)
-            except queue.Empty:
-                break
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                text.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                errors.extend(msg["content"]["traceback"])
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-        return reply, "".join(text), errors
+        reply = shell_reply(self.kc, msg_id, timeout)
+        return (reply, *cell_outputs(self.kc, msg_id))
 
     def run(self, code: str, timeout: float = 600) -> str:
         """Run ``code``; it must succeed. What it printed."""

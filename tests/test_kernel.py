@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from notebook_tools import cell_outputs, shell_reply
 from process_tools import descendants, run_processes, survivors
 
 from course_utils import records as rec
@@ -41,31 +42,6 @@ def _start(env=None):
     return km, kc
 
 
-def _reply(kc, msg_id, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        msg = kc.get_shell_msg(timeout=max(deadline - time.time(), 0.1))
-        if msg["parent_header"].get("msg_id") == msg_id:
-            return msg["content"]
-    raise AssertionError("no reply from the kernel")
-
-
-def _outputs(kc, msg_id):
-    """Text the cell printed and the error lines it showed (drained from iopub)."""
-    text, errors = [], []
-    while True:
-        try:
-            msg = kc.get_iopub_msg(timeout=2)
-        except Exception:  # noqa: BLE001 - queue.Empty: nothing more
-            return "".join(text), errors
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "stream":
-            text.append(msg["content"]["text"])
-        elif msg["msg_type"] == "error":
-            errors.extend(msg["content"]["traceback"])
-
-
 def _campaign_code(space, out, budget):
     return (
         "from course_utils.campaign import run_campaign\n"
@@ -85,8 +61,8 @@ def test_kernel_started_outside_the_environment_runs_a_campaign(small_space, tmp
         code = "import shutil; print('PYTHON', shutil.which('python'))\n" + _campaign_code(
             small_space, tmp_path / "run", 6)
         msg_id = kc.execute(code)
-        reply = _reply(kc, msg_id, timeout=240)
-        text, errors = _outputs(kc, msg_id)
+        reply = shell_reply(kc, msg_id, timeout=240)
+        text, errors = cell_outputs(kc, msg_id)
         assert reply["status"] == "ok", errors
         assert f"PYTHON {Path(sys.executable).parent / 'python'}" in text
         assert "STATUS complete" in text
@@ -112,9 +88,9 @@ def test_stop_button_interrupts_a_campaign_and_the_cell_returns(small_space, tmp
         started = run_processes(kernel_pid)
         pressed = time.time()
         km.interrupt_kernel()  # what the stop button does: SIGINT to the kernel's process group
-        reply = _reply(kc, msg_id, timeout=60)
+        reply = shell_reply(kc, msg_id, timeout=60)
         took = time.time() - pressed
-        _, errors = _outputs(kc, msg_id)
+        _, errors = cell_outputs(kc, msg_id)
         assert reply["status"] == "error" and reply["ename"] == "CampaignInterrupted"
         assert took < 30, f"the cell returned {took:.0f} s after the stop button"
         assert len(errors) == 1 and "resume" in errors[0], errors  # one line, no traceback
@@ -122,7 +98,7 @@ def test_stop_button_interrupts_a_campaign_and_the_cell_returns(small_space, tmp
         # Parsl was shut down with the cell: none of its processes survive, the kernel does.
         assert survivors({p: t for p, t in started.items() if p != kernel_pid}, 60) == []
         again = kc.execute("print(1 + 1)")
-        assert _reply(kc, again, timeout=30)["status"] == "ok"
+        assert shell_reply(kc, again, timeout=30)["status"] == "ok"
     finally:
         km.shutdown_kernel(now=True)
         kc.stop_channels()

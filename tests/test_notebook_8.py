@@ -5,15 +5,10 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from notebook_tools import run_notebook
+from notebook_tools import run_notebook, shown_text
 
 NAME = "8_stopping.ipynb"
 SMALL = {"n_seeds": 2, "budget": 60, "initial": 10, "batch_size": 10, "processes": 2}
-
-
-def _text(nb) -> str:
-    return "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                   for c in nb.cells for o in c.get("outputs", []))
 
 
 def test_notebook8_small_parameters_write_only_into_output_dir(tmp_path):
@@ -31,7 +26,7 @@ def test_notebook8_small_parameters_write_only_into_output_dir(tmp_path):
     real = json.loads((out / "real_run" / "results.json").read_text())
     assert real["status"] == "stopped early (converged)" and real["simulator"] == "xtb"
     assert real["stopping"]["fired"] and real["totals"]["successful"] < 16
-    text = _text(nb)
+    text = shown_text(nb)
     assert "replay picked the same molecules in the same batches: True" in text
     # Part 2: one row per rule and seed.
     outcomes = pd.read_csv(out / "stopping_outcomes.csv")

@@ -5,15 +5,10 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from notebook_tools import run_notebook
+from notebook_tools import run_notebook, shown_text
 
 NAME = "9_sweeps_and_figures.ipynb"
 SMALL = {"sweep_budget": 40, "rungs": [20]}
-
-
-def _text(nb) -> str:
-    return "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-                   for c in nb.cells for o in c.get("outputs", []))
 
 
 def test_notebook9_small_parameters_write_only_into_output_dir(tmp_path):
@@ -27,7 +22,7 @@ def test_notebook9_small_parameters_write_only_into_output_dir(tmp_path):
         "figures_again", "figures_cli", "sweep", "sweep.png", "sweep_configs.txt",
         "sweep_full_budget"])
 
-    text = _text(nb)
+    text = shown_text(nb)
     # Part 1: the sweep's bookkeeping, and the CLI going on with the finished sweep.
     sweep = pd.read_csv(out / "sweep" / "sweep.csv")
     assert len(sweep) == 9 and sorted(set(sweep["status"])) == ["kept", "stopped"]
