@@ -98,7 +98,7 @@ fi
 # A named kernel lets JupyterLab and papermill (-k ml-in-the-loop) use exactly this environment.
 # Its spec carries PATH and the thread limits, so it also works when a Jupyter server outside
 # this environment (a JupyterHub) starts it. Re-registered only when it is missing or stale.
-python -m course_utils.kernel --if-needed --name "$COURSE_KERNEL_NAME" "$KERNEL_SCOPE" ||
+python -m course_utils.polaris.jupyter_kernel --if-needed --name "$COURSE_KERNEL_NAME" "$KERNEL_SCOPE" ||
     _course_fail "could not register the Jupyter kernel" || return 1
 unset KERNEL_SCOPE
 

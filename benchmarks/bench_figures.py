@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser.add_argument("--repeat", type=int, default=5, help="draws per figure (default 5)")
     args = parser.parse_args(argv)
 
-    from course_utils import figures
-    from course_utils.campaign import run_campaign
-    from course_utils.ground_truth import load_ground_truth
+    from course_utils.campaign.engine import run_campaign
+    from course_utils.figures import campaign as figures
+    from course_utils.ground_truth.table import load_ground_truth
 
     table = load_ground_truth("qm9")
     space = "qm9" if table.attrs["coverage"].complete else "truth:qm9"

@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         help="timing only: replay all of QM9, drawing the values the table lacks")
     args = parser.parse_args(argv)
 
-    from course_utils.campaign import run_campaign
-    from course_utils.ground_truth import load_ground_truth
+    from course_utils.campaign.engine import run_campaign
+    from course_utils.ground_truth.table import load_ground_truth
 
     table = load_ground_truth("qm9")
     coverage = table.attrs["coverage"]
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             print(f"real / warm replay: {out['real'] / out['replay_warm']:.0f}x")
         _full_space_scoring(out)
         if args.grid:
-            from course_utils.comparison import DEFAULT_STRATEGIES, replay_grid
+            from course_utils.studies.comparison import DEFAULT_STRATEGIES, replay_grid
 
             seeds = list(range(20))
             out["grid"], _ = _timed(lambda: replay_grid(
@@ -115,8 +115,8 @@ def _full_space_scoring(out: dict[str, float]) -> None:
     does and from scratch as a real campaign's workers do, side by side."""
     import numpy as np
 
-    from course_utils.ml import fingerprints
-    from course_utils.neighbours import IncrementalNeighbours, nearest
+    from course_utils.ml.fingerprints import fingerprints
+    from course_utils.ml.neighbours import IncrementalNeighbours, nearest
     from course_utils.search_space import load_search_space
 
     smiles = load_search_space("qm9")["smiles"].tolist()

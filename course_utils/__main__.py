@@ -13,8 +13,8 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, get_args, get_type_hints
 
-from course_utils.campaign import CampaignParameters
-from course_utils.parameters import CampaignNote
+from course_utils.campaign.engine import CampaignParameters
+from course_utils.campaign.parameters import CampaignNote
 from course_utils.resilience import error_message
 from course_utils.resilience import fail as _fail
 
@@ -96,7 +96,7 @@ def _predict_parser(sub) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from course_utils.lineage import LineageError, lineage_line, predict_with_version
+    from course_utils.campaign.lineage import LineageError, lineage_line, predict_with_version
 
     smiles = list(args.smiles)
     if args.input is not None:
@@ -172,7 +172,7 @@ def _sweep_parser(sub) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from course_utils.sweep import sweep_main
+    from course_utils.studies.sweep import sweep_main
 
     problem = _out_problem(args.out)
     if problem:
@@ -212,9 +212,9 @@ def _truth_parser(sub) -> None:
 
 
 def _truth(args: argparse.Namespace) -> int:
-    from course_utils.ground_truth import GroundTruthError, default_build_file
-    from course_utils.truth_build import build_ground_truth, lower_priority, parse_shard
-    from course_utils.truth_pack import pack_ground_truth, truth_status
+    from course_utils.ground_truth.build import build_ground_truth, lower_priority, parse_shard
+    from course_utils.ground_truth.pack import pack_ground_truth, truth_status
+    from course_utils.ground_truth.table import GroundTruthError, default_build_file
 
     problem = (_out_problem(args.out, folder=False)
                if args.verb == "build" and args.out is not None else None)
@@ -251,10 +251,10 @@ _SIGNAL_NUMBERS = {"SIGINT": 2, "SIGHUP": 1, "SIGTERM": 15}
 
 
 def _run(args: argparse.Namespace) -> int:
-    from course_utils.campaign import CampaignInterrupted, CampaignParameterError, run_campaign
+    from course_utils.campaign.engine import CampaignInterrupted, CampaignParameterError, run_campaign
+    from course_utils.campaign.stopping import is_finished_status
     from course_utils.records import FolderInUseError, ResumeMismatchError
     from course_utils.search_space import SearchSpaceError
-    from course_utils.stopping import is_finished_status
 
     names = {f.name for f in fields(CampaignParameters)}
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
@@ -346,8 +346,8 @@ def _os_error_line(err: OSError, out: Path) -> str:
 def existing_outputs(out: Path) -> list[str]:
     """The run's output files that really exist in ``out`` (a run without successes has no plot)."""
     from course_utils import records as rec
-    from course_utils.lineage import LINEAGE_FILE
-    from course_utils.trust import CHECKS_FILE
+    from course_utils.campaign.lineage import LINEAGE_FILE
+    from course_utils.campaign.trust import CHECKS_FILE
 
     names = (rec.RESULTS_FILE, rec.SIMULATIONS_FILE, rec.ITERATIONS_FILE, rec.PLOT_FILE,
              LINEAGE_FILE, CHECKS_FILE)
@@ -367,7 +367,7 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
-    from course_utils.figures import figures_main
+    from course_utils.figures.campaign import figures_main
 
     problem = _out_problem(args.out)
     if problem:

@@ -22,12 +22,12 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils import figure_style
 from course_utils import records as rec
+from course_utils.campaign.stopping import is_finished_status
 from course_utils.chemistry import ChemistryError, EngineUnavailableError, compute_vertical
-from course_utils.evaluation import evaluate_run
-from course_utils.ground_truth import GroundTruthError, load_ground_truth, table_name, truth_of_space
-from course_utils.stopping import is_finished_status
+from course_utils.figures import style as figure_style
+from course_utils.ground_truth.evaluation import evaluate_run
+from course_utils.ground_truth.table import GroundTruthError, load_ground_truth, table_name, truth_of_space
 
 LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_PNG = "leaderboard.png"

@@ -324,8 +324,8 @@ REJECTED_FIELDS = ["line", "reason", "row"]
 
 #: What the columns of each appended file must hold (columns not named here are free text).
 #: Kinds: smiles (RDKit parses it), status, float, int, bool, text; ``?``: may be empty.
-#: lineage.csv and checks.csv belong to :mod:`course_utils.lineage` and :mod:`course_utils.trust`;
-#: their rules are here so that every reader checks rows the same way.
+#: lineage.csv and checks.csv belong to :mod:`course_utils.campaign.lineage` and
+#: :mod:`course_utils.campaign.trust`; their rules are here so that every reader checks rows the same way.
 ROW_RULES: dict[str, dict[str, str]] = {
     SIMULATIONS_FILE: {
         "smiles": "smiles", "ie": "float?", "status": "status", "batch": "int?",

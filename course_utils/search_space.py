@@ -283,7 +283,7 @@ def _covered_by_truth(spec: str) -> tuple[pandas.DataFrame, SearchSpaceReport]:
     build order, the same set forever once covered, so runs on it stay reproducible.
     """
     # deferred: breaks the ground_truth <-> search_space cycle (still open, see tests/test_imports.py)
-    from course_utils.ground_truth import build_order, load_ground_truth
+    from course_utils.ground_truth.table import build_order, load_ground_truth
 
     space, _, count = spec.partition(":")
     table = load_ground_truth(space)

@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.campaign import CampaignResult
-from course_utils.parameters import (
+from course_utils.campaign.engine import CampaignResult
+from course_utils.campaign.parameters import (
     ACQUISITIONS,
     MODES,
     CampaignNote,

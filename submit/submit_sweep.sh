@@ -17,4 +17,4 @@
 set -euo pipefail
 # shellcheck disable=SC1091
 source "$(dirname "${BASH_SOURCE[0]}")/_course_env.sh"
-exec python -m course_utils.pbs sweep "$@"
+exec python -m course_utils.polaris.pbs sweep "$@"

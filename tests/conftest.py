@@ -50,7 +50,7 @@ def tiny_truth(parsl_local, small_space, tmp_path_factory):
     one that cannot be embedded: replays, stop rules and figures are tested against it."""
     import pandas as pd
 
-    from course_utils.truth_build import build_ground_truth
+    from course_utils.ground_truth.build import build_ground_truth
 
     folder = tmp_path_factory.mktemp("truth")
     space = folder / "space.csv"

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from course_utils import records as rec
-from course_utils.batch_plan import PLAN_FIELDS, PLAN_FILE, BatchPlan, read_plan
-from course_utils.campaign import Campaign, CampaignInterrupted, CampaignParameters
-from course_utils.lineage import read_lineage
+from course_utils.campaign.batch_plan import PLAN_FIELDS, PLAN_FILE, BatchPlan, read_plan
+from course_utils.campaign.engine import Campaign, CampaignInterrupted, CampaignParameters
+from course_utils.campaign.lineage import read_lineage
 
 
 # --- the file ----------------------------------------------------------------------------------

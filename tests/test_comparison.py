@@ -1,4 +1,4 @@
-"""Grids of replayed campaigns (course_utils.comparison): curves, summaries, the figure.
+"""Grids of replayed campaigns (course_utils.studies.comparison): curves, summaries, the figure.
 
 Small grids on the part of QM9 the shipped table covers (``truth:qm9``), so every run is a real
 replayed campaign; the numbers are checked against each run's own ``evaluation`` block.
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_utils.campaign import run_campaign
-from course_utils.comparison import (
+from course_utils.campaign.engine import run_campaign
+from course_utils.studies.comparison import (
     CURVE_COLUMNS,
     Yardsticks,
     plot_comparison,
@@ -124,7 +124,7 @@ def test_yardsticks_match_the_table_and_are_loaded_once():
 def test_yardsticks_of_the_first_n_molecules_are_those_of_its_n_molecules_only():
     """truth:qm9:N is measured against its N molecules, as a campaign's own evaluation is: the
     best molecule of the whole table (water, outside the first 300) must not be its optimum."""
-    from course_utils.ground_truth import load_ground_truth
+    from course_utils.ground_truth.table import load_ground_truth
     from course_utils.search_space import load_search_space
 
     space = set(load_search_space("truth:qm9:300")["smiles"])

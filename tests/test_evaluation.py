@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_utils import evaluation as ev_mod
-from course_utils.evaluation import evaluate_folder, evaluate_run, format_evaluation
-from course_utils.ground_truth import Coverage, GroundTruthError
+from course_utils.ground_truth import evaluation as ev_mod
+from course_utils.ground_truth.evaluation import evaluate_folder, evaluate_run, format_evaluation
+from course_utils.ground_truth.table import Coverage, GroundTruthError
 
 KEYS = {"coverage", "global_best", "best_found", "regret_ev", "best_rank", "ranked_among",
         "best_percentile", "top_k_recall", "simulations_to_top_k", "top_k_threshold_ev",
@@ -198,7 +198,7 @@ def test_evaluate_folder_needs_a_table_for_a_user_space(tmp_path):
 
 
 def test_evaluate_folder_loads_the_shipped_qm9_table(tmp_path, monkeypatch):
-    from course_utils import evaluation
+    from course_utils.ground_truth import evaluation
 
     asked = []
     monkeypatch.setattr(evaluation, "load_ground_truth",

@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from course_utils import figure_style, figures
 from course_utils import records as rec
-from course_utils.campaign import run_campaign
+from course_utils.campaign.engine import run_campaign
+from course_utils.figures import campaign as figures
+from course_utils.figures import style as figure_style
 
 PER_RUN = [figures.CAMPAIGN_PNG, figures.MODEL_ERROR_PNG, figures.UTILIZATION_PNG,
            figures.IE_DISTRIBUTION_PNG]

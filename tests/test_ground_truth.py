@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_utils import ground_truth as gt
+from course_utils.ground_truth import table as gt
 
 
 def test_shipped_table_agrees_with_fresh_simulations():

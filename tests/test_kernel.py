@@ -13,7 +13,7 @@ from notebook_tools import cell_outputs, shell_reply
 from process_tools import descendants, run_processes, survivors
 
 from course_utils import records as rec
-from course_utils.kernel import kernel_env, needs_refresh, register_kernel
+from course_utils.polaris.jupyter_kernel import kernel_env, needs_refresh, register_kernel
 
 KERNEL = os.environ.get("COURSE_KERNEL_NAME", "ml-in-the-loop")
 
@@ -44,7 +44,7 @@ def _start(env=None):
 
 def _campaign_code(space, out, budget):
     return (
-        "from course_utils.campaign import run_campaign\n"
+        "from course_utils.campaign.engine import run_campaign\n"
         f"r = run_campaign(dict(initial_training_count=4, max_training_count={budget}, "
         f"batch_size=2, seed=4, workers=2, search_space={str(space)!r}), {str(out)!r}, "
         "progress=False)\n"

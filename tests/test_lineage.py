@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from course_utils.campaign import Campaign, CampaignInterrupted, CampaignParameters, run_campaign
-from course_utils.lineage import (
+from course_utils.campaign.engine import Campaign, CampaignInterrupted, CampaignParameters, run_campaign
+from course_utils.campaign.lineage import (
     LINEAGE_FIELDS,
     LineageError,
     ModelRegistry,
@@ -22,7 +22,7 @@ from course_utils.lineage import (
     read_lineage,
     training_hash,
 )
-from course_utils.ml import train_model
+from course_utils.ml.knn import train_model
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = pd.DataFrame({"smiles": ["C", "CC", "CCC", "CCO", "CO", "C#N"],

@@ -188,7 +188,9 @@ def test_output_error_after_the_checks_is_one_line(replay_run, tmp_path, capsys,
 
     import pandas as pd
 
-    from course_utils import campaign, grading, sweep
+    from course_utils import grading
+    from course_utils.campaign import engine as campaign
+    from course_utils.studies import sweep
 
     def read_only(*_args, **_kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "o" / "x.csv"))
@@ -290,8 +292,8 @@ def test_missing_search_space_file_is_named_before_anything_is_written(replay_ru
 
 
 def test_sweep_errors_past_the_checks_are_one_line(tmp_path, capsys, monkeypatch):
-    from course_utils import sweep
-    from course_utils.ground_truth import GroundTruthError
+    from course_utils.ground_truth.table import GroundTruthError
+    from course_utils.studies import sweep
 
     def fails(_args):
         raise GroundTruthError("no ground-truth table is shipped for 'x'\nsecond line")
@@ -421,7 +423,7 @@ def test_run_command_lines_refused_by_argparse_as_before(argv, capsys):
 def test_every_parameter_is_a_run_flag_with_its_help():
     from dataclasses import fields
 
-    from course_utils.parameters import CampaignParameters
+    from course_utils.campaign.parameters import CampaignParameters
 
     flags = _flags(_run_subparser())
     for field in fields(CampaignParameters):

@@ -1,4 +1,4 @@
-"""Tests for course_utils.ml: equivalence with the tutorial's sklearn pipeline, and caching."""
+"""Tests for course_utils.ml.fingerprints: equivalence with the tutorial's sklearn pipeline, and caching."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import pairwise_distances
 
-from course_utils import ml, neighbours
+from course_utils.ml import fingerprints as ml
+from course_utils.ml import knn, neighbours
 
 # Small QM9-like molecules (C, N, O, F; <= 9 heavy atoms), written for these tests.
 # fmt: off
@@ -204,18 +205,18 @@ def test_tanimoto_matches_sklearn_jaccard(cache_dir, monkeypatch):
     query = np.vstack([fps[:60], empty])
     train = np.vstack([fps[60:], empty])
     expected = pairwise_distances(unpack(query), unpack(train), metric="jaccard")
-    got = ml.tanimoto_distances(query, train)
+    got = neighbours.tanimoto_distances(query, train)
     np.testing.assert_array_equal(got, expected)  # bit-identical, not just close
     assert got[-1, -1] == 0.0
     monkeypatch.setattr(neighbours, "MAX_BLOCK_ELEMENTS", 50)  # force many query chunks
-    np.testing.assert_array_equal(ml.tanimoto_distances(query, train), expected)
+    np.testing.assert_array_equal(neighbours.tanimoto_distances(query, train), expected)
 
 
 def test_tanimoto_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="lengths differ"):
-        ml.tanimoto_distances(np.zeros((2, 4), np.uint64), np.zeros((2, 2), np.uint64))
+        neighbours.tanimoto_distances(np.zeros((2, 4), np.uint64), np.zeros((2, 2), np.uint64))
     with pytest.raises(ValueError, match="uint64"):
-        ml.tanimoto_distances(np.zeros((2, 256), bool), np.zeros((2, 4), np.uint64))
+        neighbours.tanimoto_distances(np.zeros((2, 256), bool), np.zeros((2, 4), np.uint64))
 
 
 # --------------------------------------------------------------------------- model
@@ -238,8 +239,8 @@ def _unambiguous(dist: np.ndarray, k: int = 4) -> np.ndarray:
 def test_run_model_matches_original_pipeline_where_neighbours_are_unambiguous(cache_dir, split):
     train, queries = split
     expected = original_model().fit(train["smiles"], train["ie"]).predict(queries)
-    model = ml.train_model(train)
-    result = ml.run_model(model, queries)
+    model = knn.train_model(train)
+    result = knn.run_model(model, queries)
     assert list(result.columns) == ["smiles", "ie", "ie_spread"]
     assert result["smiles"].tolist() == queries
 
@@ -263,7 +264,7 @@ def test_neighbours_are_sklearns_with_ties_to_the_earlier_molecule(cache_dir, sp
     train, queries = split
     reference = original_model().fit(train["smiles"], train["ie"])
     ref_dist, ref_ind = reference[1].kneighbors(reference[0].transform(queries))
-    model = ml.train_model(train)
+    model = knn.train_model(train)
     dist, ind = model.kneighbors(queries)
     np.testing.assert_array_equal(dist, ref_dist)  # the same k distances, bit for bit
     clear = _unambiguous(_reference_distances(train, queries))
@@ -287,7 +288,7 @@ def test_ties_go_to_the_earlier_training_molecule(cache_dir):
             "ie": [10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 9.0, 9.5, 16.0, 8.0],
         }
     )
-    model = ml.train_model(train)
+    model = knn.train_model(train)
     # An exact copy averages its exact matches: the first four copies, not any four.
     assert model.predict(["CCO"])[0] == pytest.approx(11.5, abs=1e-12)
     _, ind = model.kneighbors(["CCCO", "OCCO"])
@@ -296,7 +297,7 @@ def test_ties_go_to_the_earlier_training_molecule(cache_dir):
 
 def test_predict_accepts_fingerprints_and_single_smiles(cache_dir, split):
     train, queries = split
-    model = ml.train_model(train)
+    model = knn.train_model(train)
     fps = ml.fingerprints(queries)
     np.testing.assert_array_equal(model.predict(fps), model.predict(queries))
     assert model.predict(queries[0]).shape == (1,)
@@ -306,37 +307,37 @@ def test_predict_accepts_fingerprints_and_single_smiles(cache_dir, split):
 
 def test_run_model_keeps_series_index(cache_dir, split):
     train, queries = split
-    model = ml.train_model(train)
+    model = knn.train_model(train)
     index = [100, 101, 102, 102, 7, 6, 5, 5, 5, 0]  # unsorted, with duplicate labels
     series = pd.Series(queries[:10], index=index, name="SMILES")
-    result = ml.run_model(model, series)
+    result = knn.run_model(model, series)
     assert result.index.tolist() == index
     assert list(result.columns) == ["smiles", "ie", "ie_spread"]
     assert result["smiles"].tolist() == queries[:10]
-    np.testing.assert_array_equal(result["ie"], ml.run_model(model, queries[:10])["ie"])
+    np.testing.assert_array_equal(result["ie"], knn.run_model(model, queries[:10])["ie"])
 
 
 def test_train_model_validation():
     few = pd.DataFrame({"smiles": ["C", "CC", "CCC"], "ie": [1.0, 2.0, 3.0]})
     with pytest.raises(ValueError, match="need at least 4 training molecules, got 3"):
-        ml.train_model(few)
+        knn.train_model(few)
     with pytest.raises(ValueError, match="missing column"):
-        ml.train_model(pd.DataFrame({"smiles": ["C"] * 5}))
+        knn.train_model(pd.DataFrame({"smiles": ["C"] * 5}))
     nan = pd.DataFrame({"smiles": ["C", "CC", "CCC", "CO"], "ie": [1.0, np.nan, 3.0, 4.0]})
     with pytest.raises(ValueError, match="NaN.*'CC'"):
-        ml.train_model(nan)
+        knn.train_model(nan)
     with pytest.raises(ml.InvalidSmilesError, match="position 1"):
-        ml.train_model(pd.DataFrame({"smiles": ["C", "C1C", "CCC", "CO"], "ie": [1.0] * 4}))
+        knn.train_model(pd.DataFrame({"smiles": ["C", "C1C", "CCC", "CO"], "ie": [1.0] * 4}))
 
 
 def test_model_pickle_round_trip(cache_dir, split):
     train, queries = split
-    model = ml.train_model(train)
+    model = knn.train_model(train)
     clone = pickle.loads(pickle.dumps(model))
     assert clone.train_smiles == model.train_smiles and clone.n_neighbors == 4
     np.testing.assert_array_equal(clone.predict(queries), model.predict(queries))
-    run = pickle.loads(pickle.dumps(ml.run_model))  # sent to Parsl workers by reference
-    pd.testing.assert_frame_equal(run(clone, queries), ml.run_model(model, queries))
+    run = pickle.loads(pickle.dumps(knn.run_model))  # sent to Parsl workers by reference
+    pd.testing.assert_frame_equal(run(clone, queries), knn.run_model(model, queries))
 
 
 # ---------------------------------------------------------------------- benchmark

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import pairwise_distances
 
-from course_utils import neighbours as nb
+from course_utils.ml import neighbours as nb
 
 
 def _sparse_fps(n: int, words: int, bits: int, seed: int) -> np.ndarray:

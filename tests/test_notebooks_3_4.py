@@ -13,7 +13,7 @@ import pytest
 from jupyter_client import kernelspec
 
 from course_utils import records as rec
-from course_utils.campaign import run_campaign
+from course_utils.campaign.engine import run_campaign
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"

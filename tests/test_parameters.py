@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from course_utils.parameters import CampaignNote, CampaignParameterError, CampaignParameters
+from course_utils.campaign.parameters import CampaignNote, CampaignParameterError, CampaignParameters
 
 
 def _notes(params: CampaignParameters, times: int = 1) -> list[str]:

@@ -20,8 +20,8 @@ import nbformat
 import pandas as pd
 import pytest
 
-from course_utils import pbs
 from course_utils import records as rec
+from course_utils.polaris import pbs
 
 REPO = Path(__file__).resolve().parents[1]
 STANDIN = REPO / "tests" / "standin"
@@ -226,7 +226,7 @@ def test_ground_truth_job_script_is_valid_and_documents_its_use():
 
 def test_ground_truth_job_builds_its_shard_behind_the_standin_qsub(tmp_path):
     """qsub -> job script -> activate_env.sh -> truth build (local Parsl) -> the shard's file."""
-    from course_utils.ground_truth import build_order
+    from course_utils.ground_truth.table import build_order
 
     space = tmp_path / "space.csv"
     smiles = ["O", "C", "N", "CC"]

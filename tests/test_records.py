@@ -78,7 +78,7 @@ def test_iterations_cut_inside_the_header_get_it_back(tmp_path, capsys):
 
 
 def test_ground_truth_uses_the_same_repair():
-    from course_utils import truth_build
+    from course_utils.ground_truth import build as truth_build
 
     assert truth_build.repair_tail is rec.repair_tail
 
@@ -183,7 +183,7 @@ def test_strict_json_writes_null_for_what_json_cannot_hold(tmp_path):
 
 def _replay_space(tmp_path: Path) -> tuple[Path, Path]:
     """Nine molecules the shipped table answers and three it records as failures."""
-    from course_utils.ground_truth import load_ground_truth
+    from course_utils.ground_truth.table import load_ground_truth
 
     table = load_ground_truth("qm9")
     part = pd.concat([table[table["status"] == "ok"].head(9),
@@ -201,9 +201,9 @@ def _replay_params(space: Path, truth: Path, **extra) -> dict:
 
 
 def test_every_json_file_the_kit_writes_is_strict(tmp_path):
-    from course_utils import sweep as sw
-    from course_utils.campaign import run_campaign
+    from course_utils.campaign.engine import run_campaign
     from course_utils.grading import grade
+    from course_utils.studies import sweep as sw
 
     space, truth = _replay_space(tmp_path)
     run = tmp_path / "run"
@@ -230,7 +230,7 @@ def test_every_json_file_the_kit_writes_is_strict(tmp_path):
 
 # --- temporary files of a killed save ---------------------------------------------------------
 def test_a_resume_removes_temporary_files_of_a_killed_save(tmp_path, capsys):
-    from course_utils.campaign import run_campaign
+    from course_utils.campaign.engine import run_campaign
 
     space, truth = _replay_space(tmp_path)
     run = tmp_path / "run"
@@ -392,7 +392,7 @@ def test_without_flock_a_live_pid_on_this_host_still_blocks(holder, monkeypatch)
 
 
 def test_campaign_holds_the_lock_until_release(small_space, tmp_path):
-    from course_utils.campaign import Campaign, CampaignParameters
+    from course_utils.campaign.engine import Campaign, CampaignParameters
 
     params = CampaignParameters(initial_training_count=4, max_training_count=6,
                                 search_space=str(small_space))

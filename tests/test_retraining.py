@@ -8,10 +8,10 @@ import math
 import pandas as pd
 import pytest
 
-from course_utils.campaign import run_campaign
-from course_utils.lineage import read_lineage
-from course_utils.parameters import CampaignParameterError, CampaignParameters
-from course_utils.retraining import (
+from course_utils.campaign.engine import run_campaign
+from course_utils.campaign.lineage import read_lineage
+from course_utils.campaign.parameters import CampaignParameterError, CampaignParameters
+from course_utils.campaign.retraining import (
     RetrainPolicyError,
     ValidationSplit,
     parse_retrain_policy,
@@ -139,7 +139,7 @@ def test_validation_molecules_never_train_and_are_scored(tmp_path):
     assert held_out, "a 30 % share of 40 successes holds something out"
     lineage = read_lineage(tmp_path)
     last = lineage.iloc[-1]
-    from course_utils.lineage import load_model_version
+    from course_utils.campaign.lineage import load_model_version
 
     model, info = load_model_version(tmp_path / "models" / f"v{int(last['version']):04d}")
     assert not set(held_out) & set(model.train_smiles)

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from course_utils import records as rec
-from course_utils.campaign import run_campaign
-from course_utils.ground_truth import read_table
-from course_utils.simulators import ReplayMissingError, ReplaySimulator
+from course_utils.campaign.engine import run_campaign
+from course_utils.campaign.simulators import ReplayMissingError, ReplaySimulator
+from course_utils.ground_truth.table import read_table
 
 
 def _picks(sims: pd.DataFrame) -> dict[int, set[str]]:
@@ -107,8 +107,9 @@ def test_replay_scores_equal_a_fresh_model_while_searching_only_new_molecules():
     scores must still be exactly what the model gives on the whole space."""
     import numpy as np
 
-    from course_utils.ground_truth import load_ground_truth
-    from course_utils.ml import fingerprints, train_model
+    from course_utils.ground_truth.table import load_ground_truth
+    from course_utils.ml.fingerprints import fingerprints
+    from course_utils.ml.knn import train_model
 
     truth = load_ground_truth("qm9")
     table = truth.head(2000)
@@ -125,8 +126,8 @@ def test_replay_scores_equal_a_fresh_model_while_searching_only_new_molecules():
 
 
 def test_replay_names_a_missing_table_file(tmp_path):
-    from course_utils.ground_truth import GroundTruthError
-    from course_utils.simulators import replay_table
+    from course_utils.campaign.simulators import replay_table
+    from course_utils.ground_truth.table import GroundTruthError
 
     missing = tmp_path / "nonexistent.csv"
     with pytest.raises(GroundTruthError, match="not found") as info:

@@ -14,10 +14,9 @@ import pandas as pd
 import pytest
 
 from course_utils import records as rec
-from course_utils.campaign import run_campaign
-from course_utils.grading import BrokenSubmission, check_records, grade
-from course_utils.parameters import RESUME_KEYS, CampaignParameterError, CampaignParameters
-from course_utils.stopping import (
+from course_utils.campaign.engine import run_campaign
+from course_utils.campaign.parameters import RESUME_KEYS, CampaignParameterError, CampaignParameters
+from course_utils.campaign.stopping import (
     BudgetRule,
     ConvergedRule,
     PredictedRule,
@@ -28,7 +27,8 @@ from course_utils.stopping import (
     is_finished_status,
     parse_stop_rule,
 )
-from course_utils.truth_build import build_ground_truth
+from course_utils.grading import BrokenSubmission, check_records, grade
+from course_utils.ground_truth.build import build_ground_truth
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Is stopping worth it (course_utils.stopping_study): bookkeeping on a made-up run, then the
+"""Is stopping worth it (course_utils.studies.stopping_study): bookkeeping on a made-up run, then the
 claim the study rests on (a rule's outcome read from the run to the budget is the stopped run)
 checked against real stopped replays on the part of QM9 the shipped table covers."""
 
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from course_utils import records as rec
-from course_utils.campaign import run_campaign
-from course_utils.comparison import Yardsticks
-from course_utils.stopping_study import (
+from course_utils.campaign.engine import run_campaign
+from course_utils.studies.comparison import Yardsticks
+from course_utils.studies.stopping_study import (
     OUTCOME_COLUMNS,
     plot_stopping_study,
     rule_outcome,

@@ -1,4 +1,4 @@
-"""Sweeps with early termination (course_utils.sweep): the rung plan, the decisions and why,
+"""Sweeps with early termination (course_utils.studies.sweep): the rung plan, the decisions and why,
 survivors resumed without recomputation, the command line, and the one-job PBS path.
 
 Sweeps are replayed on the part of QM9 the shipped table covers (``truth:qm9``), so every
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from course_utils import records as rec
-from course_utils import sweep as sw
+from course_utils.studies import sweep as sw
 
 REPO = Path(__file__).resolve().parents[1]
 STANDIN = REPO / "tests" / "standin"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from course_utils.campaign import Campaign, CampaignParameters, run_campaign
-from course_utils.parameters import CampaignParameterError
-from course_utils.trust import TrustLedger, is_trusted, read_checks, trailing_streak
+from course_utils.campaign.engine import Campaign, CampaignParameters, run_campaign
+from course_utils.campaign.parameters import CampaignParameterError
+from course_utils.campaign.trust import TrustLedger, is_trusted, read_checks, trailing_streak
 
 
 def test_is_trusted_within_the_tolerance_only():

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from truth_tools import REPO, SMILES, UNEMBEDDABLE, build, raw_rows, truth_cli
 
-from course_utils.ground_truth import TRUTH_COLUMNS, build_order, read_table
-from course_utils.truth_pack import truth_status
+from course_utils.ground_truth.pack import truth_status
+from course_utils.ground_truth.table import TRUTH_COLUMNS, build_order, read_table
 
 
 def test_every_molecule_gets_one_row_and_failures_are_named(eight_built):
@@ -83,7 +83,7 @@ def test_a_torn_last_line_is_dropped_and_its_molecule_recomputed(
 
 
 def test_a_niced_build_lowers_its_process_and_its_session_group():
-    code = ("import os; from course_utils.truth_build import lower_priority; lower_priority(); "
+    code = ("import os; from course_utils.ground_truth.build import lower_priority; lower_priority(); "
             "print(os.nice(0)); g = '/proc/self/autogroup'; "
             "print(open(g).read().strip() if os.path.exists(g) else 'no autogroup')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

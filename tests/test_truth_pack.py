@@ -12,13 +12,13 @@ import json
 import pandas as pd
 from truth_tools import SMILES, build, raw_rows, truth_cli
 
-from course_utils.ground_truth import TRUTH_COLUMNS, packaged_provenance_name, read_table
-from course_utils.truth_pack import (
+from course_utils.ground_truth.pack import (
     RECENT_ROWS,
     pack_ground_truth,
     seconds_per_molecule,
     truth_status,
 )
+from course_utils.ground_truth.table import TRUTH_COLUMNS, packaged_provenance_name, read_table
 
 
 def test_status_reports_coverage_failures_and_what_remains(eight_built, eight_space):

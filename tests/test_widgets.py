@@ -11,7 +11,7 @@ import time
 import pytest
 
 from course_utils import records as rec
-from course_utils.campaign import CampaignInterrupted, CampaignParameters, run_campaign
+from course_utils.campaign.engine import CampaignInterrupted, CampaignParameters, run_campaign
 from course_utils.widgets import HomeworkPanel, is_interactive, output_folder_for, summary_table
 
 

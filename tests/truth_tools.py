@@ -15,7 +15,7 @@ UNEMBEDDABLE = "C1C#C1"
 
 
 def build(space: Path, out: Path, **kwargs):
-    from course_utils.truth_build import build_ground_truth
+    from course_utils.ground_truth.build import build_ground_truth
 
     return build_ground_truth(str(space), out=out, workers=2, progress=False, **kwargs)
 

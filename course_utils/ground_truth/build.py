@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from course_utils.chemistry import resolve_engine
-from course_utils.ground_truth import (
+from course_utils.ground_truth.table import (
     FINAL_STATUSES,
     LOST,
     TRUTH_COLUMNS,

@@ -10,7 +10,7 @@ the same answer on every machine, sklearn's answer wherever the k nearest are un
 it lets :class:`IncrementalNeighbours` update the neighbours of a whole search space when
 training molecules are appended, instead of searching again (what a replayed campaign does).
 
-Packed layout (see :mod:`course_utils.ml`): ``uint64`` arrays of shape ``(n, bits // 64)``.
+Packed layout (see :mod:`course_utils.ml.fingerprints`): ``uint64`` arrays of shape ``(n, bits // 64)``.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class IncrementalNeighbours:
     gives. Any other change starts the search over. ``changed`` marks the queries whose
     neighbours (or their values) changed in the last update, so a caller can reuse its
     predictions for the others. The loop itself is compiled
-    (:mod:`course_utils.neighbour_kernel`).
+    (:mod:`course_utils.ml.neighbour_loop`).
     """
 
     def __init__(self, query_fp: np.ndarray, k: int):
@@ -180,7 +180,7 @@ class IncrementalNeighbours:
     def _empty_lists(self) -> None:
         """Per query and slot: ordering key, distance, bits in common and in either."""
         # deferred: neighbour_kernel imports numba (~0.7 s, JIT set-up)
-        from course_utils.neighbour_kernel import EMPTY_KEY
+        from course_utils.ml.neighbour_loop import EMPTY_KEY
 
         shape = (self._query.shape[0], self.k)
         self._keys = np.full(shape, EMPTY_KEY, dtype=np.int64)
@@ -209,7 +209,7 @@ class IncrementalNeighbours:
     def _merge(self, train_fp: np.ndarray, fresh: np.ndarray) -> None:
         """Insert the rows at positions ``fresh`` of ``train_fp`` into every query's list."""
         # deferred: neighbour_kernel imports numba (~0.7 s, JIT set-up)
-        from course_utils.neighbour_kernel import insert_rows
+        from course_utils.ml.neighbour_loop import insert_rows
 
         rows = np.ascontiguousarray(train_fp[fresh])
         insert_rows(self._query, self._query_count, rows, _popcounts(rows),

@@ -5,19 +5,17 @@ successful simulation, score the whole search space, pick the best molecules nev
 simulate them; until ``max_training_count`` simulations have succeeded. Failed simulations are
 recorded with their error and replaced by new molecules, never by ones already tried.
 
-Its parts live beside it: parameters (:mod:`course_utils.parameters`), acquisition
-(:mod:`course_utils.acquisition`), simulator (:mod:`course_utils.simulators`), records
-(:mod:`course_utils.records`), the batch plan that makes a resumed run pick what an unstopped
-one picks (:mod:`course_utils.batch_plan`), retrain policy and validation
-(:mod:`course_utils.retraining`), model versions (:mod:`course_utils.lineage`), arrival of the
-search space (:mod:`course_utils.arrival`), trust checks (:mod:`course_utils.trust`), stop
-rule (:mod:`course_utils.stopping`), and stops and failures (:mod:`course_utils.resilience`).
+Its parts live beside it in :mod:`course_utils.campaign`: parameters, acquisition, simulators,
+the batch plan that makes a resumed run pick what an unstopped one picks, retraining and
+validation, model versions (lineage), arrival of the search space, trust checks and the stop
+rule; records in :mod:`course_utils.records`, stops and failures in
+:mod:`course_utils.resilience`.
 
-Two modes (:mod:`course_utils.campaign_modes`): ``batch`` (wait for the whole batch, as the
+Two modes (:mod:`course_utils.campaign.loops`): ``batch`` (wait for the whole batch, as the
 original tutorial) and ``streaming`` (keep every worker busy, submitting the next pick as each
 simulation finishes, and retrain in the background when the retrain policy says so). The
-model's steps (train, score, save a version, rank) are in :mod:`course_utils.campaign_model`,
-and what a run reports (results.json, figures) in :mod:`course_utils.campaign_outputs`; this
+model's steps (train, score, save a version, rank) are in :mod:`course_utils.campaign.model_steps`,
+and what a run reports (results.json, figures) in :mod:`course_utils.campaign.outputs`; this
 module holds the run itself: simulations, the data they give, the main loop and the stop rule.
 """
 
@@ -38,14 +36,13 @@ import numpy as np
 import pandas as pd
 
 from course_utils import records as rec
-from course_utils.arrival import parse_arrival
-from course_utils.batch_plan import PLANNED, REPLACEMENT, BatchPlan
-from course_utils.campaign_model import CampaignModel
-from course_utils.campaign_modes import CampaignModes, Predicted
-from course_utils.campaign_outputs import CampaignOutputs
-from course_utils.configs import make_config
-from course_utils.lineage import ModelRegistry
-from course_utils.parameters import (
+from course_utils.campaign.arrival import parse_arrival
+from course_utils.campaign.batch_plan import PLANNED, REPLACEMENT, BatchPlan
+from course_utils.campaign.lineage import ModelRegistry
+from course_utils.campaign.loops import CampaignModes, Predicted
+from course_utils.campaign.model_steps import CampaignModel
+from course_utils.campaign.outputs import CampaignOutputs
+from course_utils.campaign.parameters import (
     ACQUISITIONS,
     MODES,
     N_NEIGHBORS,
@@ -53,6 +50,18 @@ from course_utils.parameters import (
     CampaignParameterError,
     CampaignParameters,
 )
+from course_utils.campaign.retraining import ValidationSplit
+from course_utils.campaign.simulators import ReplayMissingError, make_simulator
+from course_utils.campaign.stopping import (
+    StopDecision,
+    history_from_records,
+    parse_stop_rule,
+    stop_message,
+    stopped_early_status,
+    stopping_block,
+)
+from course_utils.campaign.trust import TRUST_RULE, TrustLedger, truthy
+from course_utils.configs import make_config
 from course_utils.resilience import (
     CampaignInterrupted,
     CampaignStopped,
@@ -63,18 +72,7 @@ from course_utils.resilience import (
     stop_asked_here,
     stop_signals,
 )
-from course_utils.retraining import ValidationSplit
 from course_utils.search_space import iter_unseen, load_search_space, sample_smiles
-from course_utils.simulators import ReplayMissingError, make_simulator
-from course_utils.stopping import (
-    StopDecision,
-    history_from_records,
-    parse_stop_rule,
-    stop_message,
-    stopped_early_status,
-    stopping_block,
-)
-from course_utils.trust import TRUST_RULE, TrustLedger, truthy
 
 #: What a notebook needs to run a campaign, importable from here in one line. Modules import
 #: each name from its home (parameters, resilience), never through this list.

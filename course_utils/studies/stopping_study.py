@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from course_utils import figure_style
 from course_utils import records as rec
-from course_utils.comparison import Yardsticks, replay_grid, run_curve, slug, yardsticks
-from course_utils.stopping import StopDecision, StopRule, history_from_records, parse_stop_rule
+from course_utils.campaign.stopping import StopDecision, StopRule, history_from_records, parse_stop_rule
+from course_utils.figures import style as figure_style
+from course_utils.studies.comparison import Yardsticks, replay_grid, run_curve, slug, yardsticks
 
 #: Rules the notebook compares: a name for the legend -> the rule's spelling.
 DEFAULT_RULES: dict[str, str] = {
@@ -152,7 +152,7 @@ def stopping_study(
 
     ``rules``: names -> spellings (or spellings, named by themselves); ``strategy``: further
     campaign parameters (``acquisition``, ...; default greedy). Runs are written into
-    ``out_dir/budget/seed-NNN`` (see :func:`course_utils.comparison.replay_grid`).
+    ``out_dir/budget/seed-NNN`` (see :func:`course_utils.studies.comparison.replay_grid`).
 
     Returns ``(outcomes, curves)``: one row per (rule, seed) with the columns of
     :data:`OUTCOME_COLUMNS` (rule: the name given), and the budget runs' curves (best so far

@@ -1,6 +1,6 @@
 """The retrain-policy part: when the campaign trains a new model, and on which data.
 
-A policy is spelled the same in :class:`~course_utils.parameters.CampaignParameters`
+A policy is spelled the same in :class:`~course_utils.campaign.parameters.CampaignParameters`
 (``retrain``), on the command line (``--retrain``) and in the notebooks:
 
 ``every-batch``

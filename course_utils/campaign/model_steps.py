@@ -1,4 +1,4 @@
-"""The model side of a campaign, mixed into :class:`course_utils.campaign.Campaign`.
+"""The model side of a campaign, mixed into :class:`course_utils.campaign.engine.Campaign`.
 
 Train on every successful simulation, score the whole search space (as chained Parsl apps, or
 in-process for a replay), save each model as a version with its lineage, and rank the untried
@@ -21,17 +21,17 @@ import numpy as np
 import pandas as pd
 
 from course_utils import records as rec
-from course_utils.acquisition import rank_candidates
 from course_utils.apps import SmilesBlock, chunked
-from course_utils.lineage import failed_labels, training_hash, version_name
-from course_utils.parameters import N_NEIGHBORS
+from course_utils.campaign.acquisition import rank_candidates
+from course_utils.campaign.lineage import failed_labels, training_hash, version_name
+from course_utils.campaign.parameters import N_NEIGHBORS
+from course_utils.campaign.retraining import validation_of
 from course_utils.resilience import CampaignStopped, one_line, public_step
-from course_utils.retraining import validation_of
 from course_utils.search_space import position_index
 
 
 class CampaignModel:
-    """Model steps of :class:`~course_utils.campaign.Campaign`, which supplies their data."""
+    """Model steps of :class:`~course_utils.campaign.engine.Campaign`, which supplies their data."""
 
     #: Train + score attempts before the run stops with one line.
     SCORING_ATTEMPTS = 3

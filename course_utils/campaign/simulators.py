@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from course_utils.campaign.mpi_cheap import evaluate_share, gather_frame, write_atomic
 from course_utils.chemistry import resolve_engine
-from course_utils.ground_truth import (
+from course_utils.ground_truth.table import (
     Coverage,
     GroundTruthError,
     derived,
@@ -34,9 +35,9 @@ from course_utils.ground_truth import (
     table_name,
     truth_of_space,
 )
-from course_utils.ml import fingerprints, run_model, train_model
-from course_utils.mpi_cheap import evaluate_share, gather_frame, write_atomic
-from course_utils.neighbours import IncrementalNeighbours
+from course_utils.ml.fingerprints import fingerprints
+from course_utils.ml.knn import run_model, train_model
+from course_utils.ml.neighbours import IncrementalNeighbours
 from course_utils.search_space import position_index
 
 SIMULATORS = ("xtb", "replay")

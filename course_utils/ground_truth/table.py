@@ -3,8 +3,8 @@
 A table of true values lets any campaign be measured against the real optimum and replayed in
 milliseconds. This module reads it: the shipped table (``load_ground_truth``), build files, the
 coverage every derived number must state, and the lookups replays build from it. Building it
-(resumable, sharded) is :mod:`course_utils.truth_build`; merging finished parts into the shipped
-table and reporting progress is :mod:`course_utils.truth_pack`.
+(resumable, sharded) is :mod:`course_utils.ground_truth.build`; merging finished parts into the shipped
+table and reporting progress is :mod:`course_utils.ground_truth.pack`.
 
 Molecules are built in a fixed seeded random order (``build_order``), so a partial table is an
 unbiased sample of the space. Anything that uses a partial table states its coverage and never

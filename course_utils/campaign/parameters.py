@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.arrival import ArrivalError, parse_arrival
+from course_utils.campaign.arrival import ArrivalError, parse_arrival
+from course_utils.campaign.retraining import RetrainPolicyError, parse_retrain_policy
+from course_utils.campaign.simulators import SIMULATORS, ground_truth_file_problem
+from course_utils.campaign.stopping import StopRuleError, parse_stop_rule
 from course_utils.configs import CONFIG_NAMES
-from course_utils.retraining import RetrainPolicyError, parse_retrain_policy
-from course_utils.simulators import SIMULATORS, ground_truth_file_problem
-from course_utils.stopping import StopRuleError, parse_stop_rule
 
 ACQUISITIONS = ("greedy", "ucb", "epsilon-greedy", "random")
 MODES = ("batch", "streaming")
@@ -87,14 +87,14 @@ class CampaignParameters:
     #: Table that ``replay`` answers from: a file from ``truth build``; default: the packaged one.
     ground_truth: str | None = _param(
         None, "replay: table file from `truth build` (default: the shipped table)")
-    #: When the search is done (:mod:`course_utils.stopping`): ``budget`` (only the budget),
+    #: When the search is done (:mod:`course_utils.campaign.stopping`): ``budget`` (only the budget),
     #: ``converged:window=W,delta=D[,top=K]`` or ``predicted:delta=D[,min_points=M]``.
     #: Not a resume key: a stopped run may go on with another rule or a larger budget.
     stop: str = _param(
         "budget", "when the search is done: budget (default: only the budget) | "
                   "converged:window=W,delta=D[,top=K] | predicted:delta=D[,min_points=M]"
                   " (D in eV); a run a rule stopped is finished")
-    #: When to train a new model (:mod:`course_utils.retraining`): ``every-batch``,
+    #: When to train a new model (:mod:`course_utils.campaign.retraining`): ``every-batch``,
     #: ``count:N`` (N new results) or ``growth:F`` (the successful data grew by the fraction F).
     retrain: str = _param(
         "every-batch", "when to train a new model: every-batch (default) | count:N (after N "
@@ -105,11 +105,11 @@ class CampaignParameters:
         0.0, "share of successful simulations held out to validate each model "
              "(seeded, a molecule never changes sides; default 0)")
     #: ``all``, or ``waves:W,every:K``: the search space arrives in W seeded waves, the next one
-    #: every K successful simulations (:mod:`course_utils.arrival`).
+    #: every K successful simulations (:mod:`course_utils.campaign.arrival`).
     arrival: str = _param(
         "all", "all (default) | waves:W,every:K: the search space arrives in W seeded "
                "waves, one more every K successful simulations")
-    #: Trust checks (:mod:`course_utils.trust`, batch mode): a pick whose model value and cheap
+    #: Trust checks (:mod:`course_utils.campaign.trust`, batch mode): a pick whose model value and cheap
     #: MPI check agree within ``trust_tol`` eV is accepted without a full simulation; None: off.
     trust_tol: float | None = _param(
         None, "trust checks (batch mode, needs --config local-mpi|polaris-mpi): a pick whose "

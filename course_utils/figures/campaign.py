@@ -6,7 +6,7 @@
 records cannot support (no model error recorded, no ground-truth table, no ranked run) is
 skipped with a one-line note instead of being drawn empty.
 
-The same records give byte-identical PNGs (:mod:`course_utils.figure_style`: the Agg backend,
+The same records give byte-identical PNGs (:mod:`course_utils.figures.style`: the Agg backend,
 a fixed font and dpi, no ``Software`` or date text chunk) and titles hold no timestamps or
 absolute paths. The campaign figure is drawn by one function, :func:`plot_campaign`, at the end
 of a run (``ml_in_the_loop.png``) and here (``campaign.png``): the two files are the same bytes.
@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from course_utils import figure_style, grading
+from course_utils import grading
 from course_utils import records as rec
-from course_utils.ground_truth import GroundTruthError, load_ground_truth, read_table
+from course_utils.figures import style as figure_style
+from course_utils.ground_truth.table import GroundTruthError, load_ground_truth, read_table
 from course_utils.resilience import fail
 
 CAMPAIGN_PNG = "campaign.png"

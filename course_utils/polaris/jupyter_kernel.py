@@ -5,7 +5,7 @@ there: the kernel gets the hub's ``PATH``, not the course environment's. Tools t
 the notebooks start by name would then not be found, so the kernel spec sets ``PATH`` (course
 environment first, then whatever the server had) and the thread limits itself.
 
-    python -m course_utils.kernel [--name ml-in-the-loop] [--user | --sys-prefix]
+    python -m course_utils.polaris.jupyter_kernel [--name ml-in-the-loop] [--user | --sys-prefix]
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def needs_refresh(name: str = DEFAULT_NAME) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.kernel", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m course_utils.polaris.jupyter_kernel",
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default=DEFAULT_NAME)
     scope = parser.add_mutually_exclusive_group()

@@ -31,14 +31,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from course_utils import figure_style
 from course_utils import records as rec
-from course_utils.batch_plan import PLAN_FILE
-from course_utils.ground_truth import LOST, Coverage, packaged_table_path, table_name
-from course_utils.lineage import LINEAGE_FILE, MODELS_DIR
-from course_utils.ml import fingerprints
+from course_utils.campaign.batch_plan import PLAN_FILE
+from course_utils.campaign.lineage import LINEAGE_FILE, MODELS_DIR
+from course_utils.campaign.simulators import measured_table
+from course_utils.figures import style as figure_style
+from course_utils.ground_truth.table import LOST, Coverage, packaged_table_path, table_name
+from course_utils.ml.fingerprints import fingerprints
 from course_utils.search_space import load_search_space
-from course_utils.simulators import measured_table
 
 #: The acquisitions of the kit, as notebook 5 compares them: name -> campaign parameters.
 DEFAULT_STRATEGIES: dict[str, dict[str, Any]] = {
@@ -70,7 +70,7 @@ _RUN_FILES = {rec.RESULTS_FILE, rec.PARAMETERS_FILE, rec.SIMULATIONS_FILE, rec.I
 class Yardsticks:
     """What a run is measured against, from the ground-truth table of its search space.
 
-    Rules as in :func:`course_utils.evaluation.evaluate_run`: the table's molecules with an IE,
+    Rules as in :func:`course_utils.ground_truth.evaluation.evaluate_run`: the table's molecules with an IE,
     ranked by IE descending then SMILES; the top-k threshold is the IE of the k-th of them.
     """
 
@@ -171,7 +171,7 @@ class _Job:
 def _replay_one(job: _Job) -> pd.DataFrame:
     """One replayed campaign -> its curve (module level: it runs in worker processes)."""
     # deferred: campaign imports parsl (~0.5-1 s)
-    from course_utils.campaign import run_campaign
+    from course_utils.campaign.engine import run_campaign
 
     _fresh_folder(Path(job.out_dir))
     result = run_campaign(dict(job.parameters), job.out_dir, progress=False, plot=False)
@@ -290,7 +290,7 @@ def replay_grid(
 def _check_parameters(values: Mapping[str, Any]) -> None:
     """Impossible parameters fail here, once, before any process starts."""
     # deferred: parameters imports parsl (~0.5-1 s)
-    from course_utils.parameters import CampaignParameters
+    from course_utils.campaign.parameters import CampaignParameters
 
     CampaignParameters.from_mapping(dict(values)).validate()
 

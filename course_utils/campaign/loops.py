@@ -1,4 +1,4 @@
-"""The two ways a campaign runs its loop, mixed into :class:`course_utils.campaign.Campaign`.
+"""The two ways a campaign runs its loop, mixed into :class:`course_utils.campaign.engine.Campaign`.
 
 ``batch`` waits for the whole batch, as the original tutorial does: retrain (when the retrain
 policy says so), rank, simulate a batch, record, ask the stop rule. With trust checks each batch
@@ -42,7 +42,7 @@ class Predicted:
 
 
 class CampaignModes:
-    """The loops of :class:`~course_utils.campaign.Campaign`; it supplies every step they use."""
+    """The loops of :class:`~course_utils.campaign.engine.Campaign`; it supplies every step they use."""
 
     def _run_batches(self) -> None:
         """Retrain when due, rank, simulate one batch, record it; until the budget is met, the

@@ -1,6 +1,6 @@
 """The stop-rule part: when is the search done?
 
-A rule is spelled as a string, the same in :class:`~course_utils.parameters.CampaignParameters`
+A rule is spelled as a string, the same in :class:`~course_utils.campaign.parameters.CampaignParameters`
 (``stop``), on the command line (``--stop``) and in the notebooks:
 
 ``budget``

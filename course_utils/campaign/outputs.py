@@ -1,4 +1,4 @@
-"""What a campaign reports, mixed into :class:`course_utils.campaign.Campaign`.
+"""What a campaign reports, mixed into :class:`course_utils.campaign.engine.Campaign`.
 
 results.json, rewritten after every iteration so that an interrupted run still says where it
 stood, and at the end with its ``evaluation`` against the ground truth (where there is a
@@ -13,14 +13,14 @@ from typing import Any
 import pandas as pd
 
 from course_utils import records as rec
-from course_utils.evaluation import evaluate_run
-from course_utils.figures import plot_campaign, write_run_utilization
-from course_utils.ground_truth import GroundTruthError, table_name
-from course_utils.simulators import measured_table
+from course_utils.campaign.simulators import measured_table
+from course_utils.figures.campaign import plot_campaign, write_run_utilization
+from course_utils.ground_truth.evaluation import evaluate_run
+from course_utils.ground_truth.table import GroundTruthError, table_name
 
 
 class CampaignOutputs:
-    """Outputs of :class:`~course_utils.campaign.Campaign`, built from its records."""
+    """Outputs of :class:`~course_utils.campaign.engine.Campaign`, built from its records."""
 
     def ground_truth(self) -> pd.DataFrame | None:
         """The table this run can be measured against, if there is one (replay's own, the one

@@ -41,12 +41,12 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils import figure_style
 from course_utils import records as rec
-from course_utils.comparison import warm
+from course_utils.campaign.stopping import is_finished_status
+from course_utils.figures import style as figure_style
 from course_utils.resilience import error_message, fail
-from course_utils.stopping import is_finished_status
-from course_utils.sweep_file import SweepFileError, parse_value, read_sweep
+from course_utils.studies.comparison import warm
+from course_utils.studies.sweep_file import SweepFileError, parse_value, read_sweep
 
 SWEEP_CSV = "sweep.csv"
 SWEEP_JSON = "sweep.json"
@@ -134,7 +134,7 @@ def campaign_parameters(configs: Sequence[Mapping[str, Any]], common: Mapping[st
     ``budget`` overrides every line's max_training_count, which must otherwise agree.
     """
     # deferred: parameters imports parsl (~0.5-1 s)
-    from course_utils.parameters import CampaignParameterError, CampaignParameters
+    from course_utils.campaign.parameters import CampaignParameterError, CampaignParameters
 
     if not configs:
         raise SweepError("the sweep has no configuration")
@@ -307,10 +307,10 @@ def _parsl_for(parameters: Sequence[Mapping[str, Any]], out: Path,
 def _run_to(parameters: Mapping[str, Any], budget: int, folder: Path) -> dict[str, Any]:
     """Run (or resume) one configuration's campaign up to ``budget``; what it found."""
     # deferred: campaign imports parsl (~0.5-1 s)
-    from course_utils.campaign import run_campaign
+    from course_utils.campaign.engine import run_campaign
 
     # deferred: parameters imports parsl (~0.5-1 s)
-    from course_utils.parameters import CampaignNote
+    from course_utils.campaign.parameters import CampaignNote
 
     values = {**parameters, "max_training_count": budget}
     try:

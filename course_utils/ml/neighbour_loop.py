@@ -1,10 +1,10 @@
-"""The compiled inner loop of :class:`course_utils.neighbours.IncrementalNeighbours`.
+"""The compiled inner loop of :class:`course_utils.ml.neighbours.IncrementalNeighbours`.
 
 A replay merges each round's new training molecules into the k-nearest lists of every molecule
 of the search space. In NumPy that is a dozen passes over the space per new molecule plus
 gathers and sorts of the lists it changes; one fused loop (numba) does it in a single pass,
 with the same arithmetic, so the answer is the same bit for bit (tests compare it with
-:func:`course_utils.neighbours.nearest`).
+:func:`course_utils.ml.neighbours.nearest`).
 
 Imported only when a replay needs it: numba's import and the compilation (about a second,
 once per process) are not paid by simulations or real campaigns. Compiled code is not cached
@@ -47,7 +47,7 @@ def insert_rows(query, query_count, rows, row_count, positions, keys, dist, comm
     Per query and slot: the ordering key (distance, then position), the distance, and the bits
     in common and in either with that neighbour. A row is ranked only when its similarity
     ``common / either`` is at least the k-th neighbour's, compared exactly as integers; its
-    distance and key are then computed as :func:`course_utils.neighbours.tanimoto_distances`
+    distance and key are then computed as :func:`course_utils.ml.neighbours.tanimoto_distances`
     and ``_order_keys`` compute them. ``changed[q]`` is set where a row entered the list.
     """
     n_query, words = query.shape

@@ -7,11 +7,11 @@ checks the parameters before anything waits in a queue, and builds the ``qsub`` 
 
 Command line (what ``submit/submit_homework.sh`` and ``submit/submit_sweep.sh`` call)::
 
-    python -m course_utils.pbs submit -A PROJECT [-q debug] [-n NODES] [-t HH:MM:SS] name=value ...
-    python -m course_utils.pbs sweep  -A PROJECT [...] SWEEP_FILE      # one job per line
-    python -m course_utils.pbs sweep --halving [--eta 3] [--rungs 24,48] -A PROJECT [...] SWEEP_FILE
+    python -m course_utils.polaris.pbs submit -A PROJECT [-q debug] [-n NODES] [-t HH:MM:SS] name=value ...
+    python -m course_utils.polaris.pbs sweep  -A PROJECT [...] SWEEP_FILE      # one job per line
+    python -m course_utils.polaris.pbs sweep --halving [--eta 3] [--rungs 24,48] -A PROJECT [...] SWEEP_FILE
                                                                        # one job, early termination
-    python -m course_utils.pbs papermill-args NOTEBOOK                 # used inside the job
+    python -m course_utils.polaris.pbs papermill-args NOTEBOOK                 # used inside the job
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from pathlib import Path
 
 from course_utils.configs import POLARIS_FILESYSTEMS
 from course_utils.resilience import error_message, fail
-from course_utils.sweep_file import SweepFileError, parse_assignments, parse_value, read_sweep
+from course_utils.studies.sweep_file import SweepFileError, parse_assignments, parse_value, read_sweep
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 JOB_SCRIPT = REPO / "submit" / "run_notebook.pbs"
 #: One job that runs a whole sweep with early termination (``sweep --halving``).
 SWEEP_JOB_SCRIPT = REPO / "submit" / "run_sweep.pbs"
@@ -120,7 +120,7 @@ def check_parameters(notebook: str | os.PathLike, parameters: Mapping[str, str])
     from dataclasses import fields
 
     # deferred: parameters imports pandas (~0.4 s)
-    from course_utils.parameters import CampaignParameterError, CampaignParameters
+    from course_utils.campaign.parameters import CampaignParameterError, CampaignParameters
 
     names = {f.name for f in fields(CampaignParameters)} - {"config", "workers"}
     values = {n: parse_value(v) for n, v in known.items() if n in names}
@@ -266,7 +266,7 @@ def halving_variables(args: argparse.Namespace) -> dict[str, str]:
     """The sweep checked now, as the job variables of ``submit/run_sweep.pbs`` (rungs planned
     here, so the job runs exactly what was checked; ``:`` because qsub -v splits at commas)."""
     # deferred: sweep imports pandas (~0.4 s)
-    from course_utils.sweep import SweepError, check_sweep, parse_rungs, read_configs
+    from course_utils.studies.sweep import SweepError, check_sweep, parse_rungs, read_configs
 
     try:
         configs = read_configs(args.sweep_file)
@@ -279,7 +279,7 @@ def halving_variables(args: argparse.Namespace) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.pbs", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m course_utils.polaris.pbs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     one = sub.add_parser("submit", help="submit one notebook run")
     _job_options(one)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from course_utils import chemistry
-from course_utils.ground_truth import (
+from course_utils.ground_truth.build import build_log_path, utc_now
+from course_utils.ground_truth.table import (
     BUILD_ORDER_SEED,
     FINAL_STATUSES,
     Coverage,
@@ -27,7 +28,6 @@ from course_utils.ground_truth import (
 )
 from course_utils.records import dumps_json
 from course_utils.search_space import load_search_space
-from course_utils.truth_build import build_log_path, utc_now
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,7 +1,7 @@
 """The sweep file format: one parameter set per line, ``name=value`` words, ``#`` comments.
 
-Its own module because two tools read it: :mod:`course_utils.pbs` (one job per line, or one
-halving job) and :mod:`course_utils.sweep` (the runs of a sweep). Neither owns the other.
+Its own module because two tools read it: :mod:`course_utils.polaris.pbs` (one job per line, or one
+halving job) and :mod:`course_utils.studies.sweep` (the runs of a sweep). Neither owns the other.
 """
 
 from __future__ import annotations

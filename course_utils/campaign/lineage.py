@@ -1,7 +1,7 @@
 """Model versions and their lineage: every model a campaign trains, saved beside its data.
 
 In a run folder:
-  models/vNNNN.joblib  the model itself (a :class:`~course_utils.ml.KNNModel`)
+  models/vNNNN.joblib  the model itself (a :class:`~course_utils.ml.knn.KNNModel`)
   models/vNNNN.json    what made it: time, trigger, data version (simulation records that
                        existed) and a content hash of its training set, train and validation
                        sizes and metrics, the labels that failed since the previous version,
