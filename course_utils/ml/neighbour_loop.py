@@ -29,7 +29,7 @@ EMPTY_KEY = np.iinfo(np.int64).max
 
 
 @intrinsic
-def _popcount(typingctx, word):
+def popcount(typingctx, word):
     """Set bits of a uint64, as one machine instruction (LLVM's ctpop)."""
     signature = types.uint64(types.uint64)
 
@@ -59,7 +59,7 @@ def insert_rows(query, query_count, rows, row_count, positions, keys, dist, comm
         for j in range(rows.shape[0]):
             inter = np.int64(0)
             for w in range(words):
-                inter += np.int64(_popcount(query[q, w] & rows[j, w]))
+                inter += np.int64(popcount(query[q, w] & rows[j, w]))
             union = np.int64(query_count[q]) + np.int64(row_count[j]) - inter
             if union == 0:  # two empty fingerprints: identical, distance 0
                 inter = np.int64(1)

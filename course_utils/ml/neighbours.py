@@ -19,7 +19,7 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-__all__ = ["IncrementalNeighbours", "check_packed", "nearest", "tanimoto_distances"]
+__all__ = ["IncrementalNeighbours", "check_packed", "nearest", "popcounts", "tanimoto_distances"]
 
 #: Elements of a (query chunk x train) temporary: ~2 MB per float64 temporary, which bounds
 #: memory and measured fastest (it stays in cache).
@@ -126,7 +126,8 @@ def _positions(keys: np.ndarray, words: int) -> np.ndarray:
     return (keys & ((1 << _key_bits(words)[1]) - 1)).astype(np.intp)
 
 
-def _popcounts(fp: np.ndarray) -> np.ndarray:
+def popcounts(fp: np.ndarray) -> np.ndarray:
+    """Set bits per packed fingerprint (row), the |a| of the Tanimoto ratio."""
     return np.bitwise_count(fp).sum(axis=1, dtype=np.int32)
 
 
@@ -170,7 +171,7 @@ class IncrementalNeighbours:
         self._train = np.empty((0, words), dtype=np.uint64)
         self._ids: list[Hashable] = []
         self._values: np.ndarray | None = None
-        self._query_count = _popcounts(self._query)
+        self._query_count = popcounts(self._query)
         self._distance_bits, self._index_bits = _key_bits(words)
         self._index_mask = (1 << self._index_bits) - 1
         self._empty_lists()
@@ -212,7 +213,7 @@ class IncrementalNeighbours:
         from course_utils.ml.neighbour_loop import insert_rows
 
         rows = np.ascontiguousarray(train_fp[fresh])
-        insert_rows(self._query, self._query_count, rows, _popcounts(rows),
+        insert_rows(self._query, self._query_count, rows, popcounts(rows),
                     fresh.astype(np.int64), self._keys, self._dist, self._common, self._either,
                     self.changed, self._distance_bits, self._index_bits)
 
