@@ -1,0 +1,85 @@
+"""Learning curves on the ground-truth table: how fast each model's error falls with data.
+
+Used by ``benchmarks/bench_models.py`` and notebook 10. Each seed draws one test set of random
+QM9 molecules (truth known, status ``ok``) and, per size, a random training set from the rest;
+every model sees the same molecules, so differences between models are not sampling noise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from course_utils.ml.knn import run_model, train_model
+
+__all__ = ["KNNBaseline", "MeanBaseline", "learning_curve"]
+
+
+class MeanBaseline:
+    """Predicts the training mean everywhere (std: the training spread): the bar to beat."""
+
+    name = "mean"
+
+    def fit(self, smiles: Sequence[str], ie: np.ndarray) -> MeanBaseline:
+        self.mean, self.std = float(np.mean(ie)), float(np.std(ie))
+        return self
+
+    def predict(self, smiles: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        return np.full(len(smiles), self.mean), np.full(len(smiles), self.std)
+
+
+class KNNBaseline:
+    """The tutorial's KNN (:func:`course_utils.ml.knn.train_model` / ``run_model``)."""
+
+    name = "knn"
+
+    def fit(self, smiles: Sequence[str], ie: np.ndarray) -> KNNBaseline:
+        self.model = train_model(pd.DataFrame({"smiles": list(smiles), "ie": ie}))
+        return self
+
+    def predict(self, smiles: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        scored = run_model(self.model, list(smiles))
+        return scored["ie"].to_numpy(), scored["ie_spread"].to_numpy()
+
+
+def learning_curve(
+    models: Mapping[str, Callable[[], object]], sizes: Sequence[int], seeds: Sequence[int],
+    n_test: int = 3000, table: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """MAE of each model on ``n_test`` random molecules, per training size and seed.
+
+    ``models`` maps a label to a factory of unfitted models (``fit``/``predict`` as in the model
+    contract). Returns one row per (model, size, seed): ``mae``, ``within_1_std`` and
+    ``within_2_std`` (calibration), ``fit_seconds``, ``predict_seconds``. ``table``: the
+    ground truth (default: the complete QM9 table).
+    """
+    if table is None:
+        # deferred: the ground-truth package reads a 10 MB table; only needed here
+        from course_utils.ground_truth import load_ground_truth
+
+        table = load_ground_truth("qm9")
+    ok = table[table["status"] == "ok"].reset_index(drop=True)
+    smiles, ie = ok["smiles"].to_numpy(), ok["ie"].to_numpy(dtype=np.float64)
+    rows = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(ok))
+        test, pool = order[:n_test], order[n_test:]
+        for size in sizes:
+            train = rng.choice(pool, size=size, replace=False)
+            for label, factory in models.items():
+                start = time.perf_counter()
+                model = factory().fit(smiles[train].tolist(), ie[train])
+                fitted = time.perf_counter()
+                mean, std = model.predict(smiles[test].tolist())
+                done = time.perf_counter()
+                error = np.abs(mean - ie[test])
+                rows.append({"model": label, "size": size, "seed": seed,
+                             "mae": float(error.mean()),
+                             "within_1_std": float(np.mean(error <= std)),
+                             "within_2_std": float(np.mean(error <= 2 * std)),
+                             "fit_seconds": fitted - start, "predict_seconds": done - fitted})
+    return pd.DataFrame(rows)

@@ -1,0 +1,94 @@
+"""The Tanimoto GP: contract, fitted hyperparameters, interpolation, uncertainty, pickling."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from course_utils.ml.gp import TanimotoGP
+from tests.model_data import split
+
+
+@pytest.fixture(scope="module")
+def data():
+    return split(150, 100)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    train, _ = data
+    return TanimotoGP().fit(train["smiles"], train["ie"].to_numpy())
+
+
+def test_predict_shapes_dtypes_and_learning(fitted, data):
+    train, test = data
+    mean, std = fitted.predict(test["smiles"])
+    assert mean.shape == std.shape == (len(test),)
+    assert mean.dtype == std.dtype == np.float64
+    assert (std > 0).all()
+    baseline = np.abs(train["ie"].mean() - test["ie"]).mean()
+    assert np.abs(mean - test["ie"]).mean() < baseline  # it learns
+
+
+def test_interpolates_training_molecules_with_small_noise(data):
+    train, _ = data
+    model = TanimotoGP(noise=1e-3).fit(train["smiles"], train["ie"].to_numpy())
+    mean, std = model.predict(train["smiles"][:20])
+    np.testing.assert_allclose(mean, train["ie"][:20], atol=0.02)
+    assert std.max() < 0.05
+
+
+def test_std_larger_far_from_data(fitted, data):
+    train, _ = data
+    _, at_train = fitted.predict(train["smiles"][:20])
+    _, far = fitted.predict(["FC(F)(F)C(F)(F)F", "ClCCl", "S=C=S"])  # atoms QM9 lacks
+    assert far.min() > at_train.max()
+
+
+def test_hyperparameters_are_fitted_and_json_safe(fitted, data):
+    _, test = data
+    other = TanimotoGP().fit(test["smiles"], test["ie"].to_numpy() * 2.0)
+    first, second = fitted.describe(), other.describe()
+    json.dumps(first, allow_nan=False)
+    assert first["name"] == "gp" and first["options"] == {"radius": 2, "length": 2048, "noise": None}
+    for key in ("signal_std_ev", "noise_std_ev", "constant_mean_ev"):
+        assert first["fitted"][key] != second["fitted"][key]
+    assert second["fitted"]["signal_std_ev"] > first["fitted"]["signal_std_ev"]
+    assert TanimotoGP().describe()["fitted"] == {}
+
+
+def test_pickle_round_trip_predicts_identically(fitted, data):
+    _, test = data
+    again = pickle.loads(pickle.dumps(fitted))
+    for a, b in zip(fitted.predict(test["smiles"]), again.predict(test["smiles"]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sample_shape_and_spread(fitted, data):
+    _, test = data
+    draws = fitted.sample(test["smiles"], 200, np.random.default_rng(0))
+    mean, std = fitted.predict(test["smiles"])
+    assert draws.shape == (200, len(test))
+    np.testing.assert_allclose(draws.std(axis=0), std, rtol=0.3)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"radius": -1}, "gp option radius must be an integer >= 0, got -1"),
+    ({"length": 100}, "gp option length must be a positive multiple of 64, got 100"),
+    ({"noise": 0}, "gp option noise must be a number > 0, got 0"),
+    ({"radius": 2.5}, "gp option radius must be an integer >= 0, got 2.5"),
+])
+def test_invalid_options_one_line(options, message):
+    with pytest.raises(ValueError) as info:
+        TanimotoGP(**options)
+    assert str(info.value) == message
+
+
+def test_predict_before_fit_and_bad_targets():
+    with pytest.raises(ValueError, match="fit the model before predicting"):
+        TanimotoGP().predict(["C"])
+    with pytest.raises(ValueError, match="NaN"):
+        TanimotoGP().fit(["C", "CC"], np.array([1.0, np.nan]))
