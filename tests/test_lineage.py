@@ -172,7 +172,7 @@ def test_predict_matches_the_model_and_reports_bad_smiles_by_row(finished):
     path = finished / "models" / "v0002"
     frame, info = predict_with_version(path, ["CCO", "not a smiles", "C#N", ""])
     model, _ = load_model_version(path)
-    ie, spread = model.predict_with_spread(["CCO", "C#N"])
+    ie, spread = model.predict(["CCO", "C#N"])
     assert frame["ie"].iloc[[0, 2]].tolist() == pytest.approx(ie.tolist())
     assert frame["ie_spread"].iloc[[0, 2]].tolist() == pytest.approx(spread.tolist())
     assert frame["error"].iloc[[1, 3]].str.contains("invalid SMILES").all()
