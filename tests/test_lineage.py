@@ -51,7 +51,9 @@ def test_every_version_has_model_json_and_lineage_row(finished):
     for row in lineage.itertuples():
         model, info = load_model_version(finished / "models" / f"v{row.version:04d}")
         assert info["version"] == row.version and info["trigger"] == row.trigger
-        assert info["train_size"] == len(model.train_smiles) == row.train_size
+        assert info["train_size"] == len(model.fitted.train_smiles) == row.train_size
+        assert info["model"] == model.describe()  # the model part says what it is
+        assert info["model"]["options"] == {"n_neighbors": 4, "radius": 4, "length": 256}
         assert info["training_hash"] == row.training_hash
         assert info["parameters"]["valid_fraction"] == 0.2
         assert "rdkit" in info["packages"] and info["data_version"] == row.data_version

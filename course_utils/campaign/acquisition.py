@@ -65,12 +65,12 @@ def _positive(value: str) -> float:
     return number
 
 
-@ACQUISITION_REGISTRY.register("greedy")
+@ACQUISITION_REGISTRY.register("greedy", options={})
 @dataclass(frozen=True)
 class Greedy:
     """Highest predicted IE first."""
 
-    name: str = "greedy"
+    name: ClassVar[str] = "greedy"
     #: Ranks by a model's predictions (random search does not: the campaign trains none).
     needs_model: ClassVar[bool] = True
 
@@ -90,7 +90,7 @@ class UpperConfidenceBound(Greedy):
     """Predicted IE plus ``kappa`` times the model's std: optimism where the model is unsure."""
 
     kappa: float = 1.0
-    name: str = "ucb"
+    name: ClassVar[str] = "ucb"
 
     def score(self, predictions: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
         return (predictions["ie"].to_numpy(dtype=float)[keep]
@@ -103,7 +103,7 @@ class EpsilonGreedy:
     """Greedy, but each pick is a random one with probability ``epsilon``."""
 
     epsilon: float = 0.1
-    name: str = "epsilon-greedy"
+    name: ClassVar[str] = "epsilon-greedy"
     needs_model: ClassVar[bool] = True
 
     def rank(self, predictions: pd.DataFrame, exclude: set[str], rng: np.random.Generator,
@@ -126,12 +126,12 @@ class EpsilonGreedy:
             yield pick
 
 
-@ACQUISITION_REGISTRY.register("random")
+@ACQUISITION_REGISTRY.register("random", options={})
 @dataclass(frozen=True)
 class RandomSearch:
     """A seeded random order: needs no model (the baseline every strategy must beat)."""
 
-    name: str = "random"
+    name: ClassVar[str] = "random"
     needs_model: ClassVar[bool] = False
 
     def rank(self, predictions: pd.DataFrame, exclude: set[str], rng: np.random.Generator,
