@@ -156,7 +156,7 @@ class Campaign:
                 workers=self.workers, space=self.space, space_name=str(p.search_space),
                 ground_truth=p.ground_truth)
             self.recorder.durable = self.simulator.needs_parsl
-            self.engine = getattr(self.simulator, "engine", "replay")
+            self.engine = self.simulator.engine
             self.models = ModelRegistry.open(self.out_dir)  # versions go on after the last one
             self.models.durable = self.recorder.durable
             self.plan = BatchPlan.open(self.out_dir)  # what each batch simulates (batch mode)

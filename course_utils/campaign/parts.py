@@ -155,6 +155,8 @@ class Simulator(Protocol):
     name: str
     #: True: futures come from a loaded Parsl executor (records are fsynced).
     needs_parsl: bool
+    #: The simulation engine results.json names (``xtb``, ``tblite``; ``replay``).
+    engine: str
 
     def submit(self, smiles: str) -> Future: ...
 

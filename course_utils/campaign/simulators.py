@@ -109,6 +109,7 @@ class ReplaySimulator:
 
     name = "replay"
     needs_parsl = False
+    engine = "replay"  # what results.json names as the simulation engine
 
     def __init__(self, table: pd.DataFrame, workers: int, space: Sequence[str], *,
                  coverage: str = ""):
