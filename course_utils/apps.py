@@ -2,7 +2,8 @@
 
 Defining apps in an importable module (not in a notebook) lets workers import the real
 functions by reference, which is Parsl's recommended structure. Each wrapper only forwards
-arguments; the science lives in :mod:`course_utils.chemistry` and :mod:`course_utils.ml.fingerprints`.
+arguments; the science lives in :mod:`course_utils.chemistry` and :mod:`course_utils.ml` (the
+campaign's apps take any model part that keeps :class:`course_utils.ml.contract.Model`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from parsl import bash_app, python_app
 from course_utils.campaign.mpi_cheap import read_results as read_cheap_results
 from course_utils.chemistry import compute_vertical, molecule_row
 from course_utils.configs import EXECUTOR_LABEL, MPI_EXECUTOR_LABEL, MPI_OPTIONS_ENV, thread_exports
+from course_utils.ml.contract import Model, prediction_table
 from course_utils.ml.knn import run_model, train_model
 
 #: Seconds a single simulation may run before Parsl raises ``AppTimeout`` (typical: < 2 s).
@@ -83,10 +85,15 @@ def _block_from_text(text: str, n: int) -> SmilesBlock:
     return block
 
 
-def _score_block(model, block: SmilesBlock):
-    """Predicted IE and neighbour spread (eV) as an (n, 2) array: numbers travel fast."""
-    ie, spread = model.predict_with_spread(block.to_list())
-    return np.column_stack([ie, spread])
+def _fit(model: Model, training: pd.DataFrame) -> Model:
+    """The campaign's model part fitted on a training frame (``smiles``, ``ie``)."""
+    return model.fit(training["smiles"].tolist(), training["ie"].to_numpy())
+
+
+def _predict_block(model: Model, block: SmilesBlock) -> np.ndarray:
+    """The model's mean and std (eV) of a block as an (n, 2) array: numbers travel fast."""
+    mean, std = model.predict(block.to_list())
+    return np.column_stack([mean, std])
 
 
 def _stack(*parts):
@@ -98,7 +105,9 @@ simulate_app = python_app(_simulate, executors=ON_WORKERS)
 train_app = python_app(_train, executors=ON_WORKERS)
 score_app = python_app(_score, executors=ON_WORKERS)
 combine_app = python_app(_combine, executors=ON_WORKERS)
-score_block_app = python_app(_score_block, executors=ON_WORKERS)
+fit_app = python_app(_fit, executors=ON_WORKERS)
+predict_block_app = python_app(_predict_block, executors=ON_WORKERS)
+predict_app = python_app(prediction_table, executors=ON_WORKERS)
 stack_app = python_app(_stack, executors=ON_WORKERS)
 
 

@@ -237,7 +237,7 @@ def test_timeouts_are_failures_and_lost_tasks_are_retried(parsl_local, tmp_path,
     # The lost molecule was submitted again, for real, and its result arrives.
     assert [p.smiles for p in campaign._pending.values()] == ["CO"]
     while campaign._pending:
-        campaign._wait_rows()
+        campaign.collect_finished()
     sims = rec.read_simulations(tmp_path)
     assert sims["status"].tolist() == ["timeout", "lost", "ok"]
     assert "CO" in campaign.recorder.attempted and campaign.n_failed == 1
@@ -261,13 +261,13 @@ def test_a_vanished_task_is_detected_and_resubmitted(parsl_local, tmp_path, smal
     campaign = Campaign(params, tmp_path, progress=False)
     _pend(campaign, "CC", age=200.0)  # a future nobody will ever complete
     campaign._last_progress = time.monotonic() - 200.0
-    rows, _ = campaign._wait_rows()
+    rows = campaign.collect_finished()
     assert [r["status"] for r in rows] == ["lost"] and rows[0]["error"].startswith("TaskLost")
     # The worker block was replaced (a stalled pool may never run anything again), and the
     # resubmitted simulation runs on the new one.
     deadline = time.time() + 180
     while campaign._pending and time.time() < deadline:
-        campaign._wait_rows()
+        campaign.collect_finished()
     assert rec.read_simulations(tmp_path)["status"].tolist() == ["lost", "ok"]
     assert "restarted 1 worker block" in capsys.readouterr().err
     campaign.release_lock()
@@ -564,7 +564,7 @@ def test_a_step_called_on_its_own_stops_in_one_line_and_resumes(tmp_path):
     threading.Timer(1.0, request_stop, (threading.main_thread(), "stopped by test")).start()
     try:
         with pytest.raises(CampaignInterrupted, match="stopped by test"):
-            scores.result()
+            campaign.wait_for(scores)
     finally:
         withdraw_stop(threading.main_thread())
     assert json.loads((tmp_path / rec.RESULTS_FILE).read_text())["status"] == "interrupted"

@@ -51,7 +51,9 @@ def test_every_version_has_model_json_and_lineage_row(finished):
     for row in lineage.itertuples():
         model, info = load_model_version(finished / "models" / f"v{row.version:04d}")
         assert info["version"] == row.version and info["trigger"] == row.trigger
-        assert info["train_size"] == len(model.train_smiles) == row.train_size
+        assert info["train_size"] == len(model.fitted.train_smiles) == row.train_size
+        assert info["model"] == model.describe()  # the model part says what it is
+        assert info["model"]["options"] == {"n_neighbors": 4, "radius": 4, "length": 256}
         assert info["training_hash"] == row.training_hash
         assert info["parameters"]["valid_fraction"] == 0.2
         assert "rdkit" in info["packages"] and info["data_version"] == row.data_version
@@ -172,7 +174,7 @@ def test_predict_matches_the_model_and_reports_bad_smiles_by_row(finished):
     path = finished / "models" / "v0002"
     frame, info = predict_with_version(path, ["CCO", "not a smiles", "C#N", ""])
     model, _ = load_model_version(path)
-    ie, spread = model.predict_with_spread(["CCO", "C#N"])
+    ie, spread = model.predict(["CCO", "C#N"])
     assert frame["ie"].iloc[[0, 2]].tolist() == pytest.approx(ie.tolist())
     assert frame["ie_spread"].iloc[[0, 2]].tolist() == pytest.approx(spread.tolist())
     assert frame["error"].iloc[[1, 3]].str.contains("invalid SMILES").all()

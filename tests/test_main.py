@@ -312,8 +312,9 @@ def test_sweep_errors_past_the_checks_are_one_line(tmp_path, capsys, monkeypatch
 RUN_FLAGS = {
     ("--initial-training-count", "int", 8, False), ("--max-training-count", "int", 24, False),
     ("--batch-size", "int", 4, False), ("--seed", "int", 0, False),
-    ("--acquisition", None, "greedy", False), ("--mode", None, "batch", False),
-    ("--search-space", None, "qm9", False), ("--config", None, "local", False),
+    ("--acquisition", None, "greedy", False), ("--model", None, "knn", False),
+    ("--mode", None, "batch", False), ("--search-space", None, "qm9", False),
+    ("--config", None, "local", False),
     ("--workers", "int", None, False), ("--ucb-kappa", "float", 1.0, False),
     ("--epsilon", "float", 0.1, False), ("--retrain-after", "int", None, False),
     ("--score-chunks", "int", None, False), ("--engine", None, None, False),
@@ -400,8 +401,8 @@ def test_run_flags_are_the_ones_scripts_use():
 ])
 def test_run_command_lines_parse_as_before(argv, expected):
     defaults = {"initial_training_count": 8, "max_training_count": 24, "batch_size": 4, "seed": 0,
-                "acquisition": "greedy", "mode": "batch", "search_space": "qm9", "config": "local",
-                "workers": None, "ucb_kappa": 1.0, "epsilon": 0.1, "retrain_after": None,
+                "acquisition": "greedy", "model": "knn", "mode": "batch", "search_space": "qm9",
+                "config": "local", "workers": None, "ucb_kappa": 1.0, "epsilon": 0.1, "retrain_after": None,
                 "score_chunks": None, "engine": None, "simulation_walltime": 300.0,
                 "max_failures": None, "ground_truth": None, "simulator": "xtb", "stop": "budget",
                 "retrain": "every-batch", "valid_fraction": 0.0, "arrival": "all",

@@ -355,3 +355,52 @@ def test_benchmark_smoke(capsys):
     assert results["speedup"] > 0
     assert results["max_abs_diff"] <= 1e-9  # on molecules whose 4 nearest are unambiguous
     assert 0 < results["n_unambiguous"] <= 300
+
+
+# --- the KNN as a model part (course_utils.ml.contract.Model) ------------------------------------
+def test_knn_part_gives_train_model_and_predict_with_spread_bit_for_bit(cache_dir, split):
+    from course_utils.ml.contract import Model, prediction_table
+
+    train, queries = split
+    for k in (1, 4, 7):
+        part = knn.KNN(n_neighbors=k)
+        assert isinstance(part, Model)
+        assert part.fit(train["smiles"].tolist(), train["ie"].to_numpy()) is part
+        mean, std = part.predict(queries)
+        ie, spread = knn.train_model(train, n_neighbors=k).predict_with_spread(queries)
+        assert mean.dtype == std.dtype == np.float64 and mean.shape == (len(queries),)
+        np.testing.assert_array_equal(mean, ie)
+        np.testing.assert_array_equal(std, spread)
+        table = prediction_table(part, queries)
+        assert table["smiles"].tolist() == list(queries)
+        np.testing.assert_array_equal(table["ie_spread"].to_numpy(), spread)
+
+
+def test_knn_part_describes_itself_in_json_and_pickles(cache_dir, split):
+    import json
+
+    train, queries = split
+    part = knn.KNN(n_neighbors=3, radius=2, length=128)
+    assert json.loads(json.dumps(part.describe())) == {
+        "name": "knn", "options": {"n_neighbors": 3, "radius": 2, "length": 128}, "fitted": {}}
+    with pytest.raises(ValueError, match="not fitted yet"):
+        part.predict(queries)
+    part.fit(train["smiles"], train["ie"].to_numpy())
+    described = json.loads(json.dumps(part.describe()))
+    assert described["fitted"] == {"train_size": len(train)}
+    again = pickle.loads(pickle.dumps(part))
+    np.testing.assert_array_equal(again.predict(queries)[0], part.predict(queries)[0])
+    old = knn.KNN.from_fitted(part.fitted)  # a version saved as a bare KNNModel
+    assert old.describe() == part.describe()
+
+
+def test_knn_space_scorer_equals_predict_on_the_whole_space(cache_dir, split):
+    train, queries = split
+    space = list(queries) + train["smiles"].tolist()
+    scorer = knn.KNN().space_scorer(space)
+    assert scorer.serves(knn.KNN()) and not scorer.serves(knn.KNN(n_neighbors=5))
+    for size in (6, 12, len(train)):
+        part = knn.KNN()
+        smiles, ie = train["smiles"].tolist()[:size], train["ie"].to_numpy()[:size]
+        scores = scorer.fit_and_score(part, smiles, ie)
+        np.testing.assert_array_equal(scores, np.column_stack(part.predict(space)))

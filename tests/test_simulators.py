@@ -109,7 +109,7 @@ def test_replay_scores_equal_a_fresh_model_while_searching_only_new_molecules():
 
     from course_utils.ground_truth.table import load_ground_truth
     from course_utils.ml.fingerprints import fingerprints
-    from course_utils.ml.knn import train_model
+    from course_utils.ml.knn import KNN, train_model
 
     truth = load_ground_truth("qm9")
     table = truth.head(2000)
@@ -118,11 +118,11 @@ def test_replay_scores_equal_a_fresh_model_while_searching_only_new_molecules():
     space_fps = fingerprints(table["smiles"].tolist())
     for size in (8, 20, 21, 60):
         training = ok.head(size).sort_values("smiles")  # as a campaign trains: new rows between
-        scored = sim.score(training, [], 4).result()
+        scored = sim.score(KNN(), training, []).result()
         model = train_model(training)
         ie, spread = model.predict_with_spread(space_fps)
         np.testing.assert_array_equal(scored, np.column_stack([ie, spread]))
-    assert sim._neighbours.rows_searched == 60
+    assert sim.space_scorer.rows_searched == 60
 
 
 def test_replay_names_a_missing_table_file(tmp_path):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SPELLINGS = ("all", "waves:W,every:K")
+from course_utils.campaign.parts import Registry
 
 
 class ArrivalError(ValueError):
@@ -44,28 +44,38 @@ class Arrival:
         return waves
 
 
+ARRIVAL_REGISTRY: Registry[Arrival] = Registry(
+    "arrival", error=ArrivalError, unknown="arrival {text!r} is unknown; choose one of {choices}")
+
+
+@ARRIVAL_REGISTRY.register("all", bare=True)
+def _all(arguments: str, text: str) -> Arrival:
+    return Arrival()
+
+
+@ARRIVAL_REGISTRY.register("waves", spelling="waves:W,every:K")
+def _waves(arguments: str, text: str) -> Arrival:
+    parts = [p.strip() for p in arguments.split(",")]
+    waves = _whole(text, "W", parts[0] if parts else "")
+    every = None
+    for part in parts[1:]:
+        key, _, value = part.partition(":")
+        if key.strip() != "every":
+            raise ArrivalError(f"arrival {text!r}: unknown part {part!r}; spell it "
+                               "waves:W,every:K")
+        every = _whole(text, "K", value)
+    if every is None:
+        raise ArrivalError(f"arrival {text!r}: say when waves unlock, e.g. waves:4,every:8")
+    return Arrival(text, waves, every)
+
+
+SPELLINGS = ARRIVAL_REGISTRY.spellings
+
+
 def parse_arrival(text: str) -> Arrival:
     if not isinstance(text, str) or not text.strip():
         raise ArrivalError(f"arrival must be one of {', '.join(SPELLINGS)}, got {text!r}")
-    text = text.strip()
-    if text == "all":
-        return Arrival()
-    kind, _, rest = text.partition(":")
-    values: dict[str, int] = {}
-    if kind == "waves":
-        parts = [p.strip() for p in rest.split(",")]
-        values["waves"] = _whole(text, "W", parts[0] if parts else "")
-        for part in parts[1:]:
-            key, _, value = part.partition(":")
-            if key.strip() != "every":
-                raise ArrivalError(f"arrival {text!r}: unknown part {part!r}; spell it "
-                                   "waves:W,every:K")
-            values["every"] = _whole(text, "K", value)
-    if kind == "waves" and "every" not in values:
-        raise ArrivalError(f"arrival {text!r}: say when waves unlock, e.g. waves:4,every:8")
-    if kind != "waves":
-        raise ArrivalError(f"arrival {text!r} is unknown; choose one of {', '.join(SPELLINGS)}")
-    return Arrival(text, values["waves"], values["every"])
+    return ARRIVAL_REGISTRY.make(text)
 
 
 def _whole(text: str, name: str, value: str) -> int:

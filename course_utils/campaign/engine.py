@@ -11,21 +11,27 @@ validation, model versions (lineage), arrival of the search space, trust checks 
 rule; records in :mod:`course_utils.records`, stops and failures in
 :mod:`course_utils.resilience`.
 
-Two modes (:mod:`course_utils.campaign.loops`): ``batch`` (wait for the whole batch, as the
-original tutorial) and ``streaming`` (keep every worker busy, submitting the next pick as each
-simulation finishes, and retrain in the background when the retrain policy says so). The
-model's steps (train, score, save a version, rank) are in :mod:`course_utils.campaign.model_steps`,
-and what a run reports (results.json, figures) in :mod:`course_utils.campaign.outputs`; this
-module holds the run itself: simulations, the data they give, the main loop and the stop rule.
+:class:`Campaign` is one plain class that holds its parts as attributes and calls them through
+their contracts (:mod:`course_utils.campaign.parts`): ``simulator``, ``model`` (kept in use by
+``keeper``, :mod:`course_utils.campaign.model_keeper`), ``acquisition``, ``retrain_policy``,
+``stop_rule``, ``arrival``, ``trust``. Its public steps are the ones notebook 3 calls:
+``initial_batch``, ``score_search_space``, ``wait_for``, ``adopt_model``, ``new_model``,
+``predictions``, ``pick``, ``simulate``, ``simulate_batch``, ``record_iteration``, ``finish``, and
+``run``, which runs one of the two loops: ``batch`` (:mod:`course_utils.campaign.batch_loop`:
+wait for the whole batch, as the original tutorial) or ``streaming``
+(:mod:`course_utils.campaign.streaming_loop`: keep every worker busy). What a run reports
+(results.json, figures) is written by :mod:`course_utils.campaign.outputs`.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, islice
@@ -36,12 +42,13 @@ import numpy as np
 import pandas as pd
 
 from course_utils import records as rec
+from course_utils.campaign.acquisition import make_acquisition
 from course_utils.campaign.arrival import parse_arrival
+from course_utils.campaign.batch_loop import run_batches
 from course_utils.campaign.batch_plan import PLANNED, REPLACEMENT, BatchPlan
 from course_utils.campaign.lineage import ModelRegistry
-from course_utils.campaign.loops import CampaignModes, Predicted
-from course_utils.campaign.model_steps import CampaignModel
-from course_utils.campaign.outputs import CampaignOutputs
+from course_utils.campaign.model_keeper import ModelKeeper, Predicted, TrainingRound
+from course_utils.campaign.outputs import draw_figures, evaluation_of, models_block, write_results
 from course_utils.campaign.parameters import (
     ACQUISITIONS,
     MODES,
@@ -60,8 +67,10 @@ from course_utils.campaign.stopping import (
     stopped_early_status,
     stopping_block,
 )
+from course_utils.campaign.streaming_loop import run_streaming
 from course_utils.campaign.trust import TRUST_RULE, TrustLedger, truthy
 from course_utils.configs import make_config
+from course_utils.ml.registry import parse_model
 from course_utils.resilience import (
     CampaignInterrupted,
     CampaignStopped,
@@ -111,7 +120,7 @@ class _Pending:
 
 
 @dataclass
-class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
+class Campaign:
     """One campaign writing into ``out_dir``; :meth:`run` needs a loaded Parsl DataFlowKernel."""
 
     parameters: CampaignParameters
@@ -130,19 +139,24 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir).resolve()  # the kernel may change directory later
-        space = load_search_space(self.parameters.search_space)
+        p = self.parameters
+        space = load_search_space(p.search_space)
         self.space: list[str] = space["smiles"].tolist()
-        self.parameters.validate(len(self.space))
+        p.validate(len(self.space))
         # Only after validation: bad parameters must leave no folder or file behind.
         self._lock: rec.RunLock | None = rec.acquire_run_lock(self.out_dir)
         try:
             self.recorder = rec.CampaignRecorder.open(self.out_dir)
-            self.recorder.check_parameters(self.parameters.to_dict(), RESUME_KEYS,
+            self.recorder.check_parameters(p.to_dict(), RESUME_KEYS,
                                            defaults=CampaignParameters().to_dict())
             self.resumed = len(self.recorder.simulations)
-            self.simulator = self._simulator()
+            # --- the parts, each called through its contract (campaign.parts)
+            self.simulator = make_simulator(
+                p.simulator, engine=p.engine, walltime=p.simulation_walltime,
+                workers=self.workers, space=self.space, space_name=str(p.search_space),
+                ground_truth=p.ground_truth)
             self.recorder.durable = self.simulator.needs_parsl
-            self.engine = getattr(self.simulator, "engine", "replay")
+            self.engine = self.simulator.engine
             self.models = ModelRegistry.open(self.out_dir)  # versions go on after the last one
             self.models.durable = self.recorder.durable
             self.plan = BatchPlan.open(self.out_dir)  # what each batch simulates (batch mode)
@@ -150,34 +164,36 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         except BaseException:
             self.release_lock()  # a campaign that cannot start must not keep the folder
             raise
+        self.model = parse_model(p.model)
+        self.acquisition = make_acquisition(p.acquisition, ucb_kappa=p.ucb_kappa,
+                                            epsilon=p.epsilon)
+        self.retrain_policy = p.retrain_policy()
+        self.stop_rule = parse_stop_rule(p.stop)  # when the search is done
+        self.arrival = parse_arrival(p.arrival)
+        self.trust = (None if p.trust_tol is None else
+                      TrustLedger.open(self.out_dir, p.trust_tol, p.trust_streak, p.trust_ranks))
+        if self.trust is not None:
+            self.trust.durable = self.recorder.durable
+        self.split = ValidationSplit(p.valid_fraction, p.seed)
+        self.keeper = ModelKeeper(
+            self.model, self.simulator, self.models, space=self.space,
+            chunks=p.score_chunks or self.workers, parameters=p.to_dict(), engine=self.engine,
+            retrain=self.retrain_policy.text, wait=self.wait_bounded)
+        # --- the run's own state
         self._bar = None
         self._lost: Counter[str] = Counter()
         self._last_progress = time.monotonic()
         self.stop_requested: str | None = None  # set by a signal; acted on at a safe point
         self._steps = 0  # public steps running (they nest: run -> initial_batch -> simulate)
         self._stopped = False  # the last stop was acted on; the next step starts afresh
-        self.stop_rule = parse_stop_rule(self.parameters.stop)  # when the search is done
         self.stop_decision: StopDecision | None = None  # set once the rule fires
         self._stopped_at: dict[str, Any] = {}
-        p = self.parameters
-        self.retrain_policy = p.retrain_policy()
-        self.split = ValidationSplit(p.valid_fraction, p.seed)
-        self.arrival = parse_arrival(p.arrival)
+        self.trust_fired = False
         self._waves = self.arrival.wave_of(self.space, p.seed)
         self._wave_by_smiles = (dict(zip(self.space, self._waves.tolist(), strict=True))
                                 if self.arrival.waves > 1 else {})
-        self._scoring_meta: dict[Future, dict[str, Any]] = {}
         self._batch_index: dict[int, list[dict]] = {}  # simulation records by batch
         self._indexed = 0  # records in _batch_index so far
-        self._model_n_ok: int | None = None  # successes when the model in use was submitted
-        self.model_info: dict[str, Any] | None = None  # the saved version in use
-        self._predictions: pd.DataFrame | None = None  # its scores of the search space
-        self._model: Any = None  # the model in use itself, for the trust checks' predictions
-        self.trust = (None if p.trust_tol is None else
-                      TrustLedger.open(self.out_dir, p.trust_tol, p.trust_streak, p.trust_ranks))
-        if self.trust is not None:
-            self.trust.durable = self.recorder.durable
-        self.trust_fired = False
 
     def release_lock(self) -> None:
         """Let another run write into ``out_dir`` (idempotent); the run's last step."""
@@ -185,13 +201,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         if lock is not None:
             lock.release()
 
-    # --- small helpers ------------------------------------------------------------------
-    def _simulator(self):
-        p = self.parameters
-        return make_simulator(p.simulator, engine=p.engine, walltime=p.simulation_walltime,
-                              workers=self._workers(), space=self.space,
-                              space_name=str(p.search_space), ground_truth=p.ground_truth)
-
+    # --- what the run stands at -----------------------------------------------------------
     @property
     def replayed(self) -> bool:
         return self.parameters.simulator == "replay"
@@ -215,20 +225,33 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
                    for r in self.recorder.simulations)
 
     @property
+    def running(self) -> int:
+        """Simulations submitted and not collected yet."""
+        return len(self._pending)
+
+    @property
+    def workers(self) -> int:
+        return self.parameters.workers or os.cpu_count() or 1
+
+    @property
     def stall_timeout_s(self) -> float:
         """No result for this long means the pending tasks were lost: Parsl's walltime would
         have ended any simulation that was really running."""
         walltime = self.parameters.simulation_walltime
         return walltime + max(10.0, 0.1 * walltime)
 
-    def _room(self) -> bool:
+    @property
+    def next_iteration(self) -> int:
+        return len(self.recorder.iterations) + 1
+
+    @property
+    def model_info(self) -> dict[str, Any] | None:
+        """The saved version of the model in use (its models/vNNNN.json)."""
+        return self.keeper.info
+
+    def has_room(self) -> bool:
         """May one more simulation start? Not if all running ones failing would pass the limit."""
         return self.n_failed + len(self._pending) <= self.max_failures
-
-    def _workers(self) -> int:
-        import os
-
-        return self.parameters.workers or os.cpu_count() or 1
 
     def _tried(self) -> set[str]:
         tried = self.recorder.attempted | {p.smiles for p in self._pending.values()}
@@ -249,8 +272,69 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
                             "best_smiles": best["smiles"] if best else None,
                             "elapsed_s": self.elapsed(), **info})
 
-    # --- simulations --------------------------------------------------------------------
-    def _submit(self, smiles: str, batch: int, predicted: float = math.nan) -> Future:
+    # --- stops and waits --------------------------------------------------------------------
+    def _check_stop(self) -> None:
+        self.stop_requested = self.stop_requested or stop_asked_here()  # the panel's Stop
+        if self.stop_requested:
+            raise KeyboardInterrupt(self.stop_requested)
+
+    @contextmanager
+    def stop_path(self) -> Iterator[None]:
+        """The one way a stop ends :meth:`run` or any public step a notebook calls.
+
+        The stop button, Ctrl-C or SIGTERM only ask for a stop (handled at the next safe point,
+        on the main thread); when it comes, what finished is kept, results.json says
+        ``interrupted``, and :class:`CampaignInterrupted` ends the cell with one line. Calling
+        the step (or the whole notebook) again resumes.
+        """
+        if self._steps == 0 and self._stopped:  # a step after a stop: the stop was acted on
+            self.stop_requested, self._stopped = None, False
+        self._steps += 1
+        try:
+            with stop_signals(self):
+                yield
+        except CampaignInterrupted:
+            raise
+        except KeyboardInterrupt as err:  # keep what finished, say how to go on
+            self._cancel_pending()
+            cause = str(err) if str(err).startswith("stopped by") else "interrupted"
+            self._write_results("interrupted", f"{cause}; run again to resume")
+            self._stopped = True
+            raise CampaignInterrupted(self.out_dir, self.n_ok, cause) from None
+        finally:
+            self._steps -= 1
+
+    @public_step
+    def wait_for(self, future: Future) -> Any:
+        """Wait for a future (scores, a model) and return its result, on the stop path: the
+        stop button works while it waits, as in every step."""
+        while not future.done():
+            self._check_stop()
+            wait([future], timeout=self.POLL_S)
+        return future.result()
+
+    def wait_bounded(self, futures: list[Future], timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for all of ``futures``, honouring a stop request every
+        ``POLL_S``; the caller looks at what is done."""
+        started = time.monotonic()
+        while not all(f.done() for f in futures) and time.monotonic() - started < timeout_s:
+            self._check_stop()
+            wait(futures, timeout=self.POLL_S)
+        self._check_stop()
+
+    def _cancel_pending(self) -> None:
+        """On an interrupt, keep what already finished; unfinished work is simply redone later."""
+        self.stop_requested = self.stop_requested or "stopping"  # no resubmission from here on
+        for future in list(self._pending):
+            if future.done():
+                self._collect(future)
+            else:  # Parsl futures cannot be cancelled; the task's result is just not waited for
+                self._pending.pop(future, None)
+
+    # --- simulations ------------------------------------------------------------------------
+    def submit(self, smiles: str, batch: int, predicted: float = math.nan) -> Future:
+        """Start one simulation of batch ``batch`` (``predicted``: the model's IE, kept beside
+        the result to measure the model's error)."""
         future = self.simulator.submit(smiles)
         submitted = self.elapsed() if self.replayed else time.time()
         self._pending[future] = _Pending(smiles, batch, submitted, predicted)
@@ -284,49 +368,17 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         row["predicted"] = pending.predicted
         self._last_progress = time.monotonic()
         if row["status"] == rec.STATUS_LOST and not self.stop_requested:
-            self._submit(pending.smiles, pending.batch, pending.predicted)
+            self.submit(pending.smiles, pending.batch, pending.predicted)
         self._notify("simulation", smiles=row["smiles"], status=row["status"])
         return row
 
-    def _check_stop(self) -> None:
-        self.stop_requested = self.stop_requested or stop_asked_here()  # the panel's Stop
-        if self.stop_requested:
-            raise KeyboardInterrupt(self.stop_requested)
-
-    @contextmanager
-    def stop_path(self) -> Iterator[None]:
-        """The one way a stop ends :meth:`run` or any public step a notebook calls.
-
-        The stop button, Ctrl-C or SIGTERM only ask for a stop (handled at the next safe point,
-        on the main thread); when it comes, what finished is kept, results.json says
-        ``interrupted``, and :class:`CampaignInterrupted` ends the cell with one line. Calling
-        the step (or the whole notebook) again resumes.
-        """
-        if self._steps == 0 and self._stopped:  # a step after a stop: the stop was acted on
-            self.stop_requested, self._stopped = None, False
-        self._steps += 1
-        try:
-            with stop_signals(self):
-                yield
-        except CampaignInterrupted:
-            raise
-        except KeyboardInterrupt as err:  # keep what finished, say how to go on
-            self._cancel_pending()
-            cause = str(err) if str(err).startswith("stopped by") else "interrupted"
-            self._write_results("interrupted", f"{cause}; run again to resume")
-            self._stopped = True
-            raise CampaignInterrupted(self.out_dir, self.n_ok, cause) from None
-        finally:
-            self._steps -= 1
-
-    def _wait_rows(self, extra: Iterable[Future] = ()) -> tuple[list[dict], set[Future]]:
-        """Wait a little for simulations (and ``extra`` futures); collect what finished.
+    def collect_finished(self, extra: Iterable[Future] = ()) -> list[dict]:
+        """Wait a little for simulations (or one of ``extra`` futures); record what finished.
 
         Wakes every ``POLL_S`` to honour a stop request, and gives up on tasks that produced
         nothing for ``stall_timeout_s`` (a vanished task must not hang the run).
         """
         self._check_stop()
-        extra = list(extra)
         finished = self.simulator.wait([*self._pending, *extra], timeout=self.POLL_S)
         rows = [self._collect(f) for f in finished if f in self._pending]
         if not finished and time.monotonic() - self._last_progress > self.stall_timeout_s:
@@ -337,7 +389,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
                     rows.append(self._collect(future, lost_reason=(
                         f"TaskLost: no result after {limit:.0f} s; its worker probably died")))
         self._check_stop()
-        return rows, {f for f in finished if f in extra}
+        return rows
 
     @public_step
     def simulate(self, candidates: Iterable[str], target: int, batch: int,
@@ -347,21 +399,20 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         ``predictions`` (the model's, if any) are kept beside each result to measure model error.
         """
         candidates = iter(candidates)
-        predicted = Predicted(predictions, self.space_position)
+        predicted = Predicted(predictions, self.keeper.space_position)
         done: list[dict] = []
         successes = 0
 
         def top_up() -> None:
-            while successes + len(self._pending) < target and self._room():
+            while successes + len(self._pending) < target and self.has_room():
                 smiles = next(candidates, None)
                 if smiles is None:
                     return
-                self._submit(smiles, batch, predicted.get(smiles, math.nan))
+                self.submit(smiles, batch, predicted.get(smiles, math.nan))
 
         top_up()
         while self._pending:
-            rows, _ = self._wait_rows()
-            for row in rows:
+            for row in self.collect_finished():
                 done.append(row)
                 successes += row["status"] == rec.STATUS_OK
             top_up()
@@ -384,11 +435,11 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         Rows the batch recorded before a stop are part of what is returned.
         """
         earlier = self.batch_rows(batch, predictions)
-        predicted = Predicted(predictions, self.space_position)
+        predicted = Predicted(predictions, self.keeper.space_position)
         need = target - sum(r["status"] == rec.STATUS_OK for r in earlier)
         if need <= 0:
             return earlier
-        version = (self.model_info or {}).get("version") if predictions is not None else None
+        version = self.keeper.version if predictions is not None else None
         seen: set[str] = set()  # the ranking yields the batch's planned molecules again
         stream = (s for s in self._fresh(chain(self.plan.smiles(batch), candidates))
                   if not (s in seen or seen.add(s)))
@@ -404,9 +455,52 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
 
         return earlier + self.simulate(planned(), need, batch, predictions)
 
+    def checked_batch(self, iteration: int, picks: Iterable[str], predictions: pd.DataFrame,
+                      size: int) -> tuple[list[dict], int]:
+        """One batch of ``size`` picks with trust checks: the model's values and the cheap MPI
+        check of the picks run as two futures at once; only the picks they disagree on get
+        full simulations (so the budget is never overshot).
+
+        Returns the full simulations' rows and the number of picks checked.
+        """
+        p = self.parameters
+        timeout = self.keeper.SCORING_TIMEOUT_S
+        batch = self.plan.smiles(iteration)[:size] or list(islice(picks, size))
+        if not batch:
+            return [], 0
+        version = self.keeper.version
+        self.plan.add(iteration, batch, model_version=version,
+                      predicted=Predicted(predictions, self.keeper.space_position))
+        if any(int(r["iteration"]) == iteration for r in self.trust.rows):
+            return self.batch_rows(iteration, predictions), len(batch)  # done before a stop
+        model_values = self.simulator.predict(self.keeper.in_use, batch)
+        cheap_file = self.out_dir / "checks" / f"iteration-{iteration:04d}.csv"
+        cheap = self.simulator.cheap(batch, p.trust_ranks, cheap_file)
+        self.wait_bounded([model_values, cheap], timeout)
+        if cheap.done() and cheap.exception() is None:
+            cheap_table = cheap.result()
+        else:  # a failed or hung check trusts nothing: every pick gets its full simulation
+            why = (one_line(cheap.exception()) if cheap.done()
+                   else f"no result after {timeout:.0f} s")
+            print(f"cheap check of iteration {iteration} failed ({why}); simulating every pick",
+                  file=sys.stderr)
+            cheap_table = pd.DataFrame({"smiles": batch, "ie": math.nan, "status": "failed",
+                                        "error": why, "rank": -1, "seconds": math.nan})
+        if not model_values.done():
+            raise CampaignStopped(f"the model's predictions of iteration {iteration} did not "
+                                  f"arrive within {timeout:.0f} s")
+        checks = self.trust.judge(iteration, batch, model_values.result(), cheap_table, version)
+        untrusted = [c["smiles"] for c in checks if not c["trusted"]]
+        rows = self.batch_rows(iteration, predictions)  # simulated before a stop
+        todo = [s for s in untrusted if s not in self.recorder.attempted]
+        if todo:  # no replacements: a failed full simulation leaves its pick unlabelled
+            rows += self.simulate(iter(todo), len(todo), batch=iteration, predictions=predictions)
+        self.trust.record(checks, rows)
+        return rows, len(batch)
+
     def batch_rows(self, batch: int, predictions: pd.DataFrame | None = None) -> list[dict]:
         """Copies of the batch's records, with the model's ``predicted`` IE (for its error)."""
-        predicted = Predicted(predictions, self.space_position)
+        predicted = Predicted(predictions, self.keeper.space_position)
         return [{"predicted": predicted.get(r["smiles"], math.nan), **r}
                 for r in self._batch_rows(batch)]
 
@@ -477,6 +571,12 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         return [r for r in self.recorder.simulations[:upto]
                 if r["status"] == rec.STATUS_OK and self.split.is_validation(r["smiles"])]
 
+    def training_round(self, trigger: str = "", upto: int | None = None) -> TrainingRound:
+        """What a model trained now learns from (``upto``: the first ``upto`` records only: a
+        saved version's data, to rebuild that version); ``trigger``: why it is trained."""
+        return TrainingRound(trigger or "requested", self.training_data(upto),
+                             self.recorder.simulations[:upto], self.validation_rows(upto))
+
     def available(self, n_ok: int | None = None) -> np.ndarray | None:
         """Mask of the search space the arrival scheme has unlocked after ``n_ok`` successes
         (default: so far); None: all of it."""
@@ -488,6 +588,67 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         mask = self.available(n_ok)
         return self.space if mask is None else [s for s, m in zip(self.space, mask, strict=True)
                                                 if m]
+
+    # --- the model's steps ------------------------------------------------------------------
+    @public_step
+    def score_search_space(self, trigger: str = "", upto: int | None = None) -> Future:
+        """Step 2: fit -> chunked scoring -> reduce, chained as Parsl apps; returns a future.
+
+        The future's result is an (n, 2) array of predicted IE and std, in search-space order;
+        :meth:`wait_for` waits for it on the stop path, :meth:`predictions` turns it into a
+        table, and :meth:`adopt_model` makes its model the one in use and saves it as a version.
+        ``trigger``: why the model is trained (for its lineage).
+        """
+        return self.keeper.start(self.training_round(trigger, upto))
+
+    @public_step
+    def adopt_model(self, future: Future) -> pd.DataFrame:
+        """Wait for a scoring round, make its model the one in use and save it as a version
+        (models/, lineage.csv); its predictions of the search space."""
+        self.wait_for(future)
+        return self.keeper.adopt(future)
+
+    @public_step
+    def new_model(self, trigger: str) -> pd.DataFrame:
+        """Train, score and save a new model version (a failed round is run again); its
+        predictions of the search space."""
+        return self.keeper.adopt(self.keeper.score_with_retries(self.training_round(trigger)))
+
+    def restore_model(self, version: int) -> bool:
+        """Make a saved version the model in use again (see :meth:`ModelKeeper.restore`)."""
+        return self.keeper.restore(version, self.training_round, len(self.recorder.simulations))
+
+    def predictions(self, scores: np.ndarray) -> pd.DataFrame:
+        """Scores from :meth:`score_search_space` as ``smiles``, ``ie``, ``ie_spread`` (eV)."""
+        return self.keeper.table(scores)
+
+    def pick(self, predictions: pd.DataFrame | None, iteration: int,
+             exclude: set[str] | None = None, n_ok: int | None = None) -> Iterator[str]:
+        """Step 3: untried molecules in the order the acquisition strategy prefers (lazy).
+
+        ``exclude`` and ``n_ok`` (default: now) are what was tried and succeeded when the batch
+        began: random draws depend on them, so a resumed batch passes its start's values.
+        """
+        p = self.parameters
+        rng = np.random.default_rng([p.seed, iteration])
+        if predictions is None:  # random search needs no model
+            predictions = pd.DataFrame({"smiles": self.keeper.space_smiles, "ie": 0.0,
+                                        "ie_spread": 0.0})
+        mask = self.available(n_ok)
+        if mask is not None and len(predictions) == len(mask):
+            predictions = predictions[mask]
+        positions = self.keeper.space_position if len(predictions) == len(self.space) else None
+        exclude = self._tried() if exclude is None else exclude
+        return self._fresh(self.acquisition.rank(predictions, exclude, rng, positions))
+
+    def _model_error(self, rows: list[dict]) -> tuple[float, float]:
+        """Mean absolute error (eV) and mean absolute percentage error of the picks' predictions."""
+        pairs = [(float(r["ie"]), r["predicted"]) for r in rows
+                 if r["status"] == rec.STATUS_OK and not math.isnan(r.get("predicted", math.nan))]
+        if not pairs:
+            return math.nan, math.nan
+        true, pred = np.array(pairs).T
+        return float(np.mean(np.abs(pred - true))), float(np.mean(np.abs(pred - true) / true) * 100)
 
     # --- main loop ----------------------------------------------------------------------
     def run(self) -> CampaignResult:
@@ -506,11 +667,11 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
                     self.initial_batch()
                     # A resumed run asks its stop rule first: its records may already satisfy it.
                     ready = (self.n_ok >= p.initial_training_count
-                             and not self._ask_stop_rule(on_resume=True))
+                             and not self.ask_stop_rule(on_resume=True))
                     if ready and p.mode == "batch":
-                        self._run_batches()
+                        run_batches(self)
                     elif ready:
-                        self._run_streaming()
+                        run_streaming(self)
                 except KeyboardInterrupt:
                     raise  # the stop path keeps what finished and says how to resume
                 except CampaignStopped as err:
@@ -527,7 +688,7 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
                 finally:
                     if self._bar is not None:
                         self._bar.close()
-            return self.finish(*self.outcome())
+            return self.finish()
         finally:
             self.release_lock()
 
@@ -553,22 +714,27 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
                            "simulations: no untried molecule left in the search space")
 
     @public_step
-    def finish(self, status: str = "complete", message: str = "") -> CampaignResult:
-        """Last step: write the results file and the plot; return everything the run produced."""
+    def finish(self, status: str | None = None, message: str = "") -> CampaignResult:
+        """Last step: write the results file and the plot; return everything the run produced.
+
+        Without a ``status`` the campaign works out how it ended (:meth:`outcome`): complete,
+        stopped early by its rule or trust streak, or stopped with the reason.
+        """
+        if status is None:
+            status, message = self.outcome()
         results = self._write_results(status, message, evaluate=True)
-        plot_path = self._plot()
+        plot_path = draw_figures(self.out_dir) if self.plot and self.recorder.successes else None
         self._notify("done", status=status)
         self.release_lock()
         return CampaignResult(self.out_dir, results, rec.read_simulations(self.out_dir),
                               rec.read_iterations(self.out_dir), plot_path)
 
-    @property
-    def next_iteration(self) -> int:
-        return len(self.recorder.iterations) + 1
-
     @public_step
-    def record_iteration(self, iteration: int, training_size: int, rows: list[dict],
-                          model_s: float, select_s: float, simulate_s: float) -> None:
+    def record_iteration(self, iteration: int, training_size: int, rows: list[dict], *,
+                         model_s: float = 0.0, select_s: float = 0.0,
+                         simulate_s: float = 0.0) -> None:
+        """Write iteration ``iteration`` to iterations.csv (``rows``: its simulations;
+        ``training_size``: successes when it began; the seconds its steps took)."""
         mae, mape = self._model_error(rows)
         best = self.recorder.best()
         self.recorder.add_iteration({
@@ -577,18 +743,34 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
             "best_ie": float(best["ie"]) if best else math.nan,
             "model_time_s": model_s, "select_time_s": select_s,
             "simulate_time_s": simulate_s, "mae_ev": mae, "mape_pct": mape,
-            "elapsed_s": self.elapsed(), **self._model_columns(),
+            "elapsed_s": self.elapsed(), **self.keeper.columns(),
         })
         self._write_results("running", "")
         self._notify("iteration", iteration=iteration, mae_ev=mae, mape_pct=mape)
 
-    def _model_columns(self) -> dict[str, Any]:
-        info = self.model_info or {}
-        return {"model_version": info.get("version"), "valid_mae_ev": info.get("valid_mae_ev"),
-                "valid_r2": info.get("valid_r2")}
+    # --- what the run reports -------------------------------------------------------------
+    def evaluation(self) -> dict[str, Any] | None:
+        """Regret, rank, top-k recall against the ground truth; None without a table."""
+        p = self.parameters
+        return evaluation_of(self.out_dir, str(p.search_space), p.ground_truth, len(self.space))
+
+    def _write_results(self, status: str, message: str, evaluate: bool = False
+                       ) -> dict[str, Any]:
+        p = self.parameters
+        blocks: dict[str, Any] = {
+            "resumed_from_simulations": self.resumed, "simulator": p.simulator,
+            "replayed": self.replayed, "stopping": self.stopping_block(),
+            "models": models_block(self.models, retrain=self.retrain_policy.text,
+                                   valid_fraction=self.split.fraction, arrival=self.arrival.text),
+            "trust": (None if self.trust is None else
+                      self.trust.block(self.trust_fired, self._seconds_per_success()))}
+        if evaluate:
+            blocks["evaluation"] = self.evaluation()
+        return write_results(self.recorder, p.to_dict(), status=status, message=message,
+                             engine=self.engine, wall_time_s=self.elapsed(), blocks=blocks)
 
     # --- stop rule ----------------------------------------------------------------------
-    def _ask_stop_rule(self, on_resume: bool = False) -> bool:
+    def ask_stop_rule(self, on_resume: bool = False) -> bool:
         """Ask the stop rule about the whole history (resumed records too); True once it fired.
 
         Only while budget is left (at the budget the run is complete anyway) and once an
@@ -620,19 +802,10 @@ class Campaign(CampaignModes, CampaignModel, CampaignOutputs):
         return stopping_block(self.stop_rule.text, self.stop_decision, self._stopped_at,
                               left=max(self.parameters.max_training_count - self.n_ok, 0),
                               seconds_per_simulation=self._seconds_per_success(),
-                              workers=self._workers())
+                              workers=self.workers)
 
     def _stop_message(self) -> str:
         return stop_message(self.stopping_block(), self.parameters.max_training_count)
-
-    def _cancel_pending(self) -> None:
-        """On an interrupt, keep what already finished; unfinished work is simply redone later."""
-        self.stop_requested = self.stop_requested or "stopping"  # no resubmission from here on
-        for future in list(self._pending):
-            if future.done():
-                self._collect(future)
-            else:  # Parsl futures cannot be cancelled; the task's result is just not waited for
-                self._pending.pop(future, None)
 
 
 def run_campaign(

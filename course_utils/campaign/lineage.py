@@ -1,8 +1,10 @@
 """Model versions and their lineage: every model a campaign trains, saved beside its data.
 
 In a run folder:
-  models/vNNNN.joblib  the model itself (a :class:`~course_utils.ml.knn.KNNModel`)
-  models/vNNNN.json    what made it: time, trigger, data version (simulation records that
+  models/vNNNN.joblib  the fitted model part itself (a :class:`~course_utils.ml.contract.Model`,
+                       e.g. :class:`~course_utils.ml.knn.KNN`; older runs saved a bare KNNModel)
+  models/vNNNN.json    what made it: the model's ``describe()`` (name, options, fitted
+                       hyperparameters), time, trigger, data version (simulation records that
                        existed) and a content hash of its training set, train and validation
                        sizes and metrics, the labels that failed since the previous version,
                        parameters, package versions, and the SHA-256 of the model file
@@ -30,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from course_utils.ml.registry import as_model
 from course_utils.records import (
     STATUS_FAILED,
     STATUS_TIMEOUT,
@@ -192,7 +195,7 @@ def _version_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def load_model_version(path: str | os.PathLike) -> tuple[Any, dict]:
-    """The model of one saved version and its JSON, checked against each other.
+    """The model of one saved version (a model part) and its JSON, checked against each other.
 
     Raises :class:`LineageError` if either file is missing, the JSON names another version or
     another model file, or the model file's content is not the one the JSON recorded.
@@ -215,7 +218,7 @@ def load_model_version(path: str | os.PathLike) -> tuple[Any, dict]:
     if info.get("model_sha256") != _sha256(model_path):
         raise LineageError(f"{model_path} is not the model {json_path.name} recorded (its SHA-256 "
                            "differs): the model and its JSON disagree; refusing to predict")
-    return joblib.load(model_path), info
+    return as_model(joblib.load(model_path)), info
 
 
 def lineage_line(info: Mapping[str, Any]) -> str:
@@ -250,7 +253,7 @@ def predict_with_version(path: str | os.PathLike, smiles: Sequence[str]
                                     for ok in valid]})
     good = [s for s, ok in zip(smiles, valid, strict=True) if ok]
     if good:
-        ie, spread = model.predict_with_spread(good)
+        ie, spread = model.predict(good)
         frame.loc[valid, "ie"] = ie
         frame.loc[valid, "ie_spread"] = spread
     return frame, info

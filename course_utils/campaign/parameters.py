@@ -10,17 +10,19 @@ from typing import Any
 
 import numpy as np
 
+from course_utils.campaign.acquisition import ACQUISITION_REGISTRY
 from course_utils.campaign.arrival import ArrivalError, parse_arrival
 from course_utils.campaign.retraining import RetrainPolicyError, parse_retrain_policy
 from course_utils.campaign.simulators import SIMULATORS, ground_truth_file_problem
 from course_utils.campaign.stopping import StopRuleError, parse_stop_rule
 from course_utils.configs import CONFIG_NAMES
+from course_utils.ml.registry import MODEL_REGISTRY, ModelError, parse_model
 
-ACQUISITIONS = ("greedy", "ucb", "epsilon-greedy", "random")
+ACQUISITIONS = ACQUISITION_REGISTRY.names
 MODES = ("batch", "streaming")
 N_NEIGHBORS = 4
 # Parameters that define *which* campaign a folder holds; the budget may grow on resume.
-RESUME_KEYS = ("initial_training_count", "batch_size", "seed", "acquisition", "mode",
+RESUME_KEYS = ("initial_training_count", "batch_size", "seed", "acquisition", "model", "mode",
                "search_space", "ucb_kappa", "epsilon", "simulator", "valid_fraction", "arrival")
 
 
@@ -64,6 +66,11 @@ class CampaignParameters:
         4, "picks per batch; streaming: results between new models (see --retrain)")
     seed: int = _param(0, "seeds the initial molecules and every random choice")
     acquisition: str = _param("greedy", "|".join(ACQUISITIONS))
+    #: The surrogate model (:mod:`course_utils.ml.registry`). A resume key, like
+    #: ``acquisition``: the model decides the picks, and a resumed batch rebuilds the model
+    #: version it was ranked with from the records, which only the same model gives.
+    model: str = _param("knn", "the surrogate model: " + " | ".join(MODEL_REGISTRY.spellings)
+                        + " (default knn: the tutorial's 4 nearest neighbours)")
     mode: str = _param("batch", "|".join(MODES))
     search_space: str = _param("qm9", "'qm9' or a CSV/TSV file with a smiles column")
     config: str = _param("local", "local|polaris, or local-mpi|polaris-mpi (with an MPI executor)")
@@ -222,7 +229,8 @@ class CampaignParameters:
             fail(f"retrain_after ({self.retrain_after}) and retrain ({self.retrain!r}) both say "
                  "when to retrain; use retrain='count:N' alone")
         for name, parse, error in (("retrain", lambda t: parse_retrain_policy(t), RetrainPolicyError),
-                                   ("arrival", parse_arrival, ArrivalError)):
+                                   ("arrival", parse_arrival, ArrivalError),
+                                   ("model", parse_model, ModelError)):
             try:
                 parse(getattr(self, name))
             except error as err:

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
-POLICIES = ("every-batch", "count", "growth")
-SPELLINGS = ("every-batch", "count:N", "growth:F")
+from course_utils.campaign.parts import Registry
 
 
 class RetrainPolicyError(ValueError):
@@ -73,35 +72,53 @@ class RetrainPolicy:
         return n_ok_at_last_model + self.count
 
 
+RETRAIN_REGISTRY: Registry[RetrainPolicy] = Registry(
+    "retrain", error=RetrainPolicyError, unknown="retrain {text!r} is unknown; choose one of {choices}")
+
+
+@RETRAIN_REGISTRY.register("every-batch", bare=True)
+def _every_batch(arguments: str, text: str) -> RetrainPolicy:
+    return RetrainPolicy("every-batch", "every-batch", count=1)  # the batch size, see below
+
+
+@RETRAIN_REGISTRY.register("count", spelling="count:N")
+def _count(arguments: str, text: str) -> RetrainPolicy:
+    try:
+        count = int(arguments)
+    except ValueError:
+        count = 0
+    if count < 1 or str(count) != arguments:
+        raise RetrainPolicyError(f"retrain {text!r}: count:N needs a whole number N >= 1")
+    return RetrainPolicy(text, "count", count=count)
+
+
+@RETRAIN_REGISTRY.register("growth", spelling="growth:F")
+def _growth(arguments: str, text: str) -> RetrainPolicy:
+    try:
+        growth = float(arguments)
+    except ValueError:
+        growth = math.nan
+    if not (math.isfinite(growth) and growth > 0):
+        raise RetrainPolicyError(f"retrain {text!r}: growth:F needs a fraction F > 0, "
+                                 "e.g. growth:0.25 for 25 % more data")
+    return RetrainPolicy(text, "growth", growth=growth)
+
+
+POLICIES = RETRAIN_REGISTRY.names
+SPELLINGS = RETRAIN_REGISTRY.spellings
+
+
 def parse_retrain_policy(text: str, batch_size: int = 1,
                          retrain_after: int | None = None) -> RetrainPolicy:
     """Read a policy string; ``retrain_after`` (the older parameter) means ``count:N``."""
     if not isinstance(text, str) or not text.strip():
         raise RetrainPolicyError(f"retrain must be one of {', '.join(SPELLINGS)}, got {text!r}")
-    text = text.strip()
-    kind, _, arg = text.partition(":")
-    if kind == "every-batch" and not arg:
-        if retrain_after is not None:
-            return RetrainPolicy(f"count:{retrain_after}", "count", count=retrain_after)
-        return RetrainPolicy(text, kind, count=max(int(batch_size), 1))
-    if kind == "count":
-        try:
-            count = int(arg)
-        except ValueError:
-            count = 0
-        if count < 1 or str(count) != arg.strip():
-            raise RetrainPolicyError(f"retrain {text!r}: count:N needs a whole number N >= 1")
-        return RetrainPolicy(text, kind, count=count)
-    if kind == "growth":
-        try:
-            growth = float(arg)
-        except ValueError:
-            growth = math.nan
-        if not (math.isfinite(growth) and growth > 0):
-            raise RetrainPolicyError(f"retrain {text!r}: growth:F needs a fraction F > 0, "
-                                     "e.g. growth:0.25 for 25 % more data")
-        return RetrainPolicy(text, kind, growth=growth)
-    raise RetrainPolicyError(f"retrain {text!r} is unknown; choose one of {', '.join(SPELLINGS)}")
+    policy = RETRAIN_REGISTRY.make(text)
+    if policy.kind != "every-batch":
+        return policy
+    if retrain_after is not None:
+        return RetrainPolicy(f"count:{retrain_after}", "count", count=retrain_after)
+    return replace(policy, count=max(int(batch_size), 1))
 
 
 @dataclass(frozen=True)

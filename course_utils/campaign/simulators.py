@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from course_utils.campaign.mpi_cheap import evaluate_share, gather_frame, write_atomic
+from course_utils.campaign.parts import Registry, Simulator
 from course_utils.chemistry import resolve_engine
 from course_utils.ground_truth.table import (
     Coverage,
@@ -35,12 +36,7 @@ from course_utils.ground_truth.table import (
     table_name,
     truth_of_space,
 )
-from course_utils.ml.fingerprints import fingerprints
-from course_utils.ml.knn import run_model, train_model
-from course_utils.ml.neighbours import IncrementalNeighbours
-from course_utils.search_space import position_index
-
-SIMULATORS = ("xtb", "replay")
+from course_utils.ml.contract import Model, ScoresWholeSpace, SpaceScorer, prediction_table
 
 
 class ReplayMissingError(LookupError):
@@ -66,23 +62,23 @@ class XtbSimulator:
     def wait(self, futures: Sequence[Future], timeout: float) -> set[Future]:
         return set(wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)[0])
 
-    def score(self, training: pd.DataFrame, blocks: list, n_neighbors: int) -> Future:
-        """Train -> chunked scoring -> reduce, chained as Parsl apps (a future of an (n, 2) array,
-        with the model's future as its ``model``)."""
+    def score(self, model: Model, training: pd.DataFrame, blocks: list) -> Future:
+        """Fit -> chunked scoring -> reduce, chained as Parsl apps (a future of an (n, 2) array,
+        with the fitted model's future as its ``model``)."""
         # deferred: apps imports parsl (~0.5-1 s)
-        from course_utils.apps import score_block_app, stack_app, train_app
+        from course_utils.apps import fit_app, predict_block_app, stack_app
 
-        model = train_app(training, n_neighbors=n_neighbors)
-        scores = stack_app(*[score_block_app(model, block) for block in blocks])
-        scores.model = model  # the campaign saves the model version it used
+        fitted = fit_app(model, training)
+        scores = stack_app(*[predict_block_app(fitted, block) for block in blocks])
+        scores.model = fitted  # the campaign saves the model version it used
         return scores
 
-    def predict(self, model: Any, smiles: Sequence[str]) -> Future:
+    def predict(self, model: Model, smiles: Sequence[str]) -> Future:
         """The model's values for ``smiles`` on a worker (a future of smiles, ie, ie_spread)."""
         # deferred: apps imports parsl (~0.5-1 s)
-        from course_utils.apps import score_app
+        from course_utils.apps import predict_app
 
-        return score_app(model, list(smiles))
+        return predict_app(model, list(smiles))
 
     def cheap(self, smiles: Sequence[str], ranks: int, out_file: str | Path) -> Future:
         """The cheap fidelity of ``smiles`` as one MPI task of ``ranks`` ranks (needs a ``-mpi``
@@ -113,6 +109,7 @@ class ReplaySimulator:
 
     name = "replay"
     needs_parsl = False
+    engine = "replay"  # what results.json names as the simulation engine
 
     def __init__(self, table: pd.DataFrame, workers: int, space: Sequence[str], *,
                  coverage: str = ""):
@@ -123,9 +120,8 @@ class ReplaySimulator:
         self._clock = 0.0
         self._end: dict[Future, float] = {}
         self._space = list(space)
-        self._space_fps: np.ndarray | None = None
-        self._neighbours: IncrementalNeighbours | None = None
-        self._scores: np.ndarray | None = None  # the last round's (ie, spread) of the space
+        #: The model's whole-space scorer (its cache lives across rounds), once one scored.
+        self.space_scorer: SpaceScorer | None = None
 
     def submit(self, smiles: str) -> Future:
         row = self._rows.get(smiles)
@@ -159,49 +155,42 @@ class ReplaySimulator:
         del self._end[first]
         return others | {first}
 
-    def score(self, training: pd.DataFrame, blocks: list, n_neighbors: int) -> Future:
-        """Train and score in this process; the time it takes is charged to the clock."""
+    def score(self, model: Model, training: pd.DataFrame, blocks: list) -> Future:
+        """Fit and score in this process; the time it takes is charged to the clock.
 
-        try:  # the search space's fingerprints are a cache, not the model's work: not charged
-            if self._space_fps is None:
-                self._space_fps = fingerprints(self._space)
-                self._position = position_index(self._space)
+        A model with a whole-space scorer (the KNN) reuses the previous round's work: its
+        scores are bit for bit what ``predict`` of the whole space gives.
+        """
+        try:  # the scorer's cache (the space's fingerprints) is not the model's work: not charged
+            scorer = self._scorer_for(model)
         except Exception as err:  # noqa: BLE001 - the campaign reports and retries it
             return _done(error=err)
         started = time.perf_counter()
         try:
-            rows = [self._position.get(s) for s in training["smiles"]]
-            known = None if None in rows else self._space_fps[rows]  # all from the space
-            model = train_model(training, n_neighbors=n_neighbors, fps=known)
-            result = _done(self._scores_of(model, n_neighbors))
+            smiles, ie = training["smiles"].tolist(), training["ie"].to_numpy()
+            if scorer is not None:
+                scores = scorer.fit_and_score(model, smiles, ie)
+            else:
+                scores = np.column_stack(model.fit(smiles, ie).predict(self._space))
+            result = _done(scores)
             result.model = model  # the campaign saves the model version it used
         except Exception as err:  # noqa: BLE001 - the campaign reports and retries it
             result = _done(error=err)
         self._clock += time.perf_counter() - started
         return result
 
-    def _scores_of(self, model: Any, n_neighbors: int) -> np.ndarray:
-        """``model.predict_with_spread`` of the whole space, bit for bit, found faster.
+    def _scorer_for(self, model: Model) -> SpaceScorer | None:
+        """The model's whole-space scorer, kept while it serves the same kind of model."""
+        if not isinstance(model, ScoresWholeSpace):
+            return None
+        if self.space_scorer is None or not self.space_scorer.serves(model):
+            self.space_scorer = model.space_scorer(self._space)
+        return self.space_scorer
 
-        Training data only grows between rounds, so only the new molecules are compared with
-        the space, and only molecules whose neighbours changed are predicted again.
-        """
-        if self._neighbours is None or self._neighbours.k != n_neighbors:
-            self._neighbours = IncrementalNeighbours(self._space_fps, n_neighbors)
-        dist, ind = self._neighbours.update(model.train_fps, model.train_smiles, model.train_ie)
-        changed = self._neighbours.changed
-        if self._scores is None or changed.all():
-            self._scores = np.column_stack(model.predict_from_neighbours(dist, ind))
-        elif changed.any():
-            self._scores = self._scores.copy()  # the previous round's array was handed out
-            self._scores[changed] = np.column_stack(
-                model.predict_from_neighbours(dist[changed], ind[changed]))
-        return self._scores
-
-    def predict(self, model: Any, smiles: Sequence[str]) -> Future:
+    def predict(self, model: Model, smiles: Sequence[str]) -> Future:
         """The model's values for ``smiles``, in this process."""
         started = time.perf_counter()
-        result = _done(run_model(model, list(smiles)))
+        result = _done(prediction_table(model, smiles))
         self._clock += time.perf_counter() - started
         return result
 
@@ -271,12 +260,30 @@ def measured_table(space_name: str, path: str | None = None, space_size: int = 0
     return table, coverage
 
 
+SIMULATOR_REGISTRY: Registry = Registry(
+    "simulator", unknown="unknown simulator {text!r}; choose one of {choices}")
+
+
+@SIMULATOR_REGISTRY.register("xtb")
+def _xtb(*, engine: str | None, walltime: float, **_: Any) -> XtbSimulator:
+    return XtbSimulator(resolve_engine(engine), walltime)
+
+
+@SIMULATOR_REGISTRY.register("replay")
+def _replay(*, workers: int, space: Iterable[str], space_name: str,
+            ground_truth: str | None = None, **_: Any) -> ReplaySimulator:
+    space = list(space)
+    table, coverage = replay_table(space_name, ground_truth, len(space))
+    return ReplaySimulator(table, workers, space, coverage=coverage)
+
+
+SIMULATORS = SIMULATOR_REGISTRY.names
+
+
 def make_simulator(name: str, *, engine: str | None, walltime: float, workers: int,
-                   space: Iterable[str], space_name: str, ground_truth: str | None = None):
-    if name == "xtb":
-        return XtbSimulator(resolve_engine(engine), walltime)
-    if name == "replay":
-        space = list(space)
-        table, coverage = replay_table(space_name, ground_truth, len(space))
-        return ReplaySimulator(table, workers, space, coverage=coverage)
-    raise ValueError(f"unknown simulator {name!r}; choose one of {', '.join(SIMULATORS)}")
+                   space: Iterable[str], space_name: str, ground_truth: str | None = None
+                   ) -> Simulator:
+    """The simulator ``name`` for a campaign (each takes what it needs of the rest)."""
+    return SIMULATOR_REGISTRY.factory(name)(
+        engine=engine, walltime=walltime, workers=workers, space=space, space_name=space_name,
+        ground_truth=ground_truth)

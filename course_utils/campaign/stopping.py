@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from course_utils.campaign.parts import Registry
 from course_utils.records import running_best
 
 RULES = ("budget", "converged", "predicted")
@@ -323,10 +324,38 @@ class PredictedRule(StopRule):
                             curve=block, predicted_final_ev=final)
 
 
-_OPTIONS = {"budget": {}, "converged": {"window": int, "delta": float, "top": int},
-            "predicted": {"delta": float, "min_points": int}}
-_REQUIRED = {"budget": (), "converged": ("window", "delta"), "predicted": ("delta",)}
-_MINIMUM = {"window": 1, "top": 1, "min_points": 4}
+def _integer(minimum: int):
+    def convert(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < minimum:
+            raise ValueError(f"must be an integer >= {minimum}")
+        return number
+    return convert
+
+
+def _electronvolts(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError("must be a positive number of eV")
+    return number
+
+
+STOP_RULE_REGISTRY: Registry[StopRule] = Registry(
+    "stop", error=StopRuleError,
+    unknown="stop {text!r}: unknown rule {name!r}; choose one of {choices}")
+STOP_RULE_REGISTRY.register("budget", options={})(BudgetRule)
+STOP_RULE_REGISTRY.register(
+    "converged", spelling=SPELLINGS[1], required=("window", "delta"),
+    options={"window": _integer(1), "delta": _electronvolts, "top": _integer(1)})(ConvergedRule)
+STOP_RULE_REGISTRY.register(
+    "predicted", spelling=SPELLINGS[2], required=("delta",),
+    options={"delta": _electronvolts, "min_points": _integer(4)})(PredictedRule)
 
 
 def parse_stop_rule(text: str | StopRule | None) -> StopRule:
@@ -337,51 +366,7 @@ def parse_stop_rule(text: str | StopRule | None) -> StopRule:
         return BudgetRule()
     if not isinstance(text, str):
         raise StopRuleError(f"stop must be a string such as 'budget', got {text!r}")
-    spelled = text.strip()
-    head, _, tail = spelled.partition(":")
-    name = head.strip().lower()
-    where = f"stop {spelled!r}"
-    if name not in _OPTIONS:
-        raise StopRuleError(f"{where}: unknown rule {head.strip()!r}; choose one of "
-                            f"{', '.join(SPELLINGS)}")
-    options: dict[str, Any] = {}
-    for part in (p.strip() for p in tail.split(",")) if tail.strip() else ():
-        key, eq, value = (s.strip() for s in part.partition("="))
-        if not eq or not key or not value:
-            raise StopRuleError(f"{where}: {part!r} is not key=value")
-        if key not in _OPTIONS[name]:
-            allowed = ", ".join(_OPTIONS[name]) or "no options"
-            raise StopRuleError(f"{where}: unknown option {key!r} for {name} (takes {allowed})")
-        if key in options:
-            raise StopRuleError(f"{where}: {key} is given twice")
-        options[key] = _option(where, key, value, _OPTIONS[name][key])
-    missing = [k for k in _REQUIRED[name] if k not in options]
-    if missing:
-        raise StopRuleError(f"{where}: {name} needs {', '.join(f'{k}=...' for k in missing)} "
-                            f"({next(s for s in SPELLINGS if s.startswith(name))})")
-    if name == "converged":
-        return ConvergedRule(**options)
-    if name == "predicted":
-        return PredictedRule(**options)
-    return BudgetRule()
-
-
-def _option(where: str, key: str, value: str, kind: type) -> Any:
-    if kind is int:
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-        if number is None or number < _MINIMUM[key]:
-            raise StopRuleError(f"{where}: {key}={value} must be an integer >= {_MINIMUM[key]}")
-        return number
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not (math.isfinite(number) and number > 0):
-        raise StopRuleError(f"{where}: {key}={value} must be a positive number of eV")
-    return number
+    return STOP_RULE_REGISTRY.make(text)
 
 
 # --- what a run reports ----------------------------------------------------------------------

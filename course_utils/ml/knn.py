@@ -13,17 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Self
 
 import numpy as np
+import pandas as pd
 
 from course_utils.ml.fingerprints import as_smiles_list, fingerprints, validate_fingerprint_params
-from course_utils.ml.neighbours import check_packed, nearest
+from course_utils.ml.neighbours import IncrementalNeighbours, check_packed, nearest
+from course_utils.search_space import position_index
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-__all__ = ["KNNModel", "run_model", "train_model"]
+__all__ = ["KNN", "KNNModel", "KNNSpaceScorer", "run_model", "train_model"]
 
 @dataclass(frozen=True, eq=False)
 class KNNModel:
@@ -156,8 +155,6 @@ def run_model(model: KNNModel, smiles: Sequence[str] | pd.Series) -> pd.DataFram
     Returns columns ``smiles``, ``ie`` (predicted, eV) and ``ie_spread`` in input order;
     a Series input keeps its index, as the tutorial's ``pd.DataFrame`` construction did.
     """
-    import pandas as pd
-
     smiles_list = as_smiles_list(smiles)
     fps = fingerprints(smiles_list, radius=model.radius, length=model.length)
     pred, spread = model.predict_with_spread(fps)
@@ -167,3 +164,98 @@ def run_model(model: KNNModel, smiles: Sequence[str] | pd.Series) -> pd.DataFram
         frame["ie_spread"] = spread
         return frame
     return pd.DataFrame({"smiles": smiles_list, "ie": pred, "ie_spread": spread})
+
+
+class KNN:
+    """The KNN as a campaign's model part (:class:`course_utils.ml.contract.Model`): options,
+    then the fitted :class:`KNNModel`; its neighbour spread serves as its std."""
+
+    name = "knn"
+
+    def __init__(self, n_neighbors: int = 4, radius: int = 4, length: int = 256):
+        if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, int) or n_neighbors < 1:
+            raise ValueError(f"n_neighbors must be an integer >= 1, got {n_neighbors!r}")
+        validate_fingerprint_params(radius, length)
+        self.n_neighbors, self.radius, self.length = n_neighbors, radius, length
+        self.fitted: KNNModel | None = None
+
+    @classmethod
+    def from_fitted(cls, fitted: KNNModel) -> KNN:
+        """The part around a bare fitted model (versions saved before model parts existed)."""
+        model = cls(fitted.n_neighbors, fitted.radius, fitted.length)
+        model.fitted = fitted
+        return model
+
+    def fit(self, smiles: Sequence[str], ie: np.ndarray, *, fps: np.ndarray | None = None
+            ) -> Self:
+        """:func:`train_model` on (smiles, ie); ``fps``: their fingerprints, if known."""
+        frame = pd.DataFrame({"smiles": list(smiles), "ie": np.asarray(ie)})
+        self.fitted = train_model(frame, n_neighbors=self.n_neighbors, radius=self.radius,
+                                  length=self.length, fps=fps)
+        return self
+
+    def predict(self, smiles: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        return self._fitted().predict_with_spread(list(smiles))
+
+    def predict_with_spread(self, smiles: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` under :class:`KNNModel`'s name (notebook 6 reads saved versions so)."""
+        return self.predict(smiles)
+
+    def describe(self) -> dict[str, Any]:
+        fitted = self.fitted
+        return {"name": self.name, "options": self.options(),
+                "fitted": {} if fitted is None else {"train_size": len(fitted.train_smiles)}}
+
+    def options(self) -> dict[str, int]:
+        return {"n_neighbors": self.n_neighbors, "radius": self.radius, "length": self.length}
+
+    def space_scorer(self, space: Sequence[str]) -> KNNSpaceScorer:
+        return KNNSpaceScorer(space, self)
+
+    def _fitted(self) -> KNNModel:
+        if self.fitted is None:
+            raise ValueError("the KNN model is not fitted yet: call fit(smiles, ie) first")
+        return self.fitted
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.fitted is not None else "not fitted"
+        return f"KNN(n_neighbors={self.n_neighbors}, radius={self.radius}, length={self.length}; {state})"
+
+
+class KNNSpaceScorer:
+    """The KNN's scores of one search space, round after round, bit for bit what
+    :meth:`KNN.predict` gives, found faster.
+
+    The space's fingerprints are computed once (``__init__``); training data only grows between
+    rounds, so only the new molecules are compared with the space, and only molecules whose
+    neighbours changed are predicted again.
+    """
+
+    def __init__(self, space: Sequence[str], model: KNN):
+        self._options = model.options()
+        self._space_fps = fingerprints(list(space), radius=model.radius, length=model.length)
+        self._position = position_index(list(space))
+        self._neighbours = IncrementalNeighbours(self._space_fps, model.n_neighbors)
+        self._scores: np.ndarray | None = None  # the last round's (ie, spread) of the space
+
+    @property
+    def rows_searched(self) -> int:
+        """Training rows compared with the space so far (for tests)."""
+        return self._neighbours.rows_searched
+
+    def serves(self, model: Any) -> bool:
+        return isinstance(model, KNN) and model.options() == self._options
+
+    def fit_and_score(self, model: KNN, smiles: Sequence[str], ie: np.ndarray) -> np.ndarray:
+        rows = [self._position.get(s) for s in smiles]
+        known = None if None in rows else self._space_fps[rows]  # all from the space
+        fitted = model.fit(smiles, ie, fps=known).fitted
+        dist, ind = self._neighbours.update(fitted.train_fps, fitted.train_smiles, fitted.train_ie)
+        changed = self._neighbours.changed
+        if self._scores is None or changed.all():
+            self._scores = np.column_stack(fitted.predict_from_neighbours(dist, ind))
+        elif changed.any():
+            self._scores = self._scores.copy()  # the previous round's array was handed out
+            self._scores[changed] = np.column_stack(
+                fitted.predict_from_neighbours(dist[changed], ind[changed]))
+        return self._scores

@@ -1,0 +1,73 @@
+"""The models a campaign can use, by name: ``knn`` (the tutorial's), and whatever registers here.
+
+``parse_model("knn:k=4,radius=4,length=256")`` is what ``--model`` and
+``CampaignParameters(model=...)`` go through; ``make_model("knn", k=4)`` is the same from
+Python. An unknown name or option is a one-line :class:`ModelError` listing what is known.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from course_utils.campaign.parts import Registry
+from course_utils.ml.contract import Model
+from course_utils.ml.knn import KNN, KNNModel
+
+__all__ = ["MODELS", "MODEL_REGISTRY", "ModelError", "as_model", "make_model", "parse_model"]
+
+
+class ModelError(ValueError):
+    """A model name or option that cannot make a model; one line naming the bad part."""
+
+
+MODEL_REGISTRY: Registry[Model] = Registry(
+    "model", error=ModelError, unknown="model {text!r} is unknown; choose one of {choices}")
+
+
+def _whole(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+
+
+@MODEL_REGISTRY.register("knn", spelling="knn[:k=K,radius=R,length=L]",
+                         options={"k": _whole, "n_neighbors": _whole, "radius": _whole,
+                                  "length": _whole})
+def _knn(k: int | None = None, n_neighbors: int = 4, radius: int = 4, length: int = 256) -> KNN:
+    return KNN(n_neighbors=n_neighbors if k is None else k, radius=radius, length=length)
+
+
+#: The registered model names.
+MODELS = MODEL_REGISTRY.names
+
+
+def parse_model(text: str) -> Model:
+    """The (unfitted) model ``text`` spells: ``knn`` or ``knn:k=4,radius=4,length=256``."""
+    if not isinstance(text, str) or not text.strip():
+        raise ModelError(f"model must be one of {', '.join(MODEL_REGISTRY.spellings)}, "
+                         f"got {text!r}")
+    return _checked(lambda: MODEL_REGISTRY.make(text), f"model {text.strip()!r}")
+
+
+def make_model(name: str, **options: Any) -> Model:
+    """The (unfitted) model ``name`` with keyword ``options``, e.g. ``make_model("knn", k=6)``."""
+    if name not in MODEL_REGISTRY:
+        MODEL_REGISTRY.make(str(name))  # raises the one-line error listing the names
+    return _checked(lambda: MODEL_REGISTRY.build(name.strip().lower(), **options),
+                    f"model {name!r}")
+
+
+def _checked(make, where: str) -> Model:
+    """A model's own check of its options (a ValueError) as one ModelError line."""
+    try:
+        return make()
+    except ModelError:
+        raise
+    except ValueError as err:
+        raise ModelError(f"{where}: {err}") from None
+
+
+def as_model(saved: Any) -> Model:
+    """A loaded model version as a model part (versions saved before parts were bare KNNs)."""
+    return KNN.from_fitted(saved) if isinstance(saved, KNNModel) else saved
