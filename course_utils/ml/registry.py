@@ -1,4 +1,4 @@
-"""The models a campaign can use, by name: ``knn`` (the tutorial's), and whatever registers here.
+"""The models a campaign can use, by name: ``knn`` (the tutorial's), ``gp`` and ``rf``.
 
 ``parse_model("knn:k=4,radius=4,length=256")`` is what ``--model`` and
 ``CampaignParameters(model=...)`` go through; ``make_model("knn", k=4)`` is the same from
@@ -11,6 +11,9 @@ from typing import Any
 
 from course_utils.campaign.parts import Registry
 from course_utils.ml.contract import Model
+from course_utils.ml.forest import DEFAULTS as FOREST_DEFAULTS
+from course_utils.ml.forest import ForestModel
+from course_utils.ml.gp import TanimotoGP
 from course_utils.ml.knn import KNN, KNNModel
 
 __all__ = ["MODELS", "MODEL_REGISTRY", "ModelError", "as_model", "make_model", "parse_model"]
@@ -36,6 +39,27 @@ def _whole(value: str) -> int:
                                   "length": _whole})
 def _knn(k: int | None = None, n_neighbors: int = 4, radius: int = 4, length: int = 256) -> KNN:
     return KNN(n_neighbors=n_neighbors if k is None else k, radius=radius, length=length)
+
+
+def _number(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError("must be a number") from None
+
+
+@MODEL_REGISTRY.register("gp", spelling="gp[:radius=R,length=L,noise=EV]",
+                         options={"radius": _whole, "length": _whole, "noise": _number})
+def _gp(radius: int = 2, length: int = 2048, noise: float | None = None) -> TanimotoGP:
+    return TanimotoGP(radius=radius, length=length, noise=noise)
+
+
+@MODEL_REGISTRY.register("rf", spelling="rf[:n_trees=N,max_features=F,min_samples_leaf=M,...]",
+                         options={"n_trees": _whole, "max_features": _number,
+                                  "min_samples_leaf": _whole, "radius": _whole,
+                                  "length": _whole, "random_state": _whole, "n_jobs": _whole})
+def _rf(**options: Any) -> ForestModel:
+    return ForestModel(**{**FOREST_DEFAULTS, **options})
 
 
 #: The registered model names.
