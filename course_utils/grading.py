@@ -27,7 +27,8 @@ from course_utils.campaign.stopping import is_finished_status
 from course_utils.chemistry import ChemistryError, EngineUnavailableError, compute_vertical
 from course_utils.figures import style as figure_style
 from course_utils.ground_truth.evaluation import evaluate_run
-from course_utils.ground_truth.table import GroundTruthError, load_ground_truth, table_name, truth_of_space
+from course_utils.ground_truth.shipped import load_ground_truth, truth_of_space
+from course_utils.ground_truth.table import GroundTruthError, table_name
 
 LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_PNG = "leaderboard.png"

@@ -26,15 +26,8 @@ import pandas as pd
 
 from course_utils.campaign.mpi_cheap import evaluate_share, gather_frame, write_atomic
 from course_utils.chemistry import resolve_engine
-from course_utils.ground_truth.table import (
-    Coverage,
-    GroundTruthError,
-    derived,
-    load_ground_truth,
-    read_answerable,
-    table_name,
-    truth_of_space,
-)
+from course_utils.ground_truth.shipped import load_ground_truth, truth_of_space
+from course_utils.ground_truth.table import Coverage, GroundTruthError, derived, read_answerable, table_name
 from course_utils.ml.fingerprints import fingerprints
 from course_utils.ml.knn import run_model, train_model
 from course_utils.ml.neighbours import IncrementalNeighbours

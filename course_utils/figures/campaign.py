@@ -31,7 +31,8 @@ import pandas as pd
 from course_utils import grading
 from course_utils import records as rec
 from course_utils.figures import style as figure_style
-from course_utils.ground_truth.table import GroundTruthError, load_ground_truth, read_table
+from course_utils.ground_truth.shipped import load_ground_truth
+from course_utils.ground_truth.table import GroundTruthError, read_table
 from course_utils.resilience import fail
 
 CAMPAIGN_PNG = "campaign.png"

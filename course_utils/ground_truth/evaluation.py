@@ -21,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.ground_truth.table import LOST, Coverage, GroundTruthError, derived, load_ground_truth
+from course_utils.ground_truth.shipped import load_ground_truth
+from course_utils.ground_truth.table import LOST, Coverage, GroundTruthError, derived
 from course_utils.records import read_simulations
 
 DEFAULT_KS = (1, 10, 100)
