@@ -62,11 +62,6 @@ class BrokenSubmission(Exception):
 
 
 # --- finding submissions -----------------------------------------------------------------
-def _is_run_dir(path: Path) -> bool:
-    return any((path / name).exists()
-               for name in (rec.RESULTS_FILE, rec.SIMULATIONS_FILE, rec.PARAMETERS_FILE))
-
-
 def _label(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
@@ -104,7 +99,7 @@ def _notebook_run_dir(notebook: Path) -> Path | None:
                        notebook.parent / given.name]
     candidates.append(notebook.parent)
     for candidate in candidates:
-        if candidate.is_dir() and _is_run_dir(candidate):
+        if candidate.is_dir() and rec.is_run_folder(candidate):
             return candidate
     return None
 
@@ -154,7 +149,7 @@ def find_submissions(paths: Iterable[str | os.PathLike]) -> list[Submission]:
             found[path.absolute()] = Submission(
                 label=_label(path), problem=f"symlink loop: {path} leads back to a folder "
                                             "that contains it")
-        elif is_dir and _is_run_dir(path):
+        elif is_dir and rec.is_run_folder(path):
             add_run(path, _label(path))
         elif is_dir:
             children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
@@ -211,9 +206,7 @@ def _read_results(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     if missing:
         raise BrokenSubmission(f"missing {' and '.join(missing)} in {_label(run_dir)}")
     try:
-        results = json.loads(results_path.read_text(encoding="utf-8"))
-        if not isinstance(results, dict):
-            raise ValueError("not a JSON object")
+        results = rec.load_json_object(results_path)
     except ValueError as err:
         raise BrokenSubmission(f"results.json is not valid JSON ({err})") from None
     try:
@@ -339,7 +332,7 @@ YARDSTICK_COLUMNS = ("regret_ev", "best_rank", "best_percentile", "top1_recall",
                      "top100_recall", "simulations_to_top10")
 
 
-def _yardsticks(results: dict[str, Any], sims: pd.DataFrame,
+def _ground_truth_columns(results: dict[str, Any], sims: pd.DataFrame,
                 truth: pd.DataFrame | None) -> dict[str, Any]:
     """The run against the ground truth, computed here from its records (never taken from its
     results.json); empty where no table covers its search space."""
@@ -378,7 +371,7 @@ def check_submission(sub: Submission, *, verify: bool = True, engine: str | None
         results, sims = _read_results(sub.run_dir)
         row = check_records(results, sims)
         row["verified"] = _verify_best(row, engine) if verify else "not checked"
-        row.update(_yardsticks(results, sims, truth))
+        row.update(_ground_truth_columns(results, sims, truth))
     except BrokenSubmission as err:
         sub.problem = str(err)
         return
