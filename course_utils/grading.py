@@ -29,6 +29,7 @@ from course_utils.figures import style as figure_style
 from course_utils.ground_truth.evaluation import evaluate_run
 from course_utils.ground_truth.shipped import load_ground_truth, truth_of_space
 from course_utils.ground_truth.table import GroundTruthError, table_name
+from course_utils.resilience import one_line
 
 LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_PNG = "leaderboard.png"
@@ -376,7 +377,7 @@ def check_submission(sub: Submission, *, verify: bool = True, engine: str | None
         sub.problem = str(err)
         return
     except Exception as err:  # noqa: BLE001  anything odd in a hand-in is a reason, not a crash
-        sub.problem = f"unreadable submission ({type(err).__name__}: {err})"[:300]
+        sub.problem = f"unreadable submission ({one_line(err, 276)})"
         return
     sub.row = {"run": sub.label, **row}
     sub.curve = rec.best_so_far(sims)

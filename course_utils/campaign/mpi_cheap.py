@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from course_utils.chemistry import molecule_row, resolve_engine
-from course_utils.resilience import error_message
+from course_utils.resilience import one_line
 
 COLUMNS = ("smiles", "ie", "status", "error", "rank", "seconds")
 STATUS_OK, STATUS_FAILED = "ok", "failed"
@@ -51,7 +51,7 @@ def _failed_row(smiles: str, err: BaseException, seconds: float) -> dict[str, An
     """What ``molecule_row`` leaves to its caller (a missing engine, anything unexpected): in
     an MPI program it is one molecule's failure too."""
     return {"smiles": smiles, "ie": math.nan, "status": STATUS_FAILED,
-            "error": f"{type(err).__name__}: {error_message(str(err))}", "seconds": seconds}
+            "error": one_line(err), "seconds": seconds}
 
 
 def evaluate_share(smiles: Sequence[str], positions: Iterable[int], rank: int = 0,
@@ -69,7 +69,7 @@ def evaluate_share(smiles: Sequence[str], positions: Iterable[int], rank: int = 
         except Exception as err:  # noqa: BLE001 - recorded per molecule, see the docstring
             row = _failed_row(smiles[i], err, time.perf_counter() - start)
         records.append({"position": i, "smiles": smiles[i], "ie": row["ie"],
-                        "status": row["status"], "error": error_message(row["error"]),  # one line
+                        "status": row["status"], "error": one_line(row["error"]),
                         "rank": rank, "seconds": row["seconds"]})
     return records
 
