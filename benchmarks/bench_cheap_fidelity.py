@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         help="molecules timed with both protocols (default 40)")
     args = parser.parse_args(argv)
 
-    from course_utils.ground_truth.table import load_ground_truth
+    from course_utils.ground_truth.shipped import load_ground_truth
 
     table = load_ground_truth("qm9")
     coverage = table.attrs["coverage"]

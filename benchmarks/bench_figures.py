@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
 
     from course_utils.campaign.engine import run_campaign
     from course_utils.figures import campaign as figures
-    from course_utils.ground_truth.table import load_ground_truth
+    from course_utils.ground_truth.shipped import load_ground_truth
 
     table = load_ground_truth("qm9")
     space = "qm9" if table.attrs["coverage"].complete else "truth:qm9"

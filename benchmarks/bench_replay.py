@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
 
     from course_utils.campaign.engine import run_campaign
-    from course_utils.ground_truth.table import load_ground_truth
+    from course_utils.ground_truth.shipped import load_ground_truth
 
     table = load_ground_truth("qm9")
     coverage = table.attrs["coverage"]

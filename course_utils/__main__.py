@@ -13,10 +13,22 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, get_args, get_type_hints
 
-from course_utils.campaign.engine import CampaignParameters
-from course_utils.campaign.parameters import CampaignNote
+from course_utils import records as rec
+from course_utils.campaign.engine import CampaignInterrupted, run_campaign
+from course_utils.campaign.lineage import LINEAGE_FILE, LineageError, lineage_line, predict_with_version
+from course_utils.campaign.parameters import CampaignNote, CampaignParameterError, CampaignParameters
+from course_utils.campaign.stopping import is_finished_status
+from course_utils.campaign.trust import CHECKS_FILE
+from course_utils.figures.campaign import figures_main
+from course_utils.grading import grade_main
+from course_utils.ground_truth.build import build_ground_truth, lower_priority, parse_shard
+from course_utils.ground_truth.pack import pack_ground_truth, truth_status
+from course_utils.ground_truth.table import GroundTruthError, default_build_file
+from course_utils.records import FolderInUseError, ResumeMismatchError
 from course_utils.resilience import error_message
 from course_utils.resilience import fail as _fail
+from course_utils.search_space import SearchSpaceError
+from course_utils.studies.sweep import sweep_main
 
 
 def _out_arg(text: str) -> Path | str:
@@ -96,8 +108,6 @@ def _predict_parser(sub) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from course_utils.campaign.lineage import LineageError, lineage_line, predict_with_version
-
     smiles = list(args.smiles)
     if args.input is not None:
         try:
@@ -172,8 +182,6 @@ def _sweep_parser(sub) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from course_utils.studies.sweep import sweep_main
-
     problem = _out_problem(args.out)
     if problem:
         return _fail(problem)
@@ -212,10 +220,6 @@ def _truth_parser(sub) -> None:
 
 
 def _truth(args: argparse.Namespace) -> int:
-    from course_utils.ground_truth.build import build_ground_truth, lower_priority, parse_shard
-    from course_utils.ground_truth.pack import pack_ground_truth, truth_status
-    from course_utils.ground_truth.table import GroundTruthError, default_build_file
-
     problem = (_out_problem(args.out, folder=False)
                if args.verb == "build" and args.out is not None else None)
     if problem:
@@ -251,11 +255,6 @@ _SIGNAL_NUMBERS = {"SIGINT": 2, "SIGHUP": 1, "SIGTERM": 15}
 
 
 def _run(args: argparse.Namespace) -> int:
-    from course_utils.campaign.engine import CampaignInterrupted, CampaignParameterError, run_campaign
-    from course_utils.campaign.stopping import is_finished_status
-    from course_utils.records import FolderInUseError, ResumeMismatchError
-    from course_utils.search_space import SearchSpaceError
-
     names = {f.name for f in fields(CampaignParameters)}
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
     options = {k: getattr(args, k) for k in ("account", "queue", "walltime", "nodes")
@@ -345,18 +344,12 @@ def _os_error_line(err: OSError, out: Path) -> str:
 
 def existing_outputs(out: Path) -> list[str]:
     """The run's output files that really exist in ``out`` (a run without successes has no plot)."""
-    from course_utils import records as rec
-    from course_utils.campaign.lineage import LINEAGE_FILE
-    from course_utils.campaign.trust import CHECKS_FILE
-
     names = (rec.RESULTS_FILE, rec.SIMULATIONS_FILE, rec.ITERATIONS_FILE, rec.PLOT_FILE,
              LINEAGE_FILE, CHECKS_FILE)
     return [name for name in names if (Path(out) / name).is_file()]
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from course_utils.grading import grade_main
-
     problem = _out_problem(args.out)
     if problem:
         return _fail(problem)
@@ -367,8 +360,6 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
-    from course_utils.figures.campaign import figures_main
-
     problem = _out_problem(args.out)
     if problem:
         return _fail(problem)

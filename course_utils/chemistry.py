@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from course_utils.resilience import is_timeout
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from ase import Atoms
 
@@ -65,7 +67,18 @@ class ChemistryError(RuntimeError):
 
 
 class InvalidSmilesError(ChemistryError, ValueError):
-    """RDKit cannot parse the SMILES: a problem with the input, not the simulation."""
+    """RDKit cannot parse the SMILES (or it is not a string): a problem with the input, not the
+    simulation. The one such error of the kit: fingerprints and models raise it too, with the
+    ``position`` of the string in the list they were given."""
+
+    def __init__(self, smiles: object, detail: str, position: int | None = None):
+        super().__init__(smiles, detail)
+        self.position = position
+        if position is not None:
+            self.args = (f"invalid SMILES at position {position}: {smiles!r} ({detail})",)
+
+    def __reduce__(self):
+        return (type(self), (self.smiles, self.detail, self.position))
 
 
 class EmbeddingError(ChemistryError):
@@ -165,10 +178,6 @@ def _embed(mol, smiles: str) -> None:
     )
 
 
-def _is_timeout(err: BaseException) -> bool:
-    return any(cls.__name__ in ("AppTimeout", "TimeoutError") for cls in type(err).__mro__)
-
-
 def initial_geometry(smiles: str) -> Atoms:
     """SMILES -> ASE Atoms with an MMFF-relaxed 3D geometry (hydrogens added)."""
     from ase import Atoms
@@ -251,7 +260,7 @@ def compute_vertical(smiles: str, engine: str | None = None, threads: int | None
         except ChemistryError:
             raise
         except Exception as err:  # noqa: BLE001 - engines raise assorted types; keep the cause
-            if _is_timeout(err):
+            if is_timeout(err):
                 raise  # Parsl's walltime interrupts us by raising inside; let it through
             raise EngineError(smiles, f"{name} failed: {type(err).__name__}: {err}") from err
     return float(cation_energy - neutral_energy)

@@ -27,7 +27,9 @@ from course_utils.campaign.stopping import is_finished_status
 from course_utils.chemistry import ChemistryError, EngineUnavailableError, compute_vertical
 from course_utils.figures import style as figure_style
 from course_utils.ground_truth.evaluation import evaluate_run
-from course_utils.ground_truth.table import GroundTruthError, load_ground_truth, table_name, truth_of_space
+from course_utils.ground_truth.shipped import load_ground_truth, truth_of_space
+from course_utils.ground_truth.table import GroundTruthError, table_name
+from course_utils.resilience import one_line
 
 LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_PNG = "leaderboard.png"
@@ -61,11 +63,6 @@ class BrokenSubmission(Exception):
 
 
 # --- finding submissions -----------------------------------------------------------------
-def _is_run_dir(path: Path) -> bool:
-    return any((path / name).exists()
-               for name in (rec.RESULTS_FILE, rec.SIMULATIONS_FILE, rec.PARAMETERS_FILE))
-
-
 def _label(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
@@ -103,7 +100,7 @@ def _notebook_run_dir(notebook: Path) -> Path | None:
                        notebook.parent / given.name]
     candidates.append(notebook.parent)
     for candidate in candidates:
-        if candidate.is_dir() and _is_run_dir(candidate):
+        if candidate.is_dir() and rec.is_run_folder(candidate):
             return candidate
     return None
 
@@ -153,7 +150,7 @@ def find_submissions(paths: Iterable[str | os.PathLike]) -> list[Submission]:
             found[path.absolute()] = Submission(
                 label=_label(path), problem=f"symlink loop: {path} leads back to a folder "
                                             "that contains it")
-        elif is_dir and _is_run_dir(path):
+        elif is_dir and rec.is_run_folder(path):
             add_run(path, _label(path))
         elif is_dir:
             children = sorted(p for p in path.iterdir() if not p.name.startswith("."))
@@ -210,9 +207,7 @@ def _read_results(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     if missing:
         raise BrokenSubmission(f"missing {' and '.join(missing)} in {_label(run_dir)}")
     try:
-        results = json.loads(results_path.read_text(encoding="utf-8"))
-        if not isinstance(results, dict):
-            raise ValueError("not a JSON object")
+        results = rec.load_json_object(results_path)
     except ValueError as err:
         raise BrokenSubmission(f"results.json is not valid JSON ({err})") from None
     try:
@@ -338,7 +333,7 @@ YARDSTICK_COLUMNS = ("regret_ev", "best_rank", "best_percentile", "top1_recall",
                      "top100_recall", "simulations_to_top10")
 
 
-def _yardsticks(results: dict[str, Any], sims: pd.DataFrame,
+def _ground_truth_columns(results: dict[str, Any], sims: pd.DataFrame,
                 truth: pd.DataFrame | None) -> dict[str, Any]:
     """The run against the ground truth, computed here from its records (never taken from its
     results.json); empty where no table covers its search space."""
@@ -377,12 +372,12 @@ def check_submission(sub: Submission, *, verify: bool = True, engine: str | None
         results, sims = _read_results(sub.run_dir)
         row = check_records(results, sims)
         row["verified"] = _verify_best(row, engine) if verify else "not checked"
-        row.update(_yardsticks(results, sims, truth))
+        row.update(_ground_truth_columns(results, sims, truth))
     except BrokenSubmission as err:
         sub.problem = str(err)
         return
     except Exception as err:  # noqa: BLE001  anything odd in a hand-in is a reason, not a crash
-        sub.problem = f"unreadable submission ({type(err).__name__}: {err})"[:300]
+        sub.problem = f"unreadable submission ({one_line(err, 276)})"
         return
     sub.row = {"run": sub.label, **row}
     sub.curve = rec.best_so_far(sims)

@@ -312,8 +312,7 @@ def read_run_csv(path: Path, source: Any = None, **options: Any) -> pd.DataFrame
     try:
         return pd.read_csv(path if source is None else source, **options)
     except ValueError as err:  # ParserError, EmptyDataError and UnicodeDecodeError included
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"cannot read {path}: {detail}") from None
+        raise ValueError(f"cannot read {path}: {error_message(err)}") from None
 
 
 # --- one check for every row the kit appends -------------------------------------------------
@@ -691,26 +690,46 @@ class CampaignRecorder:
         atomic_write_json(path, dict(parameters))
 
     def previous_parameters(self) -> dict[str, Any] | None:
-        """The parameters the folder was started with, or None if no file holds them readably.
-
-        A run killed while writing leaves a torn or empty JSON file; results.json repeats the
-        parameters, so either one is enough to check a resume.
-        """
-        saved = _read_json_object(self.out_dir / PARAMETERS_FILE)
-        if saved is not None:
-            return saved
-        results = _read_json_object(self.out_dir / RESULTS_FILE) or {}
-        block = results.get("parameters")
-        return block if isinstance(block, dict) else None
+        """The parameters the folder was started with (:func:`run_parameters`)."""
+        return run_parameters(self.out_dir)
 
 
-def _read_json_object(path: Path) -> dict[str, Any] | None:
-    """A JSON object from a file, or None if it is missing, torn, empty or not an object."""
+# --- a run folder and its JSON files ----------------------------------------------------------
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """A folder a campaign has written to: it holds its parameters, simulations or results
+    (a run that has not finished a simulation yet is still a run, with nothing to draw)."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).exists()
+                                 for name in (RESULTS_FILE, SIMULATIONS_FILE, PARAMETERS_FILE))
+
+
+def load_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's JSON file as a dict; OSError if unreadable, ValueError if torn or not an object."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+def read_json_object(path: str | os.PathLike) -> dict[str, Any] | None:
+    """:func:`load_json_object`, or None if the file is missing, torn, empty or not an object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return load_json_object(path)
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+
+
+def run_parameters(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The parameters a run folder was started with, or None if no file holds them readably.
+
+    A run killed while writing leaves a torn or empty JSON file; results.json repeats the
+    parameters, so either one is enough.
+    """
+    saved = read_json_object(Path(out_dir) / PARAMETERS_FILE)
+    if saved is not None:
+        return saved
+    block = (read_json_object(Path(out_dir) / RESULTS_FILE) or {}).get("parameters")
+    return block if isinstance(block, dict) else None
 
 
 def environment_info(engine: str | None = None) -> dict[str, Any]:

@@ -33,12 +33,14 @@ class CampaignStopped(RuntimeError):
 
 
 def is_timeout(err: BaseException) -> bool:
-    """Parsl's walltime: also when it struck inside an import and came back wrapped."""
+    """Parsl's walltime (``AppTimeout``) or any other timeout (a ``TimeoutError`` subclass): also
+    when it struck inside an import or an engine and came back wrapped. The one timeout test:
+    the campaign, the ground-truth builder and the chemistry all classify failures with it."""
     seen: BaseException | None = err
     for _ in range(5):
         if seen is None:
             break
-        if "Timeout" in type(seen).__name__ or "AppTimeout" in str(seen):
+        if any("Timeout" in cls.__name__ for cls in type(seen).__mro__) or "AppTimeout" in str(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

@@ -27,6 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NamedTuple
 
+from course_utils.ground_truth.table import Coverage, build_order, shipped_table
+
 if TYPE_CHECKING:
     import pandas
 
@@ -282,12 +284,10 @@ def _covered_by_truth(spec: str) -> tuple[pandas.DataFrame, SearchSpaceReport]:
     ``qm9`` grows with the table; ``qm9:N`` is the first N molecules of the table's fixed
     build order, the same set forever once covered, so runs on it stay reproducible.
     """
-    # deferred: breaks the ground_truth <-> search_space cycle (still open, see tests/test_imports.py)
-    from course_utils.ground_truth.table import build_order, load_ground_truth
-
     space, _, count = spec.partition(":")
-    table = load_ground_truth(space)
+    table = shipped_table(space)
     full = load_search_space(space)
+    coverage = Coverage(len(table), len(full), space)
     keep = set(table["smiles"])
     if count:
         n = int(count) if count.isdigit() else 0
@@ -302,11 +302,11 @@ def _covered_by_truth(spec: str) -> tuple[pandas.DataFrame, SearchSpaceReport]:
         if covered < len(first):
             raise SearchSpaceError(
                 f"'truth:{spec}': the ground-truth table covers only the first {covered:,} "
-                f"molecules of its build order ({table.attrs['coverage']}); use N <= {covered}")
+                f"molecules of its build order ({coverage}); use N <= {covered}")
         keep = set(first)
     df = full[full["smiles"].isin(keep)].reset_index(drop=True)
     df.attrs.clear()
-    label = f"'truth:{spec}' ({table.attrs['coverage']})"
+    label = f"'truth:{spec}' ({coverage})"
     return df, SearchSpaceReport(label, len(df), len(df), validated=False)
 
 

@@ -124,7 +124,7 @@ def test_yardsticks_match_the_table_and_are_loaded_once():
 def test_yardsticks_of_the_first_n_molecules_are_those_of_its_n_molecules_only():
     """truth:qm9:N is measured against its N molecules, as a campaign's own evaluation is: the
     best molecule of the whole table (water, outside the first 300) must not be its optimum."""
-    from course_utils.ground_truth.table import load_ground_truth
+    from course_utils.ground_truth.shipped import load_ground_truth
     from course_utils.search_space import load_search_space
 
     space = set(load_search_space("truth:qm9:300")["smiles"])

@@ -243,8 +243,8 @@ def test_grade_survives_symlink_loops_and_ranks_the_rest(tmp_path):
     assert pd.read_csv(report.not_ranked_path)["reason"].str.startswith("symlink loop").sum() == 4
 
 
-def test_yardsticks_are_computed_from_the_records_against_the_table():
-    from course_utils.grading import _grading_truth, _yardsticks, leaderboard
+def test_ground_truth_columns_are_computed_from_the_records_against_the_table():
+    from course_utils.grading import _grading_truth, _ground_truth_columns, leaderboard
 
     truth = _grading_truth()
     if truth is None:
@@ -252,10 +252,10 @@ def test_yardsticks_are_computed_from_the_records_against_the_table():
     ok = truth[truth["status"] == "ok"].sort_values("ie").reset_index(drop=True)
     sims = ok.iloc[[0, len(ok) // 2, len(ok) - 1]][["smiles", "ie", "status", "error"]].assign(
         elapsed_s=[1.0, 2.0, 3.0])
-    row = _yardsticks({"parameters": {"search_space": "qm9"}}, sims, truth)
+    row = _ground_truth_columns({"parameters": {"search_space": "qm9"}}, sims, truth)
     assert row["regret_ev"] == 0 and row["best_rank"] == 1 and row["top1_recall"] == 1.0
     assert row["simulations_to_top10"] == 3
     # Another search space: no table covers it, so no numbers are made up for it.
-    assert _yardsticks({"parameters": {"search_space": "mine.csv"}}, sims, truth) == {}
+    assert _ground_truth_columns({"parameters": {"search_space": "mine.csv"}}, sims, truth) == {}
     board = leaderboard([])
     assert {"regret_ev", "top10_recall"} <= set(board.columns)

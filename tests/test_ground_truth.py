@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from course_utils.ground_truth import table as gt
+from course_utils.ground_truth.shipped import load_ground_truth, truth_of_space
 
 
 def test_shipped_table_agrees_with_fresh_simulations():
@@ -47,8 +48,8 @@ def test_derived_lookups_are_built_once_per_table_content():
 
 
 def test_a_run_on_truth_qm9_n_is_measured_against_its_n_molecules():
-    table = gt.load_ground_truth("qm9")
-    assert gt.truth_of_space(table, "truth:qm9") is table
-    subset = gt.truth_of_space(table, "truth:qm9:300")
+    table = load_ground_truth("qm9")
+    assert truth_of_space(table, "truth:qm9") is table
+    subset = truth_of_space(table, "truth:qm9:300")
     assert len(subset) == 300 and set(subset["smiles"]) <= set(table["smiles"])
     assert subset.attrs["coverage"].complete and subset.attrs["coverage"].total == 300

@@ -188,15 +188,13 @@ def test_output_error_after_the_checks_is_one_line(replay_run, tmp_path, capsys,
 
     import pandas as pd
 
-    from course_utils import grading
-    from course_utils.campaign import engine as campaign
-    from course_utils.studies import sweep
+    from course_utils import __main__ as cli
 
     def read_only(*_args, **_kwargs):
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "o" / "x.csv"))
 
-    target = {"predict": (pd.DataFrame, "to_csv"), "grade": (grading, "grade_main"),
-              "sweep": (sweep, "sweep_main"), "run": (campaign, "run_campaign")}[command]
+    target = {"predict": (pd.DataFrame, "to_csv"), "grade": (cli, "grade_main"),
+              "sweep": (cli, "sweep_main"), "run": (cli, "run_campaign")}[command]
     monkeypatch.setattr(*target, read_only)
     out = str(tmp_path / "o" / "x.csv") if command == "predict" else str(tmp_path / "o")
     code, err = _main(capsys, *_commands(replay_run, out)[command])
@@ -292,13 +290,13 @@ def test_missing_search_space_file_is_named_before_anything_is_written(replay_ru
 
 
 def test_sweep_errors_past_the_checks_are_one_line(tmp_path, capsys, monkeypatch):
+    from course_utils import __main__ as cli
     from course_utils.ground_truth.table import GroundTruthError
-    from course_utils.studies import sweep
 
     def fails(_args):
         raise GroundTruthError("no ground-truth table is shipped for 'x'\nsecond line")
 
-    monkeypatch.setattr(sweep, "sweep_main", fails)
+    monkeypatch.setattr(cli, "sweep_main", fails)
     configs = tmp_path / "configs.txt"
     configs.write_text("batch_size=4\n")
     code, err = _main(capsys, "sweep", "--configs", str(configs), "--out", str(tmp_path / "s"))

@@ -183,7 +183,7 @@ def test_strict_json_writes_null_for_what_json_cannot_hold(tmp_path):
 
 def _replay_space(tmp_path: Path) -> tuple[Path, Path]:
     """Nine molecules the shipped table answers and three it records as failures."""
-    from course_utils.ground_truth.table import load_ground_truth
+    from course_utils.ground_truth.shipped import load_ground_truth
 
     table = load_ground_truth("qm9")
     part = pd.concat([table[table["status"] == "ok"].head(9),

@@ -296,7 +296,8 @@ def test_iter_unseen_is_deterministic(qm9):
 
 
 def test_truth_qm9_n_is_a_fixed_covered_prefix_of_the_build_order():
-    from course_utils.ground_truth.table import build_order, load_ground_truth
+    from course_utils.ground_truth.shipped import load_ground_truth
+    from course_utils.ground_truth.table import build_order
 
     space = load_search_space("truth:qm9:300")["smiles"].tolist()
     qm9 = load_search_space("qm9")["smiles"].tolist()
@@ -311,13 +312,13 @@ def test_truth_qm9_n_is_a_fixed_covered_prefix_of_the_build_order():
 
 def test_truth_qm9_n_beyond_what_a_partial_table_covers_is_refused(monkeypatch):
     """While a table is built, N may only reach the first molecule of the order it lacks."""
+    from course_utils import search_space
     from course_utils.ground_truth import table as gt
 
-    table = gt.load_ground_truth("qm9")
+    table = gt.shipped_table("qm9")
     lacking = gt.build_order(load_search_space("qm9")["smiles"].tolist())[10]
     partial = table[table["smiles"] != lacking]
-    partial.attrs = dict(table.attrs)
-    monkeypatch.setattr(gt, "load_ground_truth", lambda space: partial)
+    monkeypatch.setattr(search_space, "shipped_table", lambda space: partial)
     assert len(load_search_space("truth:qm9:10")) == 10
     with pytest.raises(SearchSpaceError, match="covers only the first 10 molecules"):
         load_search_space("truth:qm9:11")

@@ -107,7 +107,7 @@ def test_replay_scores_equal_a_fresh_model_while_searching_only_new_molecules():
     scores must still be exactly what the model gives on the whole space."""
     import numpy as np
 
-    from course_utils.ground_truth.table import load_ground_truth
+    from course_utils.ground_truth.shipped import load_ground_truth
     from course_utils.ml.fingerprints import fingerprints
     from course_utils.ml.knn import KNN, train_model
 

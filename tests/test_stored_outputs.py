@@ -18,7 +18,7 @@ import pytest
 from notebook_tools import NOTEBOOKS
 from PIL import Image
 
-from course_utils.ground_truth.table import load_ground_truth
+from course_utils.ground_truth.shipped import load_ground_truth
 
 COVERS = re.compile(r"covers ([\d,]+) of ([\d,]+) molecules")
 GLOBAL_BEST = re.compile(r"global best(?: of the table)?:? (?:\S+ at )?(\d+\.\d+) eV")

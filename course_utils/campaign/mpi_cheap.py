@@ -25,8 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.chemistry import ChemistryError, compute_vertical, resolve_engine
-from course_utils.resilience import error_message
+from course_utils.chemistry import molecule_row, resolve_engine
+from course_utils.resilience import one_line
 
 COLUMNS = ("smiles", "ie", "status", "error", "rank", "seconds")
 STATUS_OK, STATUS_FAILED = "ok", "failed"
@@ -47,9 +47,11 @@ def rank_share(n_items: int, n_ranks: int, rank: int) -> list[int]:
     return list(range(rank, n_items, n_ranks))
 
 
-def _one_line(err: BaseException) -> str:
-    detail = err.detail if isinstance(err, ChemistryError) else str(err)
-    return f"{type(err).__name__}: {error_message(detail)}"
+def _failed_row(smiles: str, err: BaseException, seconds: float) -> dict[str, Any]:
+    """What ``molecule_row`` leaves to its caller (a missing engine, anything unexpected): in
+    an MPI program it is one molecule's failure too."""
+    return {"smiles": smiles, "ie": math.nan, "status": STATUS_FAILED,
+            "error": one_line(err), "seconds": seconds}
 
 
 def evaluate_share(smiles: Sequence[str], positions: Iterable[int], rank: int = 0,
@@ -63,12 +65,12 @@ def evaluate_share(smiles: Sequence[str], positions: Iterable[int], rank: int = 
     for i in positions:
         start = time.perf_counter()
         try:
-            ie = compute_vertical(smiles[i], engine=engine, fidelity="cheap")
-            status, error = STATUS_OK, ""
+            row = molecule_row(smiles[i], engine, fidelity="cheap")
         except Exception as err:  # noqa: BLE001 - recorded per molecule, see the docstring
-            ie, status, error = math.nan, STATUS_FAILED, _one_line(err)
-        records.append({"position": i, "smiles": smiles[i], "ie": ie, "status": status,
-                        "error": error, "rank": rank, "seconds": time.perf_counter() - start})
+            row = _failed_row(smiles[i], err, time.perf_counter() - start)
+        records.append({"position": i, "smiles": smiles[i], "ie": row["ie"],
+                        "status": row["status"], "error": one_line(row["error"]),
+                        "rank": rank, "seconds": row["seconds"]})
     return records
 
 

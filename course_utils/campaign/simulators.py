@@ -27,14 +27,13 @@ import pandas as pd
 from course_utils.campaign.mpi_cheap import evaluate_share, gather_frame, write_atomic
 from course_utils.campaign.parts import Registry, Simulator
 from course_utils.chemistry import resolve_engine
+from course_utils.ground_truth.shipped import load_ground_truth, truth_of_space
 from course_utils.ground_truth.table import (
     Coverage,
     GroundTruthError,
     derived,
-    load_ground_truth,
     read_answerable,
     table_name,
-    truth_of_space,
 )
 from course_utils.ml.contract import Model, ScoresWholeSpace, SpaceScorer, prediction_table
 

@@ -16,7 +16,6 @@ and the leaderboard's best line then change with it.)
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ import pandas as pd
 from course_utils import grading
 from course_utils import records as rec
 from course_utils.figures import style as figure_style
-from course_utils.ground_truth.table import GroundTruthError, load_ground_truth, read_table
+from course_utils.ground_truth.shipped import load_ground_truth
+from course_utils.ground_truth.table import GroundTruthError, read_table
 from course_utils.resilience import fail
 
 CAMPAIGN_PNG = "campaign.png"
@@ -66,26 +66,17 @@ class FiguresReport:
 
 
 # --- helpers -----------------------------------------------------------------------------
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+def _results(run_dir: Path) -> dict[str, Any]:
+    return rec.read_json_object(run_dir / rec.RESULTS_FILE) or {}
 
 
 def _parameters(run_dir: Path) -> dict[str, Any]:
-    params = _read_json(run_dir / rec.PARAMETERS_FILE)
-    return params or _read_json(run_dir / rec.RESULTS_FILE).get("parameters") or {}
+    return rec.run_parameters(run_dir) or {}
 
 
 def _replayed(run_dir: Path) -> bool:
-    return bool(_read_json(run_dir / rec.RESULTS_FILE).get("replayed")
+    return bool(_results(run_dir).get("replayed")
                 or _parameters(run_dir).get("simulator") == "replay")
-
-
-def _is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / rec.SIMULATIONS_FILE).is_file()
 
 
 def run_labels(run_dirs: Sequence[Path]) -> list[str]:
@@ -329,7 +320,7 @@ def run_workers(run_dir: str | os.PathLike) -> int:
     run_dir = Path(run_dir)
     workers = _parameters(run_dir).get("workers")
     if not workers:
-        environment = _read_json(run_dir / rec.RESULTS_FILE).get("environment") or {}
+        environment = _results(run_dir).get("environment") or {}
         workers = environment.get("cpu_count") if isinstance(environment, dict) else None
     try:
         return max(int(workers or 1), 1)
@@ -397,7 +388,7 @@ def plot_campaign(
 def _global_best_line(out: Path, parameters: dict[str, Any], axes: Sequence[Any]) -> str | None:
     """The true optimum, from the run's evaluation against the ground truth, with the coverage
     it rests on; returns what it drew as one sentence (None when the run has no evaluation)."""
-    evaluation = _read_json(out / rec.RESULTS_FILE).get("evaluation")
+    evaluation = _results(out).get("evaluation")
     best = (evaluation or {}).get("global_best")
     if not best:
         return None
@@ -455,8 +446,10 @@ def check_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
         path = Path(given)
         if not path.exists():
             raise FiguresError(f"{given}: no such file or folder")
-        if not _is_run_dir(path):
+        if not rec.is_run_folder(path):
             raise FiguresError(f"{given}: not a run folder (no {rec.SIMULATIONS_FILE})")
+        if not (path / rec.SIMULATIONS_FILE).is_file():
+            raise FiguresError(f"{given}: no simulations to draw yet (no {rec.SIMULATIONS_FILE})")
         run_dirs.append(path)
     if not run_dirs:
         raise FiguresError("no run folder given")

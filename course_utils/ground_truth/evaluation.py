@@ -12,7 +12,6 @@ number relative to the molecules it covers, which ``coverage`` states.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -21,8 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.ground_truth.table import LOST, Coverage, GroundTruthError, derived, load_ground_truth
-from course_utils.records import read_simulations
+from course_utils.ground_truth.shipped import load_ground_truth
+from course_utils.ground_truth.table import LOST, Coverage, GroundTruthError, derived
+from course_utils.records import PARAMETERS_FILE, RESULTS_FILE, load_json_object, read_simulations
 
 DEFAULT_KS = (1, 10, 100)
 MAX_MISSING_EXAMPLES = 5
@@ -200,6 +200,13 @@ def _attempted(simulations: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(rows["smiles"].astype(str)))
 
 
+def ranked_molecules(truth: pd.DataFrame) -> pd.DataFrame:
+    """The one ranking rule of a ground-truth table: its settled molecules with an IE (``ok``
+    rows, the last row of a molecule wins), by IE descending, then SMILES. Columns ``smiles``,
+    ``ie``, ``status``; computed once per table content."""
+    return derived(truth, "evaluation", _prepare)[1]
+
+
 def _prepare(truth: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float], set[str]]:
     """What every evaluation against one table needs: its settled rows, those with an IE
     ranked (IE descending, then SMILES), their IE by SMILES, and the set of its SMILES."""
@@ -228,15 +235,15 @@ def _coverage(truth: pd.DataFrame, table: pd.DataFrame, space_size: int | None) 
 
 
 def _search_space_of(out: Path) -> str:
-    for name in ("results.json", "parameters.json"):
+    for name in (RESULTS_FILE, PARAMETERS_FILE):
         path = out / name
         if not path.exists():
             continue
         try:
-            data = json.loads(path.read_text())
+            data = load_json_object(path)
         except (OSError, ValueError) as err:
             raise GroundTruthError(f"cannot read {path}: {err}") from None
-        params = data.get("parameters", data) if name == "results.json" else data
+        params = data.get("parameters", data) if name == RESULTS_FILE else data
         if isinstance(params, dict) and params.get("search_space"):
             return str(params["search_space"])
     raise GroundTruthError(f"cannot tell the search space of {out}: no results.json or "

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from course_utils import chemistry
 from course_utils.ground_truth.build import build_log_path, utc_now
+from course_utils.ground_truth.shipped import space_size
 from course_utils.ground_truth.table import (
     BUILD_ORDER_SEED,
     FINAL_STATUSES,
@@ -24,7 +25,6 @@ from course_utils.ground_truth.table import (
     packaged_table_name,
     packaged_table_path,
     read_table,
-    space_size,
 )
 from course_utils.records import dumps_json
 from course_utils.search_space import load_search_space

@@ -1,8 +1,10 @@
 """The ground-truth table: every molecule of a search space simulated once, with the kit's protocol.
 
 A table of true values lets any campaign be measured against the real optimum and replayed in
-milliseconds. This module reads it: the shipped table (``load_ground_truth``), build files, the
-coverage every derived number must state, and the lookups replays build from it. Building it
+milliseconds. This module reads its files: the shipped table (``shipped_table``), build files,
+the coverage every derived number must state, and the lookups replays build from it. It knows
+no search space (``search_space`` reads the table for its ``truth:`` spaces); the shipped table
+of a search space with its coverage is :mod:`course_utils.ground_truth.shipped`. Building it
 (resumable, sharded) is :mod:`course_utils.ground_truth.build`; merging finished parts into the shipped
 table and reporting progress is :mod:`course_utils.ground_truth.pack`.
 
@@ -96,22 +98,16 @@ def packaged_table_path(space: str = "qm9") -> Path:
     return package_data_dir() / packaged_table_name(space)
 
 
-def load_ground_truth(space: str = "qm9") -> pd.DataFrame:
-    """The shipped table of ``space``: ``smiles``, ``ie`` (eV, NaN where the simulation failed),
-    ``status``, ``error``, ``seconds``, ``engine``; one row per molecule simulated so far.
-
-    ``df.attrs["coverage"]`` is a :class:`Coverage`: while the table is being built it covers
-    only part of the space, and every number derived from it must say so.
-    """
+def shipped_table(space: str = "qm9") -> pd.DataFrame:
+    """The rows of the table shipped for ``space`` that can answer a replay, without its
+    coverage (which needs the search space: :func:`course_utils.ground_truth.shipped.load_ground_truth`)."""
     path = packaged_table_path(space)
     if not path.exists():
         raise GroundTruthError(
             f"no ground-truth table is shipped for {space!r} (looked for {path.name}); "
             "build one with `python -m course_utils truth build`"
         )
-    df = read_answerable(path)
-    df.attrs["coverage"] = Coverage(len(df), space_size(space), space)
-    return df
+    return read_answerable(path)
 
 
 def read_answerable(path: str | os.PathLike) -> pd.DataFrame:
@@ -147,14 +143,6 @@ class Coverage:
         return f"ground truth covers {self.covered:,} of {self.total:,} molecules"
 
 
-def space_size(space: str) -> int:
-    """How many molecules a coverage of ``space`` is counted against."""
-    # deferred: breaks the ground_truth <-> search_space cycle (still open, see tests/test_imports.py)
-    from course_utils.search_space import QM9_SIZE, load_search_space
-
-    return QM9_SIZE if space == "qm9" else len(load_search_space(space))
-
-
 _DERIVED: dict[tuple, Any] = {}
 
 
@@ -181,20 +169,6 @@ def _content_key(table: pd.DataFrame) -> tuple:
         values = table[column].to_numpy()
         parts.append(hash(tuple(values)) if values.dtype == object else hash(values.tobytes()))
     return tuple(parts)
-
-
-def truth_of_space(table: pd.DataFrame, search_space: str) -> pd.DataFrame:
-    """The part of a shipped table that a run on ``search_space`` is measured against: for
-    ``truth:qm9:N`` its N molecules (which the table covers completely), else the table."""
-    if str(search_space).count(":") != 2:
-        return table
-    # deferred: breaks the ground_truth <-> search_space cycle (still open, see tests/test_imports.py)
-    from course_utils.search_space import load_search_space
-
-    space = load_search_space(str(search_space))["smiles"]
-    subset = table[table["smiles"].isin(set(space))].reset_index(drop=True)
-    subset.attrs["coverage"] = Coverage(len(subset), len(space), str(search_space))
-    return subset
 
 
 def table_name(search_space: str) -> str:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from course_utils.chemistry import InvalidSmilesError
+
 __all__ = [
     "FingerprintError",
     "InvalidSmilesError",
@@ -55,18 +57,15 @@ _memory_lock = threading.Lock()
 _warned_dirs: set[str] = set()
 
 
-class FingerprintError(ValueError):
-    """Base class for fingerprinting failures, a ValueError so generic handlers still work."""
+#: The only error fingerprinting raises (a ValueError); the name stays for ``except`` clauses
+#: written against it.
+FingerprintError = InvalidSmilesError
 
 
-class InvalidSmilesError(FingerprintError):
-    """A SMILES string RDKit cannot parse; carries the string and its position."""
-
-    def __init__(self, smiles: object, position: int) -> None:
-        self.smiles = smiles
-        self.position = position
-        reason = "RDKit could not parse it" if isinstance(smiles, str) else "not a string"
-        super().__init__(f"invalid SMILES at position {position}: {smiles!r} ({reason})")
+def invalid_smiles(smiles: object, position: int) -> InvalidSmilesError:
+    """The error for ``smiles``, the entry at ``position`` of the list being fingerprinted."""
+    reason = "RDKit could not parse it" if isinstance(smiles, str) else "not a string"
+    return InvalidSmilesError(smiles, reason, position)
 
 
 # ----------------------------------------------------------------------------- caching
@@ -97,7 +96,7 @@ def _cache_key(smiles: Sequence[str], radius: int, length: int,
         joined = "\n".join(smiles)
     except TypeError:  # a non-string entry (e.g. NaN from a CSV): report it like bad SMILES
         position = next(i for i, smi in enumerate(smiles) if not isinstance(smi, str))
-        raise InvalidSmilesError(smiles[position], position) from None
+        raise invalid_smiles(smiles[position], position) from None
     h.update(joined.encode("utf-8", "surrogatepass"))
     return h.hexdigest()
 
@@ -192,7 +191,7 @@ def _compute_fingerprints(
                     smi = smiles[i]
                     mol = Chem.MolFromSmiles(smi) if isinstance(smi, str) else None
                     if mol is None:
-                        raise InvalidSmilesError(smi, i)
+                        raise invalid_smiles(smi, i)
                     bit_strings.append(generator.GetFingerprint(mol).ToBitString())
                 chars = np.frombuffer("".join(bit_strings).encode("ascii"), dtype=np.uint8)
                 bits = chars.reshape(stop - start, length) == ord("1")

@@ -25,11 +25,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from course_utils.campaign.parameters import CampaignParameterError, CampaignParameters
 from course_utils.configs import POLARIS_FILESYSTEMS
 from course_utils.resilience import error_message, fail
+from course_utils.studies.sweep import SweepError, check_sweep, parse_rungs, read_configs
 from course_utils.studies.sweep_file import SweepFileError, parse_assignments, parse_value, read_sweep
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,11 +119,6 @@ def check_parameters(notebook: str | os.PathLike, parameters: Mapping[str, str])
     campaign_names = {"initial_training_count", "max_training_count", "batch_size"}
     if not campaign_names <= set(known):
         return
-    from dataclasses import fields
-
-    # deferred: parameters imports pandas (~0.4 s)
-    from course_utils.campaign.parameters import CampaignParameterError, CampaignParameters
-
     names = {f.name for f in fields(CampaignParameters)} - {"config", "workers"}
     values = {n: parse_value(v) for n, v in known.items() if n in names}
     values.update({n: parse_value(v) for n, v in parameters.items() if n in names})
@@ -265,9 +262,6 @@ def _report(spec: JobSpec, job: str, script: Path, dry_run: bool) -> None:
 def halving_variables(args: argparse.Namespace) -> dict[str, str]:
     """The sweep checked now, as the job variables of ``submit/run_sweep.pbs`` (rungs planned
     here, so the job runs exactly what was checked; ``:`` because qsub -v splits at commas)."""
-    # deferred: sweep imports pandas (~0.4 s)
-    from course_utils.studies.sweep import SweepError, check_sweep, parse_rungs, read_configs
-
     try:
         configs = read_configs(args.sweep_file)
         _, rungs = check_sweep(configs, eta=args.eta, rungs=parse_rungs(args.rungs),

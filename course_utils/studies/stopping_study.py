@@ -15,7 +15,6 @@ their rule while simulations are still running, so they are not studied here.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -83,7 +82,7 @@ def rule_outcome(run_dir: str | os.PathLike, rule: StopRule | str, marks: Yardst
     are on the run's clock (simulated in replay, including the real time the model took).
     """
     run_dir = Path(run_dir)
-    results = json.loads((run_dir / rec.RESULTS_FILE).read_text())
+    results = rec.load_json_object(run_dir / rec.RESULTS_FILE)
     parameters = results.get("parameters", {})
     if parameters.get("mode", "batch") != "batch":
         raise ValueError(f"{run_dir}: only batch campaigns can be studied (mode "
