@@ -7,7 +7,8 @@ is a module too (`__init__`, `campaign.__init__`). Four rules keep the
 engine's parts honest:
 
 - no import cycle between `course_utils` modules (a cycle is what forces
-  the imports-inside-functions that hide it). `from course_utils.campaign
+  the imports-inside-functions that hide it). Imports under
+  `if TYPE_CHECKING:` never run (annotations only) and are not edges. `from course_utils.campaign
   import engine` imports `campaign.engine`; a name taken through a
   subpackage's lazy exports (`course_utils.lazy_exports`) imports its home
   module; importing a submodule also runs its packages' `__init__`s;
@@ -51,6 +52,7 @@ class Import:
     line: int
     in_function: bool
     deferred_comment: bool
+    type_only: bool = False  # under `if TYPE_CHECKING:`: never runs
 
 
 @dataclass
@@ -166,11 +168,14 @@ def collect_imports(module_id: str, package: Package) -> list[Import]:
     tree = ast.parse(source, filename=str(path))
     found: list[Import] = []
 
-    def visit(node: ast.AST, in_function: bool) -> None:
+    def visit(node: ast.AST, in_function: bool, type_only: bool = False) -> None:
         for child in ast.iter_child_nodes(node):
             inside = in_function or isinstance(
                 child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
             )
+            typing_block = type_only or (
+                isinstance(child, ast.If) and isinstance(child.test, ast.Name)
+                and child.test.id == "TYPE_CHECKING")
             targets: list[str] = []
             names: list[tuple[str, str]] = []
             through_init: list[tuple[str, str, str]] = []
@@ -192,9 +197,10 @@ def collect_imports(module_id: str, package: Package) -> list[Import]:
                         line=child.lineno,
                         in_function=in_function,
                         deferred_comment=_has_deferred_comment(lines, child.lineno),
+                        type_only=type_only,
                     )
                 )
-            visit(child, inside)
+            visit(child, inside, typing_block)
 
     visit(tree, False)
     return found
@@ -207,7 +213,8 @@ def all_imports(package: Package) -> list[Import]:
 def import_graph(package: Package) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in package.files}
     for imp in all_imports(package):
-        graph[imp.module].update(t for t in imp.targets if t != imp.module)
+        if not imp.type_only:
+            graph[imp.module].update(t for t in imp.targets if t != imp.module)
     return graph
 
 
@@ -453,3 +460,14 @@ def test_a_clean_fake_package_passes(tmp_path: Path) -> None:
     })
     for rule in (cycles, private_imports, undeferred_imports, imports_through_init):
         assert rule(package) == [], rule.__name__
+
+
+def test_an_annotation_only_import_is_not_a_cycle(tmp_path: Path) -> None:
+    files = {
+        "top.py": "from course_utils.sub.thing import Thing\n",
+        "sub/thing.py": ("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+                         "    from course_utils.top import x\n\n\nclass Thing:\n    pass\n"),
+    }
+    assert cycles(fake_package(tmp_path, files)) == []
+    files["sub/thing.py"] = files["sub/thing.py"].replace("if TYPE_CHECKING:", "if True:")
+    assert cycles(fake_package(tmp_path / "runs", files)) != []

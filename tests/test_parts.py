@@ -113,8 +113,8 @@ def test_model_errors_are_one_line_value_errors():
         with pytest.raises(ModelError) as err:
             parse_model(text)
         assert isinstance(err.value, ValueError) and "\n" not in str(err.value)
-    with pytest.raises(ModelError, match="^model 'rf' is unknown; choose one of knn"):
-        make_model("rf")
+    with pytest.raises(ModelError, match="^model 'svm' is unknown; choose one of knn"):
+        make_model("svm")
 
 
 def test_a_registry_keeps_its_factories_and_messages():

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from course_utils.ground_truth.shipped import load_ground_truth
 from course_utils.ml.knn import run_model, train_model
 
 __all__ = ["KNNBaseline", "MeanBaseline", "learning_curve"]
@@ -57,9 +58,6 @@ def learning_curve(
     ground truth (default: the complete QM9 table).
     """
     if table is None:
-        # deferred: the ground-truth package reads a 10 MB table; only needed here
-        from course_utils.ground_truth import load_ground_truth
-
         table = load_ground_truth("qm9")
     ok = table[table["status"] == "ok"].reset_index(drop=True)
     smiles, ie = ok["smiles"].to_numpy(), ok["ie"].to_numpy(dtype=np.float64)
