@@ -13,7 +13,8 @@ Compiled code is not cached on disk (unsafe with several writers).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+
+from course_utils.ml.compiled import njit, prange
 
 __all__ = ["forest_moments", "forest_samples"]
 

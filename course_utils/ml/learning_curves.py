@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
 from course_utils.ground_truth.shipped import load_ground_truth
 from course_utils.ml.knn import run_model, train_model
+from course_utils.ml.registry import parse_model
 
-__all__ = ["KNNBaseline", "MeanBaseline", "learning_curve"]
+__all__ = ["KNNBaseline", "MeanBaseline", "coverage", "factories", "learning_curve"]
 
 
 class MeanBaseline:
@@ -81,3 +83,41 @@ def learning_curve(
                              "within_2_std": float(np.mean(error <= 2 * std)),
                              "fit_seconds": fitted - start, "predict_seconds": done - fitted})
     return pd.DataFrame(rows)
+
+
+def coverage(models: Mapping[str, Callable[[], object]], size: int, seeds: Sequence[int],
+             n_test: int = 3000, z: Sequence[float] = tuple(np.linspace(0, 3, 31)),
+             table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Calibration: per model and ``z``, the share of ``n_test`` held-out molecules whose
+    absolute error is at most ``z`` predicted standard deviations (pooled over ``seeds``;
+    training sets of ``size`` random molecules). An honest Gaussian std gives erf(z/√2)."""
+    if table is None:
+        table = load_ground_truth("qm9")
+    ok = table[table["status"] == "ok"].reset_index(drop=True)
+    smiles, ie = ok["smiles"].to_numpy(), ok["ie"].to_numpy(dtype=np.float64)
+    ratios: dict[str, list[np.ndarray]] = {label: [] for label in models}
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(ok))
+        test, train = order[:n_test], order[n_test:n_test + size]
+        for label, factory in models.items():
+            mean, std = factory().fit(smiles[train].tolist(), ie[train]).predict(
+                smiles[test].tolist())
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratios[label].append(np.abs(mean - ie[test]) / std)
+    zs = np.asarray(z, dtype=float)
+    rows = [{"model": label, "size": size, "z": float(level),
+             "share": float(np.mean(np.concatenate(parts) <= level))}
+            for label, parts in ratios.items() for level in zs]
+    return pd.DataFrame(rows)
+
+
+def factories(names: Sequence[str]) -> dict[str, Callable[[], object]]:
+    """Unfitted-model factories by name: ``"mean"`` (the baseline) or any model spelling the
+    registry knows (``"gp"``, ``"rf:n_trees=50"``), for :func:`learning_curve` and
+    :func:`coverage`. Every spelling is checked here, before any model is trained."""
+    for name in names:
+        if name != "mean":
+            parse_model(name)
+    return {name: MeanBaseline if name == "mean" else partial(parse_model, name)
+            for name in names}

@@ -18,8 +18,8 @@ Imported only by models that need it: numba's import and the compilation (about 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
+from course_utils.ml.compiled import njit, prange
 from course_utils.ml.neighbour_loop import popcount
 from course_utils.ml.neighbours import check_packed, popcounts
 
