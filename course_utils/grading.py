@@ -15,7 +15,7 @@ import json
 import math
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,10 @@ NOT_RANKED_CSV = "not_ranked.csv"
 SAME_VALUE_EV = 1e-6
 #: A recomputed IE must agree with the recorded one this well (eV): engines agree to 1e-3.
 REPRODUCE_TOLERANCE_EV = 0.01
-PARAMETER_COLUMNS = ("initial_training_count", "max_training_count", "batch_size", "acquisition",
-                     "mode", "seed", "workers")
+PARAMETER_COLUMNS = ("initial_training_count", "max_training_count", "batch_size", "model",
+                     "acquisition", "mode", "seed", "workers")
+#: What a parameter was in runs of kits that did not record it (the KNN was the only model).
+OLDER_RUN_PARAMETERS = {"model": "knn"}
 
 
 @dataclass
@@ -310,7 +312,7 @@ def check_records(results: dict[str, Any], sims: pd.DataFrame) -> dict[str, Any]
         "failed": int((~sims["status"].isin([rec.STATUS_OK, rec.STATUS_LOST])).sum()),
         "simulations": int((sims["status"] != rec.STATUS_LOST).sum()),
         "total_time_s": total_time,
-        **{name: params.get(name) for name in PARAMETER_COLUMNS},
+        **{name: params.get(name, OLDER_RUN_PARAMETERS.get(name)) for name in PARAMETER_COLUMNS},
     }
 
 
@@ -407,13 +409,20 @@ def plot_leaderboard(submissions: Sequence[Submission], board: pd.DataFrame, pat
         return _draw_leaderboard(plt, submissions, board, path, truth)
 
 
+def curve_label(entry: Mapping[str, Any]) -> str:
+    """A leaderboard row as its figure legend: rank, run, the model and acquisition it used
+    (what a class compares), best simulated IE."""
+    return (f"{entry['rank']}. {entry['run']} ({entry['model']}, {entry['acquisition']}: "
+            f"{entry['best_ie_ev']:.3f} eV)")
+
+
 def _draw_leaderboard(plt: Any, submissions: Sequence[Submission], board: pd.DataFrame,
                       path: Path, truth: pd.DataFrame | None) -> Path:
     curves = {s.label: s.curve for s in submissions if s.ranked and s.curve is not None}
     fig, (ax_t, ax_n) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
     for _, entry in board.iterrows():
         curve = curves[entry["run"]]
-        label = f"{entry['rank']}. {entry['run']} ({entry['best_ie_ev']:.3f} eV)"
+        label = curve_label(entry)
         best = curve["best_ie"].tolist()
         # Curves run on to the end of the run: time spent after the best find counts too.
         times = [*curve["elapsed_s"], max(entry["total_time_s"], curve["elapsed_s"].iloc[-1])]

@@ -51,7 +51,7 @@ SIMULATION_FIELDS = [
 ITERATION_FIELDS = [
     "iteration", "training_size", "n_new", "best_ie", "model_time_s", "select_time_s",
     "simulate_time_s", "mae_ev", "mape_pct", "elapsed_s", "model_version", "valid_mae_ev",
-    "valid_r2",
+    "valid_r2", "r2", "within_1sd", "within_2sd",  # added later: new columns go at the end
 ]
 SIMULATIONS_FILE = "simulations.csv"
 ITERATIONS_FILE = "iterations.csv"
@@ -334,12 +334,14 @@ ROW_RULES: dict[str, dict[str, str]] = {
         "iteration": "int", "training_size": "int", "n_new": "int?", "best_ie": "float?",
         "model_time_s": "float?", "select_time_s": "float?", "simulate_time_s": "float?",
         "mae_ev": "float?", "mape_pct": "float?", "elapsed_s": "float?", "model_version": "int?",
-        "valid_mae_ev": "float?", "valid_r2": "float?"},
+        "valid_mae_ev": "float?", "valid_r2": "float?", "r2": "float?", "within_1sd": "float?",
+        "within_2sd": "float?"},
     "lineage.csv": {
         "version": "int", "data_version": "int",  # what a resume reads back
         "train_size": "int?", "valid_size": "int?",
         "valid_mae_ev": "float?", "valid_r2": "float?", "failed_since_previous": "int?",
-        "train_time_s": "float?", "model_file": "text?"},
+        "train_time_s": "float?", "model_file": "text?", "valid_within_1sd": "float?",
+        "valid_within_2sd": "float?"},
     "checks.csv": {
         "iteration": "int", "smiles": "smiles", "model_ie": "float?", "model_spread": "float?",
         "cheap_ie": "float?", "cheap_status": "text", "difference_ev": "float?",

@@ -11,6 +11,7 @@ main thread, where no signal arrives, and may show the kernel as idle meanwhile.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import warnings
@@ -28,6 +29,7 @@ from course_utils.campaign.parameters import (
     CampaignParameterError,
     CampaignParameters,
 )
+from course_utils.ml.registry import MODELS
 from course_utils.resilience import (
     CampaignInterrupted,
     interrupts_stop,
@@ -66,6 +68,7 @@ def summary_table(result: CampaignResult) -> pd.DataFrame:
         "initial_training_count": p["initial_training_count"],
         "max_training_count": p["max_training_count"],
         "batch_size": p["batch_size"],
+        "model": p.get("model", "knn"),  # older runs had only the KNN
         "acquisition": p["acquisition"],
         "mode": p["mode"],
         "successful simulations": r["totals"]["successful"],
@@ -115,6 +118,9 @@ class HomeworkPanel:
                               layout=layout)
         self.acquisition = w.Dropdown(options=list(ACQUISITIONS), value=defaults.acquisition,
                                       description="acquisition", style=style, layout=layout)
+        models = list(MODELS) + ([] if defaults.model in MODELS else [defaults.model])
+        self.model = w.Dropdown(options=models, value=defaults.model, description="model",
+                                style=style, layout=layout)
         self.mode = w.Dropdown(options=list(MODES), value=defaults.mode, description="mode",
                                style=style, layout=layout)
         self.button = w.Button(description="Run", button_style="primary", icon="play")
@@ -128,8 +134,8 @@ class HomeworkPanel:
         self.stop_button.on_click(self._on_stop)
         self.widget = w.VBox([
             w.HTML("<b>Homework: tune the loop</b>"),
-            self.initial, self.maximum, self.batch, self.seed, self.acquisition, self.mode,
-            w.HBox([self.button, self.stop_button]), self.progress, self.status, self.output,
+            self.initial, self.maximum, self.batch, self.seed, self.model, self.acquisition,
+            self.mode, w.HBox([self.button, self.stop_button]), self.progress, self.status, self.output,
         ])
         relay_idle_interrupts()  # the stop button must reach a run even while the kernel idles
 
@@ -138,7 +144,7 @@ class HomeworkPanel:
         values.update(
             initial_training_count=self.initial.value, max_training_count=self.maximum.value,
             batch_size=self.batch.value, seed=self.seed.value,
-            acquisition=self.acquisition.value, mode=self.mode.value,
+            model=self.model.value, acquisition=self.acquisition.value, mode=self.mode.value,
         )
         return CampaignParameters.from_mapping(values)
 
@@ -261,8 +267,10 @@ class HomeworkPanel:
 
 
 def output_folder_for(parameters: CampaignParameters, root: str | Path) -> Path:
-    """One folder per parameter set, so runs from the panel never overwrite each other."""
+    """One folder per parameter set, so runs from the panel never overwrite each other (the
+    default model is left out of the name: folders of the KNN-only kit keep theirs)."""
     p = parameters
+    model = "" if p.model == "knn" else re.sub(r"[^A-Za-z0-9.=-]+", "-", p.model) + "_"
     name = (f"init{p.initial_training_count}_max{p.max_training_count}_batch{p.batch_size}_"
-            f"{p.acquisition}_{p.mode}_seed{p.seed}")
+            f"{model}{p.acquisition}_{p.mode}_seed{p.seed}")
     return Path(root) / name

@@ -468,6 +468,63 @@ def test_cli_ctrl_c_inside_a_batch_then_resumed_makes_the_same_picks(small_space
     assert rec.read_simulations(out)["smiles"].is_unique
 
 
+
+def _model_of_each_version(out: Path) -> list[dict]:
+    return [json.loads(p.read_text())["model"] for p in sorted((out / "models").glob("v*.json"))]
+
+
+def test_cli_gp_batch_run_stopped_with_ctrl_c_then_resumed(small_space, tmp_path):
+    """Real xTB through Parsl with the Gaussian process: fit and scoring run as apps, as the
+    KNN's do; a Ctrl-C after the first batch began, then the same command, completes the run."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "course_utils", "run", "--model", "gp", "--initial-training-count",
+           "4", "--max-training-count", "8", "--batch-size", "2", "--seed", "6", "--workers", "2",
+           "--search-space", str(small_space), "--out", str(out), "--quiet"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        sims = rec.read_simulations(out) if (out / rec.SIMULATIONS_FILE).exists() else None
+        if sims is not None and (sims["batch"] >= 1).any():
+            break  # the gp's first batch has a result: the model was trained and scored
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # the whole group, as Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    before = rec.read_simulations(out)
+    assert (before["status"] == "ok").sum() < 8
+
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=180)
+    assert again.returncode == 0, again.stderr
+    after = rec.read_simulations(out)
+    assert after.iloc[: len(before)]["smiles"].tolist() == before["smiles"].tolist()
+    results = _check_outputs(out, 8)
+    assert results["parameters"]["model"] == "gp"
+    described = _model_of_each_version(out)
+    assert len(described) >= 2 and all(d["name"] == "gp" for d in described)
+    for fitted in (d["fitted"] for d in described):  # fitted by marginal likelihood, each time
+        assert {"signal_std_ev", "noise_std_ev", "constant_mean_ev"} <= set(fitted)
+        assert fitted["signal_std_ev"] > 0 and math.isfinite(fitted["constant_mean_ev"])
+    assert [d["fitted"]["n_train"] for d in described] == sorted(d["fitted"]["n_train"]
+                                                                  for d in described)
+    its = rec.read_iterations(out)
+    assert its["mae_ev"].notna().all() and its["within_2sd"].between(0, 1).all()
+
+
+def test_rf_streaming_run_completes_with_real_simulations(parsl_local, small_space, tmp_path):
+    params = {"initial_training_count": 4, "max_training_count": 10, "batch_size": 2, "seed": 4,
+              "search_space": str(small_space), "workers": 2, "mode": "streaming",
+              "retrain_after": 2, "model": "rf"}
+    result = run_campaign(params, tmp_path, progress=False)
+    _check_outputs(tmp_path, 10)
+    described = _model_of_each_version(tmp_path)
+    assert len(described) >= 2 and all(d["name"] == "rf" for d in described)
+    assert described[0]["options"]["n_trees"] > 0 and described[-1]["fitted"]
+    assert result.iterations["training_size"].is_monotonic_increasing
+    assert result.iterations["within_2sd"].dropna().between(0, 1).all()
+
 # --- validation (reliability issue) ---
 @pytest.mark.parametrize(
     ("changes", "name", "words"),

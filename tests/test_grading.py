@@ -14,7 +14,7 @@ import pytest
 
 from course_utils import records as rec
 from course_utils.campaign.engine import run_campaign
-from course_utils.grading import grade, notebook_error
+from course_utils.grading import curve_label, grade, notebook_error
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = {
@@ -68,7 +68,10 @@ def test_leaderboard_ranks_simulated_values_and_lists_the_broken_one(class_folde
         sims = rec.read_simulations(root / entry.run.split("/")[-1])
         assert entry.best_ie_ev == pytest.approx(sims.loc[sims.status == "ok", "ie"].max())
         assert entry.verified == "reproduced"
-    assert board.set_index(board["run"].str.split("/").str[-1]).loc["bob", "batch_size"] == 4
+    by_name = board.set_index(board["run"].str.split("/").str[-1])
+    assert by_name.loc["bob", "batch_size"] == 4
+    assert by_name["model"].tolist() == ["knn"] * 3  # the default, recorded in parameters
+    assert by_name.loc["bob", "acquisition"] == "ucb" and by_name.loc["carol", "acquisition"] == "random"
 
     assert report.not_ranked["run"].str.contains("dave").tolist() == [True]
     assert "CampaignParameterError" in report.not_ranked["reason"].iloc[0]
@@ -259,3 +262,21 @@ def test_ground_truth_columns_are_computed_from_the_records_against_the_table():
     assert _ground_truth_columns({"parameters": {"search_space": "mine.csv"}}, sims, truth) == {}
     board = leaderboard([])
     assert {"regret_ev", "top10_recall"} <= set(board.columns)
+
+
+def test_the_leaderboard_names_each_runs_model_and_acquisition(tmp_path):
+    older = _finished_run(tmp_path / "class" / "older")  # a kit without models: no "model" key
+    newer = _finished_run(tmp_path / "class" / "newer")
+    for path in (newer / rec.PARAMETERS_FILE, newer / rec.RESULTS_FILE):
+        data = json.loads(path.read_text())
+        block = data.get("parameters", data)
+        block.update(model="gp", acquisition="ucb")
+        rec.atomic_write_json(path, data)
+    assert "model" not in json.loads((older / rec.RESULTS_FILE).read_text())["parameters"]
+    report = grade([tmp_path / "class"], tmp_path / "grading", verify=False)
+    board = report.board.set_index(report.board["run"].str.split("/").str[-1])
+    assert board.loc["older", "model"] == "knn" and board.loc["older", "acquisition"] == "greedy"
+    assert board.loc["newer", "model"] == "gp" and board.loc["newer", "acquisition"] == "ucb"
+    assert {"model", "acquisition"} <= set(pd.read_csv(report.csv_path).columns)
+    first = report.board.iloc[0]  # a tie on IE and time: ranked by name
+    assert curve_label(first) == f"1. {first['run']} (gp, ucb: 18.293 eV)"

@@ -77,6 +77,48 @@ def test_failed_labels_since_the_previous_version_are_kept(tmp_path):
     assert read_lineage(tmp_path)["failed_since_previous"].tolist() == [1]
 
 
+
+# --- calibration is measured, not assumed ------------------------------------------------------
+def test_a_gp_campaign_records_its_calibration_per_version_and_per_iteration(tmp_path):
+    result = run_campaign(_params(valid_fraction=0.2, model="gp"), tmp_path, progress=False,
+                          plot=False)
+    lineage = read_lineage(tmp_path)
+    validated = lineage[lineage["valid_size"] > 0]
+    assert len(validated) >= 2
+    assert lineage.loc[lineage["valid_size"] == 0, "valid_within_1sd"].isna().all()
+    for column in ("valid_within_1sd", "valid_within_2sd"):
+        values = validated[column].astype(float)
+        assert values.notna().all() and values.between(0, 1).all(), column
+    assert (validated["valid_within_2sd"] >= validated["valid_within_1sd"]).all()
+    last = json.loads((tmp_path / "models" / f"v{len(lineage):04d}.json").read_text())
+    assert 0 <= last["valid_within_1sd"] <= last["valid_within_2sd"] <= 1
+    assert last["model"]["name"] == "gp"
+    its = result.iterations
+    for column in ("within_1sd", "within_2sd"):
+        assert its[column].notna().all() and its[column].between(0, 1).all(), column
+    assert its["r2"].notna().all() and (its["r2"] <= 1).all()
+    plan = pd.read_csv(tmp_path / "batches.csv")
+    later = plan[plan["batch"] > 0]
+    assert later["predicted_std"].notna().all() and (later["predicted_std"] > 0).all()
+
+
+def test_an_old_folder_without_calibration_columns_resumes(tmp_path):
+    _interrupted(tmp_path, after_iterations=2)
+    dropped = {"iterations.csv": ["r2", "within_1sd", "within_2sd"],
+               "lineage.csv": ["valid_within_1sd", "valid_within_2sd"],
+               "batches.csv": ["predicted_std"]}
+    for name, columns in dropped.items():  # as an older kit wrote them
+        frame = pd.read_csv(tmp_path / name, keep_default_na=False, dtype=str)
+        frame.drop(columns=columns).to_csv(tmp_path / name, index=False)
+    n_before = len(pd.read_csv(tmp_path / "iterations.csv"))
+    result = run_campaign(_params(retrain="count:4"), tmp_path, progress=False, plot=False)
+    assert result.results["status"] == "complete"
+    its = result.iterations
+    assert its["within_1sd"].iloc[:n_before].isna().all()  # not known then
+    assert its["within_1sd"].iloc[n_before:].notna().all()
+    assert its.attrs["rejected"] == [] and read_lineage(tmp_path).attrs["rejected"] == []
+    _check_consistent(tmp_path)
+
 # --- resume keeps lineage consistent -----------------------------------------------------------
 def _interrupted(out: Path, after_iterations: int) -> None:
     seen = []

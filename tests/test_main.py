@@ -442,3 +442,11 @@ def test_a_parameter_type_without_a_plain_flag_is_refused(annotation, expected):
             _flag_type("x", annotation)
     else:
         assert _flag_type("x", annotation) is expected
+
+
+@pytest.mark.parametrize(("spelling", "said"), [("svm", "svm"), ("gp:foo=1", "foo")])
+def test_an_unknown_model_or_option_is_one_line(tmp_path, spelling, said):
+    out = tmp_path / "run"
+    line = _one_error_line(_run(tmp_path, "--model", spelling, "--out", str(out)))
+    assert "model" in line and said in line
+    assert not out.exists()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nbformat
 import pandas as pd
 from notebook_tools import printed_text, run_notebook
 
@@ -30,3 +33,17 @@ def test_notebook6_small_run_writes_lineage_only_into_output_dir(tmp_path):
 
     text = printed_text(nb)
     assert "invalid SMILES" in text and "model v0002 (data version" in text
+
+
+def test_notebooks_use_the_model_contract_on_saved_versions():
+    """A loaded version may be any model (knn, gp, rf): notebooks call ``predict`` (mean, std),
+    never the KNN-only ``predict_with_spread``."""
+    notebooks = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) >= 9
+    for path in notebooks:
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells
+                         if c.cell_type == "code")
+        assert "predict_with_spread" not in code, path.name
+    six = nbformat.read(notebooks[[p.name for p in notebooks].index(NAME)], as_version=4)
+    assert any("model.predict(" in c.source and "load_model_version" in c.source
+               for c in six.cells)

@@ -104,14 +104,20 @@ def test_notebook3_runs_twice_in_one_kernel(tmp_path):
 
 def test_notebook4_headless_uses_the_parameters_cell(tmp_path):
     nb, out = _execute("4_homework.ipynb", tmp_path, seed=2, initial_training_count=4,
-                       max_training_count=8, batch_size=2, acquisition="ucb")
+                       max_training_count=8, batch_size=2, acquisition="ucb", model="gp")
     results = _check_run(out, 8)
-    assert results["parameters"]["acquisition"] == "ucb"
+    assert results["parameters"]["acquisition"] == "ucb" and results["parameters"]["model"] == "gp"
     widgets = [o for c in nb.cells for o in c.get("outputs", [])
                if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
                and "VBox" in o["data"].get("text/plain", "")]
     assert not widgets, "the interactive panel was shown in a headless run"
 
+
+def test_notebook4_offers_the_model_as_a_parameter():
+    nb = nbformat.read(NOTEBOOKS / "4_homework.ipynb", as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and 'model = "knn"' in tagged[0].source.splitlines()
+    assert any("model=model" in c.source for c in nb.cells if c.cell_type == "code")
 
 def test_notebook4_rejects_impossible_parameters(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="initial_training_count"):

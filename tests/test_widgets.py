@@ -12,6 +12,7 @@ import pytest
 
 from course_utils import records as rec
 from course_utils.campaign.engine import CampaignInterrupted, CampaignParameters, run_campaign
+from course_utils.ml.registry import MODELS
 from course_utils.widgets import HomeworkPanel, is_interactive, output_folder_for, summary_table
 
 
@@ -29,7 +30,19 @@ def test_output_folders_differ_per_parameter_set(tmp_path):
     a = output_folder_for(CampaignParameters(batch_size=2), tmp_path)
     b = output_folder_for(CampaignParameters(batch_size=3), tmp_path)
     assert a != b and a.parent == tmp_path
+    knn, gp = (output_folder_for(CampaignParameters(model=m), tmp_path) for m in ("knn", "gp"))
+    assert knn != gp and "_gp_" in gp.name and "knn" not in knn.name  # KNN folders keep names
 
+
+def test_the_panel_offers_every_model_and_runs_the_one_chosen():
+    panel = HomeworkPanel(CampaignParameters(), lambda p, u: None)
+    assert list(panel.model.options) == list(MODELS) and panel.model.value == "knn"
+    assert {"knn", "gp", "rf"} <= set(panel.model.options)
+    assert panel.model in panel.widget.children
+    panel.model.value = "gp"
+    assert panel.parameters().model == "gp"
+    spelled = HomeworkPanel(CampaignParameters(model="knn:k=6"), lambda p, u: None)
+    assert spelled.model.value == "knn:k=6" and spelled.parameters().model == "knn:k=6"
 
 def test_pressing_run_runs_a_campaign_and_shows_progress(parsl_local, tmp_path):
     updates = []
@@ -54,6 +67,7 @@ def test_pressing_run_runs_a_campaign_and_shows_progress(parsl_local, tmp_path):
     assert [u["n_ok"] for u in updates if u["event"] == "simulation"][-1] == 7
     table = summary_table(panel.result)
     assert table.loc[0, "successful simulations"] == 7
+    assert table.loc[0, "model"] == "knn" and table.loc[0, "acquisition"] == "greedy"
     assert table.loc[0, "best simulated IE (eV)"] == pytest.approx(
         panel.result.best["ie"], abs=1e-3)
     assert not panel.button.disabled

@@ -3,8 +3,9 @@
 A batch-mode run appends one row to ``batches.csv`` for every molecule a batch submits, before
 submitting it: the batch (0 is the initial random batch), its order in the batch, the SMILES,
 the model version it was ranked with (empty for batch 0 and random search), the model's
-predicted IE (eV), and ``planned`` (the batch's first picks, written together) or
-``replacement`` (a pick taken later because a simulation of the batch failed).
+predicted IE (eV), ``planned`` (the batch's first picks, written together) or
+``replacement`` (a pick taken later because a simulation of the batch failed), and the model's
+predicted std of the IE (eV; empty in folders of older kits).
 
 A batch is complete once iterations.csv has its row (batch 0: once the initial batch has its
 successes). A run that was stopped inside a batch finds the batch's rows here and completes
@@ -24,10 +25,11 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.records import append_row, read_run_csv, repair_tail
+from course_utils.records import add_new_columns, append_row, read_run_csv, repair_tail
 
 PLAN_FILE = "batches.csv"
-PLAN_FIELDS = ["batch", "order", "smiles", "model_version", "predicted_ie", "kind"]
+PLAN_FIELDS = ["batch", "order", "smiles", "model_version", "predicted_ie", "kind",
+               "predicted_std"]  # added later: new columns go at the end
 PLANNED = "planned"
 REPLACEMENT = "replacement"
 
@@ -57,9 +59,10 @@ class BatchPlan:
     def open(cls, run_dir: str | os.PathLike) -> BatchPlan:
         """Read the plan a previous session left; a torn last row (a killed writer) is cut off."""
         plan = cls(Path(run_dir))
-        note = repair_tail(plan.run_dir / PLAN_FILE, PLAN_FIELDS)
-        if note:
-            print(f"note: {note}", file=sys.stderr)
+        for note in (repair_tail(plan.run_dir / PLAN_FILE, PLAN_FIELDS),
+                     add_new_columns(plan.run_dir / PLAN_FILE, PLAN_FIELDS)):
+            if note:
+                print(f"note: {note}", file=sys.stderr)
         for row in read_plan(run_dir).to_dict("records"):
             plan._keep(row)
         return plan
@@ -90,12 +93,18 @@ class BatchPlan:
             known.add(s)
             row = {"batch": batch, "order": order, "smiles": s, "model_version": model_version,
                    "predicted_ie": predicted.get(s, math.nan) if predicted is not None else None,
-                   "kind": kind}
+                   "kind": kind, "predicted_std": _std_of(predicted, s)}
             append_row(self.run_dir / PLAN_FILE, PLAN_FIELDS, row, self.durable)
             self._keep(row)
             added.append(row)
             order += 1
         return added
+
+
+def _std_of(predicted: Any, smiles: str) -> float | None:
+    """The predicted std of a molecule, from predictions that carry one (else None)."""
+    std = getattr(predicted, "std", None)
+    return std(smiles) if callable(std) else None
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -70,6 +70,7 @@ from course_utils.campaign.stopping import (
 from course_utils.campaign.streaming_loop import run_streaming
 from course_utils.campaign.trust import TRUST_RULE, TrustLedger, truthy
 from course_utils.configs import make_config
+from course_utils.ml.calibration import calibration
 from course_utils.ml.registry import parse_model
 from course_utils.resilience import (
     CampaignInterrupted,
@@ -117,6 +118,7 @@ class _Pending:
     batch: int
     submit_time: float
     predicted: float = math.nan
+    predicted_std: float = math.nan
 
 
 @dataclass
@@ -332,12 +334,14 @@ class Campaign:
                 self._pending.pop(future, None)
 
     # --- simulations ------------------------------------------------------------------------
-    def submit(self, smiles: str, batch: int, predicted: float = math.nan) -> Future:
-        """Start one simulation of batch ``batch`` (``predicted``: the model's IE, kept beside
-        the result to measure the model's error)."""
+    def submit(self, smiles: str, batch: int, predicted: float = math.nan,
+               predicted_std: float = math.nan) -> Future:
+        """Start one simulation of batch ``batch`` (``predicted``, ``predicted_std``: the
+        model's IE and its std, kept beside the result to measure the model's error and
+        calibration)."""
         future = self.simulator.submit(smiles)
         submitted = self.elapsed() if self.replayed else time.time()
-        self._pending[future] = _Pending(smiles, batch, submitted, predicted)
+        self._pending[future] = _Pending(smiles, batch, submitted, predicted, predicted_std)
         return future
 
     def _collect(self, future: Future, lost_reason: str | None = None) -> dict:
@@ -365,10 +369,10 @@ class Campaign:
         record.update(batch=pending.batch, submit_time=pending.submit_time,
                       elapsed_s=self.elapsed(), wave=self._wave_by_smiles.get(pending.smiles, 0))
         row = self.recorder.add_simulation(record)
-        row["predicted"] = pending.predicted
+        row["predicted"], row["predicted_std"] = pending.predicted, pending.predicted_std
         self._last_progress = time.monotonic()
         if row["status"] == rec.STATUS_LOST and not self.stop_requested:
-            self.submit(pending.smiles, pending.batch, pending.predicted)
+            self.submit(pending.smiles, pending.batch, pending.predicted, pending.predicted_std)
         self._notify("simulation", smiles=row["smiles"], status=row["status"])
         return row
 
@@ -408,7 +412,7 @@ class Campaign:
                 smiles = next(candidates, None)
                 if smiles is None:
                     return
-                self.submit(smiles, batch, predicted.get(smiles, math.nan))
+                self.submit(smiles, batch, *predicted.pair(smiles))
 
         top_up()
         while self._pending:
@@ -499,10 +503,11 @@ class Campaign:
         return rows, len(batch)
 
     def batch_rows(self, batch: int, predictions: pd.DataFrame | None = None) -> list[dict]:
-        """Copies of the batch's records, with the model's ``predicted`` IE (for its error)."""
+        """Copies of the batch's records, with the model's ``predicted`` IE and its
+        ``predicted_std`` (for its error and calibration)."""
         predicted = Predicted(predictions, self.keeper.space_position)
-        return [{"predicted": predicted.get(r["smiles"], math.nan), **r}
-                for r in self._batch_rows(batch)]
+        return [{"predicted": predicted.get(r["smiles"]), "predicted_std": predicted.std(r["smiles"]),
+                 **r} for r in self._batch_rows(batch)]
 
     def _by_batch(self) -> dict[int, list[dict]]:
         """The simulation records by batch, indexed as they arrive (records only grow)."""
@@ -641,14 +646,21 @@ class Campaign:
         exclude = self._tried() if exclude is None else exclude
         return self._fresh(self.acquisition.rank(predictions, exclude, rng, positions))
 
-    def _model_error(self, rows: list[dict]) -> tuple[float, float]:
-        """Mean absolute error (eV) and mean absolute percentage error of the picks' predictions."""
-        pairs = [(float(r["ie"]), r["predicted"]) for r in rows
+    def _model_error(self, rows: list[dict]) -> dict[str, float]:
+        """iterations.csv's error columns for the picks' predictions: mean absolute error (eV),
+        mean absolute percentage error, R², and how often the truth was within 1 and 2 of the
+        model's predicted std (NaN where not computable)."""
+        picks = [(float(r["ie"]), r["predicted"], r.get("predicted_std", math.nan)) for r in rows
                  if r["status"] == rec.STATUS_OK and not math.isnan(r.get("predicted", math.nan))]
-        if not pairs:
-            return math.nan, math.nan
-        true, pred = np.array(pairs).T
-        return float(np.mean(np.abs(pred - true))), float(np.mean(np.abs(pred - true) / true) * 100)
+        if not picks:
+            return {"mae_ev": math.nan, "mape_pct": math.nan, "r2": math.nan,
+                    "within_1sd": math.nan, "within_2sd": math.nan}
+        true, pred, std = np.array(picks, dtype=float).T
+        measured = calibration(true, pred, std)
+        return {"mae_ev": float(np.mean(np.abs(pred - true))),
+                "mape_pct": float(np.mean(np.abs(pred - true) / true) * 100),
+                "r2": measured.r2, "within_1sd": measured.within_1sd,
+                "within_2sd": measured.within_2sd}
 
     # --- main loop ----------------------------------------------------------------------
     def run(self) -> CampaignResult:
@@ -735,18 +747,18 @@ class Campaign:
                          simulate_s: float = 0.0) -> None:
         """Write iteration ``iteration`` to iterations.csv (``rows``: its simulations;
         ``training_size``: successes when it began; the seconds its steps took)."""
-        mae, mape = self._model_error(rows)
+        error = self._model_error(rows)
         best = self.recorder.best()
         self.recorder.add_iteration({
             "iteration": iteration, "training_size": training_size,
             "n_new": sum(r["status"] == rec.STATUS_OK for r in rows),
             "best_ie": float(best["ie"]) if best else math.nan,
             "model_time_s": model_s, "select_time_s": select_s,
-            "simulate_time_s": simulate_s, "mae_ev": mae, "mape_pct": mape,
+            "simulate_time_s": simulate_s, **error,
             "elapsed_s": self.elapsed(), **self.keeper.columns(),
         })
         self._write_results("running", "")
-        self._notify("iteration", iteration=iteration, mae_ev=mae, mape_pct=mape)
+        self._notify("iteration", iteration=iteration, **error)
 
     # --- what the run reports -------------------------------------------------------------
     def evaluation(self) -> dict[str, Any] | None:

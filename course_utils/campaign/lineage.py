@@ -47,6 +47,7 @@ LINEAGE_FILE = "lineage.csv"
 LINEAGE_FIELDS = [
     "version", "time", "trigger", "data_version", "training_hash", "train_size", "valid_size",
     "valid_mae_ev", "valid_r2", "failed_since_previous", "train_time_s", "model_file",
+    "valid_within_1sd", "valid_within_2sd",  # added later: new columns go at the end
 ]
 _NAME = re.compile(r"^v(\d{4,})\.(joblib|json)$")
 

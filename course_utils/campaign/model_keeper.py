@@ -30,6 +30,7 @@ from course_utils.apps import SmilesBlock, chunked
 from course_utils.campaign.lineage import ModelRegistry, failed_labels, training_hash, version_name
 from course_utils.campaign.parts import Simulator
 from course_utils.campaign.retraining import validation_of
+from course_utils.ml.calibration import calibration
 from course_utils.ml.contract import Model
 from course_utils.resilience import CampaignStopped, one_line
 from course_utils.search_space import position_index
@@ -89,6 +90,8 @@ class Predicted:
 
     def __init__(self, predictions: pd.DataFrame | None, position: Mapping[str, int]):
         self._ie = None if predictions is None else predictions["ie"].to_numpy()
+        self._std = (None if predictions is None or "ie_spread" not in predictions
+                     else predictions["ie_spread"].to_numpy())
         self._position = position
         if self._ie is not None and len(self._ie) != len(position):  # a part of the space
             self._position = {s: i for i, s in enumerate(predictions["smiles"].tolist())}
@@ -96,6 +99,15 @@ class Predicted:
     def get(self, smiles: str, default: float = math.nan) -> float:
         i = None if self._ie is None else self._position.get(smiles)
         return default if i is None else float(self._ie[i])
+
+    def std(self, smiles: str, default: float = math.nan) -> float:
+        """The model's predicted standard deviation of the molecule's IE (eV)."""
+        i = None if self._std is None else self._position.get(smiles)
+        return default if i is None else float(self._std[i])
+
+    def pair(self, smiles: str) -> tuple[float, float]:
+        """(mean, std) predicted for the molecule; NaN for one the model did not score."""
+        return self.get(smiles), self.std(smiles)
 
 
 class ModelKeeper:
@@ -189,6 +201,7 @@ class ModelKeeper:
         train_s = time.perf_counter() - started
         model = _value(getattr(future, "model", None))
         valid_mae, valid_r2, n_valid = validation_of(predictions, round_.valid)
+        coverage = _validation_coverage(predictions, round_.valid, self.space_position)
         previous = self.lineage.last
         since = int(previous["data_version"]) if previous is not None else 0
         data_version = len(round_.records)
@@ -197,7 +210,8 @@ class ModelKeeper:
             "data_version": data_version,
             "training_hash": training_hash(round_.training),
             "train_size": len(round_.training), "valid_size": n_valid,
-            "valid_mae_ev": valid_mae, "valid_r2": valid_r2, "train_time_s": train_s,
+            "valid_mae_ev": valid_mae, "valid_r2": valid_r2, **coverage,
+            "train_time_s": train_s,
             "failed_since_previous": failed_labels(round_.records[since:data_version]),
             "parameters": self.parameters,
             "packages": rec.environment_info(self.engine)["packages"]}
@@ -253,6 +267,17 @@ class ModelKeeper:
     @property
     def version(self) -> int | None:
         return (self.info or {}).get("version")
+
+
+def _validation_coverage(predictions: pd.DataFrame, rows: list[dict],
+                         position: Mapping[str, int]) -> dict[str, float]:
+    """``valid_within_1sd``/``_2sd``: how often the held-out truths lie within 1 and 2
+    predicted std (NaN without validation molecules): the model's std, checked."""
+    predicted = Predicted(predictions, position)
+    pairs = [predicted.pair(r["smiles"]) for r in rows]
+    measured = calibration([float(r["ie"]) for r in rows], [m for m, _ in pairs],
+                           [s for _, s in pairs])
+    return {"valid_within_1sd": measured.within_1sd, "valid_within_2sd": measured.within_2sd}
 
 
 def _value(model: Any) -> Any:

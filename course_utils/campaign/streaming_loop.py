@@ -10,7 +10,6 @@ It uses the campaign's steps and parts and nothing else, as the batch loop
 
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING
 
@@ -41,7 +40,7 @@ def run_streaming(campaign: Campaign) -> None:
             smiles = next(ranking, None)
             if smiles is None:
                 return
-            campaign.submit(smiles, generation, predicted.get(smiles, math.nan))
+            campaign.submit(smiles, generation, *predicted.pair(smiles))
 
     while campaign.n_ok < p.max_training_count and campaign.n_failed <= campaign.max_failures:
         problem = None if scoring is None else attempts.problem(scoring, keeper.started(scoring))
