@@ -117,39 +117,45 @@ def _improvement(predictions: pd.DataFrame, keep: np.ndarray, best: float, xi: f
     return gain, std, z
 
 
-@ACQUISITION_REGISTRY.register("ei", options={"xi": _positive})
 @dataclass(frozen=True)
-class ExpectedImprovement(Greedy):
-    """Expected improvement over the best simulated IE: ``E[max(IE - best - xi, 0)]`` under the
-    model's normal prediction, ``gain·Φ(z) + std·φ(z)``; where std is 0, ``max(gain, 0)``.
-    Before any success (no best yet) it ranks as greedy does."""
+class ImprovementOverBest(Greedy):
+    """A score of the chance to beat the best simulated IE by ``xi`` (eV); before any success
+    (no best yet) it ranks as greedy does."""
 
     xi: float = 0.0
-    name: ClassVar[str] = "ei"
 
     def score(self, predictions: pd.DataFrame, keep: np.ndarray,
               context: RankingContext) -> np.ndarray:
         if not np.isfinite(context.best_ie):
             return super().score(predictions, keep, context)
-        gain, std, z = _improvement(predictions, keep, context.best_ie, self.xi)
+        return self.of_gain(*_improvement(predictions, keep, context.best_ie, self.xi))
+
+    def of_gain(self, gain: np.ndarray, std: np.ndarray, z: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@ACQUISITION_REGISTRY.register("ei", options={"xi": _positive})
+@dataclass(frozen=True)
+class ExpectedImprovement(ImprovementOverBest):
+    """Expected improvement ``E[max(IE - best - xi, 0)]`` under the model's normal prediction:
+    ``gain·Φ(z) + std·φ(z)``; where std is 0, ``max(gain, 0)``."""
+
+    name: ClassVar[str] = "ei"
+
+    def of_gain(self, gain: np.ndarray, std: np.ndarray, z: np.ndarray) -> np.ndarray:
         density = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
         return np.where(std > 0, gain * ndtr(z) + std * density, np.maximum(gain, 0.0))
 
 
 @ACQUISITION_REGISTRY.register("pi", options={"xi": _positive})
 @dataclass(frozen=True)
-class ProbabilityOfImprovement(Greedy):
-    """Probability that the IE beats the best simulated one by ``xi``: ``Φ(z)``; where std is
-    0, 1 or 0. Before any success it ranks as greedy does."""
+class ProbabilityOfImprovement(ImprovementOverBest):
+    """Probability of improvement ``Φ(z)``; where std is 0, 1 or 0."""
 
-    xi: float = 0.0
     name: ClassVar[str] = "pi"
 
-    def score(self, predictions: pd.DataFrame, keep: np.ndarray,
-              context: RankingContext) -> np.ndarray:
-        if not np.isfinite(context.best_ie):
-            return super().score(predictions, keep, context)
-        return ndtr(_improvement(predictions, keep, context.best_ie, self.xi)[2])
+    def of_gain(self, gain: np.ndarray, std: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return ndtr(z)
 
 
 @ACQUISITION_REGISTRY.register("thompson", options={})
