@@ -1,9 +1,14 @@
 """The acquisition part: which untried molecules the campaign simulates next.
 
 Each strategy keeps the :class:`~course_utils.campaign.parts.Acquisition` contract and is
-registered by name in :data:`ACQUISITION_REGISTRY` (``greedy``, ``ucb``, ``epsilon-greedy``,
-``random``; ``ucb:kappa=2``, ``epsilon-greedy:epsilon=0.2``). Ties keep the search-space order,
-so the same inputs always give the same picks.
+registered by name in :data:`ACQUISITION_REGISTRY` (``greedy``, ``ucb``, ``ei``, ``pi``,
+``thompson``, ``epsilon-greedy``, ``random``; ``ucb:kappa=2``, ``ei:xi=0.1``,
+``epsilon-greedy:epsilon=0.2``). Ties keep the search-space order, so the same inputs always
+give the same picks.
+
+``ei``, ``pi`` and ``thompson`` use the model's uncertainty in the way Bayesian optimization
+does; what they need beyond the predictions (the best simulated IE, the fitted model, the
+batch size) reaches them as a :class:`~course_utils.campaign.parts.RankingContext`.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr
 
-from course_utils.campaign.parts import Registry
+from course_utils.campaign.parts import RankingContext, Registry
 
 
 class AcquisitionError(ValueError):
@@ -75,12 +81,14 @@ class Greedy:
     needs_model: ClassVar[bool] = True
 
     def rank(self, predictions: pd.DataFrame, exclude: set[str], rng: np.random.Generator,
-             positions: Mapping[str, int] | None = None) -> Iterator[str]:
+             positions: Mapping[str, int] | None = None,
+             context: RankingContext | None = None) -> Iterator[str]:
         smiles, keep = _kept(predictions, exclude, positions)
-        for i in best_first(self.score(predictions, keep)):
+        for i in best_first(self.score(predictions, keep, context or RankingContext())):
             yield smiles[i]
 
-    def score(self, predictions: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
+    def score(self, predictions: pd.DataFrame, keep: np.ndarray,
+              context: RankingContext) -> np.ndarray:
         return predictions["ie"].to_numpy(dtype=float)[keep]
 
 
@@ -92,9 +100,111 @@ class UpperConfidenceBound(Greedy):
     kappa: float = 1.0
     name: ClassVar[str] = "ucb"
 
-    def score(self, predictions: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
+    def score(self, predictions: pd.DataFrame, keep: np.ndarray,
+              context: RankingContext) -> np.ndarray:
         return (predictions["ie"].to_numpy(dtype=float)[keep]
                 + self.kappa * predictions["ie_spread"].to_numpy(dtype=float)[keep])
+
+
+def _improvement(predictions: pd.DataFrame, keep: np.ndarray, best: float, xi: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean - best - xi, std, z = that / std) of the kept rows; z is ±inf where std is 0."""
+    mean = predictions["ie"].to_numpy(dtype=float)[keep]
+    std = np.clip(predictions["ie_spread"].to_numpy(dtype=float)[keep], 0.0, None)
+    gain = mean - best - xi
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(std > 0, gain / np.where(std > 0, std, 1.0), np.where(gain > 0, np.inf, -np.inf))
+    return gain, std, z
+
+
+@dataclass(frozen=True)
+class ImprovementOverBest(Greedy):
+    """A score of the chance to beat the best simulated IE by ``xi`` (eV); before any success
+    (no best yet) it ranks as greedy does."""
+
+    xi: float = 0.0
+
+    def score(self, predictions: pd.DataFrame, keep: np.ndarray,
+              context: RankingContext) -> np.ndarray:
+        if not np.isfinite(context.best_ie):
+            return super().score(predictions, keep, context)
+        return self.of_gain(*_improvement(predictions, keep, context.best_ie, self.xi))
+
+    def of_gain(self, gain: np.ndarray, std: np.ndarray, z: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+@ACQUISITION_REGISTRY.register("ei", options={"xi": _positive})
+@dataclass(frozen=True)
+class ExpectedImprovement(ImprovementOverBest):
+    """Expected improvement ``E[max(IE - best - xi, 0)]`` under the model's normal prediction:
+    ``gain·Φ(z) + std·φ(z)``; where std is 0, ``max(gain, 0)``."""
+
+    name: ClassVar[str] = "ei"
+
+    def of_gain(self, gain: np.ndarray, std: np.ndarray, z: np.ndarray) -> np.ndarray:
+        density = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+        return np.where(std > 0, gain * ndtr(z) + std * density, np.maximum(gain, 0.0))
+
+
+@ACQUISITION_REGISTRY.register("pi", options={"xi": _positive})
+@dataclass(frozen=True)
+class ProbabilityOfImprovement(ImprovementOverBest):
+    """Probability of improvement ``Φ(z)``; where std is 0, 1 or 0."""
+
+    name: ClassVar[str] = "pi"
+
+    def of_gain(self, gain: np.ndarray, std: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return ndtr(z)
+
+
+@ACQUISITION_REGISTRY.register("thompson", options={})
+@dataclass(frozen=True)
+class ThompsonSampling:
+    """Batch Thompson sampling: pick ``k`` of a batch is the best not yet taken under posterior
+    draw ``k`` (``k`` beyond the batch size reuses the draws in turn).
+
+    The draws come from the model's ``sample`` (the forest: randomly drawn trees), all of a
+    batch in one call over the predictions' molecules; a model whose samples are Gaussian
+    marginals of its predictions (``marginal_samples``: the GP) or that has no ``sample`` (the
+    KNN) is drawn from as ``N(mean, std)`` of the predictions table, with no second scoring.
+    The draws use the batch's generator (seeded by the seed and the batch number), so a resumed
+    batch draws the same.
+    """
+
+    name: ClassVar[str] = "thompson"
+    needs_model: ClassVar[bool] = True
+
+    def rank(self, predictions: pd.DataFrame, exclude: set[str], rng: np.random.Generator,
+             positions: Mapping[str, int] | None = None,
+             context: RankingContext | None = None) -> Iterator[str]:
+        context = context or RankingContext()
+        smiles, keep = _kept(predictions, exclude, positions)
+        if not len(smiles):
+            return
+        draws = posterior_draws(predictions, max(int(context.draws), 1), rng, context.model)[:, keep]
+        taken = np.zeros(len(smiles), dtype=bool)
+        for pick in range(len(smiles)):
+            score = np.where(taken, -np.inf, draws[pick % len(draws)])
+            i = int(np.argmax(score))
+            taken[i] = True
+            yield smiles[i]
+
+
+def posterior_draws(predictions: pd.DataFrame, n: int, rng: np.random.Generator,
+                    model: object | None = None) -> np.ndarray:
+    """``n`` posterior draws of every row of ``predictions``, shape ``(n, rows)``: the model's
+    own ``sample`` when it has one beyond Gaussian marginals, else ``N(mean, std)``."""
+    if (model is not None and callable(getattr(model, "sample", None))
+            and not getattr(model, "marginal_samples", False)):
+        draws = np.asarray(model.sample(predictions["smiles"].tolist(), n, rng), dtype=float)
+        if draws.shape == (n, len(predictions)):
+            return draws
+        raise ValueError(f"{getattr(model, 'name', 'model')}.sample gave shape {draws.shape}, "
+                         f"expected {(n, len(predictions))}")
+    mean = predictions["ie"].to_numpy(dtype=float)
+    std = np.clip(predictions["ie_spread"].to_numpy(dtype=float), 0.0, None)
+    return mean + std * rng.standard_normal((n, len(mean)))
 
 
 @ACQUISITION_REGISTRY.register("epsilon-greedy", options={"epsilon": _positive})
@@ -107,7 +217,8 @@ class EpsilonGreedy:
     needs_model: ClassVar[bool] = True
 
     def rank(self, predictions: pd.DataFrame, exclude: set[str], rng: np.random.Generator,
-             positions: Mapping[str, int] | None = None) -> Iterator[str]:
+             positions: Mapping[str, int] | None = None,
+             context: RankingContext | None = None) -> Iterator[str]:
         smiles, keep = _kept(predictions, exclude, positions)
         score = predictions["ie"].to_numpy(dtype=float)[keep]
         greedy = smiles[np.argsort(-score, kind="stable")]
@@ -135,7 +246,8 @@ class RandomSearch:
     needs_model: ClassVar[bool] = False
 
     def rank(self, predictions: pd.DataFrame, exclude: set[str], rng: np.random.Generator,
-             positions: Mapping[str, int] | None = None) -> Iterator[str]:
+             positions: Mapping[str, int] | None = None,
+             context: RankingContext | None = None) -> Iterator[str]:
         smiles, _ = _kept(predictions, exclude, positions)
         for i in rng.permutation(len(smiles)).tolist():  # lazily: a batch reads a few dozen
             yield smiles[i]
@@ -160,11 +272,13 @@ def rank_candidates(
     ucb_kappa: float = 1.0,
     epsilon: float = 0.1,
     positions: Mapping[str, int] | None = None,
+    context: RankingContext | None = None,
 ) -> Iterator[str]:
     """Yield never-tried SMILES in the order the acquisition strategy prefers them.
 
     ``predictions`` has ``smiles``, ``ie`` (predicted, eV) and ``ie_spread``; see
-    :func:`make_acquisition` for the strategy and :func:`_kept` for ``positions``.
+    :func:`make_acquisition` for the strategy, :func:`_kept` for ``positions`` and
+    :class:`RankingContext` for ``context`` (the best IE so far, the model, the batch size).
     """
     part = make_acquisition(acquisition, ucb_kappa=ucb_kappa, epsilon=epsilon)
-    return part.rank(predictions, exclude, rng or np.random.default_rng(), positions)
+    return part.rank(predictions, exclude, rng or np.random.default_rng(), positions, context)

@@ -57,6 +57,7 @@ from course_utils.campaign.parameters import (
     CampaignParameterError,
     CampaignParameters,
 )
+from course_utils.campaign.parts import RankingContext
 from course_utils.campaign.retraining import ValidationSplit
 from course_utils.campaign.simulators import ReplayMissingError, make_simulator
 from course_utils.campaign.stopping import (
@@ -643,8 +644,16 @@ class Campaign:
         if mask is not None and len(predictions) == len(mask):
             predictions = predictions[mask]
         positions = self.keeper.space_position if len(predictions) == len(self.space) else None
+        context = RankingContext(best_ie=self.best_ie_before(None if exclude is None else iteration),
+                                 model=self.keeper.in_use, draws=p.batch_size)
         exclude = self._tried() if exclude is None else exclude
-        return self._fresh(self.acquisition.rank(predictions, exclude, rng, positions))
+        return self._fresh(self.acquisition.rank(predictions, exclude, rng, positions, context))
+
+    def best_ie_before(self, batch: int | None = None) -> float:
+        """Best simulated IE (eV) of the batches before ``batch`` (all if None); NaN if none."""
+        return max((float(r["ie"]) for b, rows in self._by_batch().items()
+                    if batch is None or b < batch for r in rows if r["status"] == rec.STATUS_OK),
+                   default=math.nan)
 
     def _model_error(self, rows: list[dict]) -> dict[str, float]:
         """iterations.csv's error columns for the picks' predictions: mean absolute error (eV),

@@ -16,8 +16,10 @@ line, notebooks): ``name`` or ``name:arguments``, e.g. ``greedy``, ``growth:0.25
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -176,6 +178,18 @@ class Simulator(Protocol):
     def now(self) -> float: ...
 
 
+@dataclass(frozen=True)
+class RankingContext:
+    """What an acquisition may need beyond the predictions, as of the batch's start."""
+
+    #: Best simulated IE so far (eV; NaN before any success): what ``ei`` and ``pi`` improve on.
+    best_ie: float = math.nan
+    #: The fitted model in use (``thompson`` draws posterior samples from it), or None.
+    model: Model | None = None
+    #: Posterior draws per ranking (``thompson``: one per pick of a batch).
+    draws: int = 1
+
+
 @runtime_checkable
 class Acquisition(Protocol):
     """Orders untried molecules by preference (lazily: a batch reads a few dozen)."""
@@ -185,7 +199,8 @@ class Acquisition(Protocol):
     needs_model: bool
 
     def rank(self, predictions: pd.DataFrame, exclude: set[str], rng: np.random.Generator,
-             positions: Mapping[str, int] | None = None) -> Iterator[str]: ...
+             positions: Mapping[str, int] | None = None,
+             context: RankingContext | None = None) -> Iterator[str]: ...
 
 
 @runtime_checkable

@@ -64,6 +64,9 @@ class TanimotoGP:
     """
 
     name = "gp"
+    #: :meth:`sample` draws ``N(mean, std)`` of :meth:`predict`: a caller holding the
+    #: predictions (Thompson sampling over a scored search space) draws them without rescoring.
+    marginal_samples = True
 
     def __init__(self, radius: int = 2, length: int = 2048, noise: float | None = None) -> None:
         self.radius, self.length = check_fingerprint_options(self.name, radius, length)

@@ -1,0 +1,127 @@
+"""The acquisitions that use the model's uncertainty: ei, pi, thompson (issue 25)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+from course_utils.campaign.acquisition import (
+    ACQUISITION_REGISTRY,
+    make_acquisition,
+    posterior_draws,
+    rank_candidates,
+)
+from course_utils.campaign.engine import run_campaign
+from course_utils.campaign.parameters import ACQUISITIONS
+from course_utils.campaign.parts import RankingContext
+from course_utils.ml.forest import ForestModel
+
+#: Best simulated IE 15.0 eV. a: sure and below; b: likely above; c: sure above; d: far below
+#: but very unsure; e: below, unsure.
+TABLE = pd.DataFrame({"smiles": ["a", "b", "c", "d", "e"],
+                      "ie": [14.9, 15.2, 15.1, 13.0, 14.5],
+                      "ie_spread": [0.0, 0.3, 0.0, 2.0, 0.4]})
+BEST = RankingContext(best_ie=15.0)
+
+
+def ranked(acquisition: str, table: pd.DataFrame = TABLE, context: RankingContext = BEST,
+           exclude: set[str] | None = None, seed: int = 0) -> list[str]:
+    return list(rank_candidates(table, exclude or set(), acquisition=acquisition,
+                                rng=np.random.default_rng(seed), context=context))
+
+
+def test_new_names_are_registered_and_offered_to_the_panel_and_parameters():
+    for name in ("ei", "pi", "thompson"):
+        assert name in ACQUISITIONS and name in ACQUISITION_REGISTRY
+        assert make_acquisition(name).needs_model
+    assert ACQUISITION_REGISTRY.make("ei:xi=0.1").xi == 0.1
+
+
+def test_expected_improvement_order_is_the_closed_form():
+    # a 0 (sure, below); c 0.1 exactly (sure, above); d 2φ(-1) - 2Φ(-1) = 0.17 (far below but
+    # very unsure) beats c; b (likely above, unsure) is first; e (below, unsure) small
+    expected = {}
+    for s, mean, std in TABLE.itertuples(index=False):
+        gain = mean - 15.0
+        expected[s] = max(gain, 0.0) if std == 0 else gain * norm.cdf(gain / std) + std * norm.pdf(
+            gain / std)
+    order = sorted(expected, key=lambda s: -expected[s])
+    assert ranked("ei") == order == ["b", "d", "c", "e", "a"]
+
+
+def test_probability_of_improvement_order():
+    # c surely above (1), b likely (Φ(2/3)), d Φ(-1) before e Φ(-1.25), a surely not (0)
+    assert ranked("pi") == ["c", "b", "d", "e", "a"]
+
+
+@pytest.mark.parametrize("acquisition", ["ei", "pi"])
+def test_equal_means_prefer_the_more_uncertain(acquisition):
+    table = pd.DataFrame({"smiles": ["sure", "unsure", "middle"], "ie": [14.0, 14.0, 14.0],
+                          "ie_spread": [0.1, 0.8, 0.4]})
+    assert ranked(acquisition, table) == ["unsure", "middle", "sure"]
+
+
+@pytest.mark.parametrize("acquisition", ["ei", "pi"])
+def test_without_a_best_ie_they_rank_as_greedy(acquisition):
+    assert ranked(acquisition, context=RankingContext()) == ranked("greedy")
+
+
+def test_thompson_with_certain_predictions_is_greedy():
+    table = TABLE.assign(ie_spread=0.0)
+    assert ranked("thompson", table, RankingContext(draws=3)) == ranked("greedy", table)
+
+
+def test_thompson_is_reproducible_with_a_seed_and_varies_between_seeds():
+    context = RankingContext(draws=4)
+    assert ranked("thompson", context=context, seed=3) == ranked("thompson", context=context,
+                                                                  seed=3)
+    orders = {tuple(ranked("thompson", context=context, seed=s)) for s in range(20)}
+    assert len(orders) > 1
+    assert all(sorted(o) == sorted(TABLE["smiles"]) for o in orders)  # each once
+
+
+def test_thompson_never_yields_excluded_molecules():
+    assert "b" not in ranked("thompson", exclude={"b"}, context=RankingContext(draws=2))
+
+
+def test_thompson_takes_pick_k_from_draw_k():
+    draws = posterior_draws(TABLE, 5, np.random.default_rng(7))
+    picks = ranked("thompson", context=RankingContext(draws=5), seed=7)
+    taken: list[str] = []
+    for k in range(5):
+        score = {s: draws[k, i] for i, s in enumerate(TABLE["smiles"]) if s not in taken}
+        taken.append(max(score, key=score.get))
+    assert picks == taken
+
+
+def test_forest_draws_are_its_trees_in_one_call():
+    smiles = ["C", "CC", "CCC", "CCO", "CO", "CCN", "CN", "OCCO"]
+    forest = ForestModel(n_trees=10).fit(smiles, np.arange(len(smiles), dtype=float))
+    mean, std = forest.predict(smiles)
+    table = pd.DataFrame({"smiles": smiles, "ie": mean, "ie_spread": std})
+    draws = posterior_draws(table, 4, np.random.default_rng(1), forest)
+    again = posterior_draws(table, 4, np.random.default_rng(1), forest)
+    assert draws.shape == (4, len(smiles)) and np.array_equal(draws, again)
+    assert np.allclose(draws.mean(axis=0), mean, atol=3 * std.max() + 1e-9)
+    picks = list(rank_candidates(table, set(), acquisition="thompson",
+                                 rng=np.random.default_rng(1),
+                                 context=RankingContext(model=forest, draws=4)))
+    assert picks[0] == smiles[int(np.argmax(draws[0]))]
+
+
+@pytest.mark.parametrize("mode", ["batch", "streaming"])
+@pytest.mark.parametrize("acquisition", ["ei", "pi", "thompson"])
+def test_each_new_acquisition_runs_a_replay_to_completion(tmp_path, acquisition, mode):
+    result = run_campaign({"simulator": "replay", "search_space": "truth:qm9:2000",
+                           "initial_training_count": 8, "batch_size": 4,
+                           "max_training_count": 20, "acquisition": acquisition, "mode": mode,
+                           "model": "rf" if acquisition == "thompson" else "gp", "seed": 2},
+                          tmp_path / "run", progress=False, plot=False)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    ok = result.simulations[result.simulations["status"] == "ok"]
+    assert results["status"] == "complete"
+    assert len(ok) == 20 and ok["smiles"].is_unique
