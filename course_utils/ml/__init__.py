@@ -11,7 +11,7 @@ search, incremental for replays.
 from course_utils import lazy_exports
 
 __all__ = ["FingerprintError", "ForestModel", "InvalidSmilesError", "KNNModel", "TanimotoGP",
-           "count_fingerprints", "fingerprints", "learning_curve", "run_model", "train_model"]
+           "count_fingerprints", "learning_curve", "run_model", "train_model"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "FingerprintError": "fingerprints", "InvalidSmilesError": "fingerprints",

@@ -8,14 +8,14 @@ rule saves and costs. ``sweep`` runs a sweep (successive halving included) from 
 from course_utils import lazy_exports
 
 __all__ = ["plot_comparison", "plot_stopping_study", "plot_sweep", "read_configs",
-           "replay_grid", "run_sweep", "stopping_study", "strategy_table", "summarize_runs",
+           "replay_grid", "run_sweep", "strategy_table", "summarize_runs",
            "summarize_stopping", "yardsticks"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
     "replay_grid": "comparison", "summarize_runs": "comparison",
     "strategy_table": "comparison", "plot_comparison": "comparison",
     "yardsticks": "comparison",
-    "stopping_study": "stopping_study", "summarize_stopping": "stopping_study",
+    "summarize_stopping": "stopping_study",
     "plot_stopping_study": "stopping_study",
     "read_configs": "sweep", "run_sweep": "sweep", "plot_sweep": "sweep",
 })
