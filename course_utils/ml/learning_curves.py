@@ -48,6 +48,14 @@ class KNNBaseline:
         return scored["ie"].to_numpy(), scored["ie_spread"].to_numpy()
 
 
+def known_molecules(table: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """SMILES and IEs (eV) of the table's successful rows (default: the complete QM9 table)."""
+    if table is None:
+        table = load_ground_truth("qm9")
+    ok = table[table["status"] == "ok"]
+    return ok["smiles"].to_numpy(), ok["ie"].to_numpy(dtype=np.float64)
+
+
 def learning_curve(
     models: Mapping[str, Callable[[], object]], sizes: Sequence[int], seeds: Sequence[int],
     n_test: int = 3000, table: pd.DataFrame | None = None,
@@ -59,14 +67,11 @@ def learning_curve(
     ``within_2_std`` (calibration), ``fit_seconds``, ``predict_seconds``. ``table``: the
     ground truth (default: the complete QM9 table).
     """
-    if table is None:
-        table = load_ground_truth("qm9")
-    ok = table[table["status"] == "ok"].reset_index(drop=True)
-    smiles, ie = ok["smiles"].to_numpy(), ok["ie"].to_numpy(dtype=np.float64)
+    smiles, ie = known_molecules(table)
     rows = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        order = rng.permutation(len(ok))
+        order = rng.permutation(len(smiles))
         test, pool = order[:n_test], order[n_test:]
         for size in sizes:
             train = rng.choice(pool, size=size, replace=False)
@@ -91,14 +96,11 @@ def coverage(models: Mapping[str, Callable[[], object]], size: int, seeds: Seque
     """Calibration: per model and ``z``, the share of ``n_test`` held-out molecules whose
     absolute error is at most ``z`` predicted standard deviations (pooled over ``seeds``;
     training sets of ``size`` random molecules). An honest Gaussian std gives erf(z/√2)."""
-    if table is None:
-        table = load_ground_truth("qm9")
-    ok = table[table["status"] == "ok"].reset_index(drop=True)
-    smiles, ie = ok["smiles"].to_numpy(), ok["ie"].to_numpy(dtype=np.float64)
+    smiles, ie = known_molecules(table)
     ratios: dict[str, list[np.ndarray]] = {label: [] for label in models}
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        order = rng.permutation(len(ok))
+        order = rng.permutation(len(smiles))
         test, train = order[:n_test], order[n_test:n_test + size]
         for label, factory in models.items():
             mean, std = factory().fit(smiles[train].tolist(), ie[train]).predict(
