@@ -53,11 +53,29 @@ def test_hyperparameters_are_fitted_and_json_safe(fitted, data):
     other = TanimotoGP().fit(test["smiles"], test["ie"].to_numpy() * 2.0)
     first, second = fitted.describe(), other.describe()
     json.dumps(first, allow_nan=False)
-    assert first["name"] == "gp" and first["options"] == {"radius": 2, "length": 2048, "noise": None}
+    assert first["name"] == "gp" and first["options"] == {"radius": 2, "length": 2048, "noise": None,
+                                                           "mean": "fitted"}
     for key in ("signal_std_ev", "noise_std_ev", "constant_mean_ev"):
         assert first["fitted"][key] != second["fitted"][key]
     assert second["fitted"]["signal_std_ev"] > first["fitted"]["signal_std_ev"]
     assert TanimotoGP().describe()["fitted"] == {}
+
+
+def test_training_mean_option_fixes_the_constant_mean(fitted, data):
+    """``mean="training"``: the constant is the training average, not the likelihood's estimate,
+    and the amplitude and noise are still fitted around it."""
+    train, _ = data
+    # ten molecules found five more times each with high IEs: a cluster a search would gather
+    smiles = train["smiles"].tolist() + train["smiles"].tolist()[:10] * 5
+    y = np.concatenate([train["ie"].to_numpy(), np.tile(train["ie"].to_numpy()[:10] + 2.0, 5)])
+    fitted_mean = TanimotoGP().fit(smiles, y)
+    training = TanimotoGP(mean="training").fit(smiles, y)
+    assert training.describe()["options"]["mean"] == "training"
+    assert training.fitted["constant_mean_ev"] == pytest.approx(y.mean())
+    assert fitted_mean.fitted["constant_mean_ev"] < y.mean() - 0.1  # the cluster is discounted
+    assert training.fitted["signal_std_ev"] > 0 and training.fitted["noise_std_ev"] > 0
+    far = ["FC(F)(F)C(F)(F)F", "S=C=S"]  # unlike any training molecule: the mean is the prior
+    np.testing.assert_allclose(training.predict(far)[0], y.mean(), atol=0.3)
 
 
 def test_pickle_round_trip_predicts_identically(fitted, data):
@@ -80,6 +98,7 @@ def test_sample_shape_and_spread(fitted, data):
     ({"length": 100}, "gp option length must be a positive multiple of 64, got 100"),
     ({"noise": 0}, "gp option noise must be a number > 0, got 0"),
     ({"radius": 2.5}, "gp option radius must be an integer >= 0, got 2.5"),
+    ({"mean": "zero"}, "gp option mean must be one of fitted, training, got 'zero'"),
 ])
 def test_invalid_options_one_line(options, message):
     with pytest.raises(ValueError) as info:

@@ -327,7 +327,7 @@ RUN_FLAGS = {
     ("--quiet", None, False, False),
 }
 RUN_HELP = {
-    "--acquisition": "greedy|ucb|epsilon-greedy|random",
+    "--acquisition": "greedy|ucb|ei|pi|thompson|epsilon-greedy|random",
     "--mode": "batch|streaming",
     "--search-space": "'qm9' or a CSV/TSV file with a smiles column",
     "--config": "local|polaris, or local-mpi|polaris-mpi (with an MPI executor)",

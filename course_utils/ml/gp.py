@@ -6,7 +6,8 @@ hyperparameters maximize the log marginal likelihood: for a noise-to-signal rati
 ``r = σ²/s²`` the best ``c`` and ``s²`` have closed forms, so the search is one-dimensional over
 ``log r``, and one eigendecomposition of the training kernel makes each trial O(n): a grid then
 a bounded Brent refinement, deterministic. ``noise=`` fixes ``σ`` instead (then ``s²`` is
-searched the same way).
+searched the same way). ``mean="training"`` fixes ``c`` at the average training IE instead of
+its likelihood estimate (see :data:`PRIOR_MEANS`).
 
 The predictive standard deviation *includes* the noise ``σ``: it is the spread of what xTB will
 say for the molecule, so ``|truth - mean| <= std`` about 68 % of the time (the calibration the
@@ -56,11 +57,22 @@ BLOCK_ROWS = 8192
 VARIANCE_BLOCKS = 4
 
 
+#: Where the constant mean comes from. ``fitted``: the marginal-likelihood estimate, the
+#: generalized least-squares mean, which discounts clusters of similar molecules, so it stays
+#: near the average of the whole space even when a search has gathered a cluster of high IEs.
+#: The better predictor, but molecules unlike anything trained are then predicted average and
+#: a greedy search keeps mining its first good cluster. ``training``: the plain average of the
+#: training IEs, which a search raises as it finds good molecules: the unexplored space looks
+#: as good as the average pick, so greedy picks explore. Measured in notebook 10.
+PRIOR_MEANS = ("fitted", "training")
+
+
 class TanimotoGP:
     """Gaussian process regression on packed Morgan fingerprints with a Tanimoto kernel.
 
     Options: ``radius`` and ``length`` of the Morgan bit fingerprint; ``noise``: a fixed noise
-    standard deviation in eV, or None (default) to fit it.
+    standard deviation in eV, or None (default) to fit it; ``mean``: one of
+    :data:`PRIOR_MEANS`.
     """
 
     name = "gp"
@@ -68,9 +80,14 @@ class TanimotoGP:
     #: predictions (Thompson sampling over a scored search space) draws them without rescoring.
     marginal_samples = True
 
-    def __init__(self, radius: int = 2, length: int = 2048, noise: float | None = None) -> None:
+    def __init__(self, radius: int = 2, length: int = 2048, noise: float | None = None,
+                 mean: str = "fitted") -> None:
         self.radius, self.length = check_fingerprint_options(self.name, radius, length)
         self.noise = None if noise is None else check_positive(self.name, "noise", noise)
+        if mean not in PRIOR_MEANS:
+            raise ValueError(f"gp option mean must be one of {', '.join(PRIOR_MEANS)}, "
+                             f"got {mean!r}")
+        self.mean = mean
         self.fitted: dict[str, float] = {}
 
     # -------------------------------------------------------------------------- training
@@ -86,7 +103,8 @@ class TanimotoGP:
         similarity = tanimoto_kernel(fps, fps)
         eigenvalues, eigenvectors = np.linalg.eigh(similarity)
         profile = _Profile(np.clip(eigenvalues, 0.0, None), eigenvectors.T @ y,
-                           eigenvectors.T @ np.ones_like(y))
+                           eigenvectors.T @ np.ones_like(y),
+                           fixed_mean=float(y.mean()) if self.prior_mean == "training" else None)
         signal_var, ratio = self._hyperparameters(profile)
         mean = profile.mean(ratio)
 
@@ -166,10 +184,16 @@ class TanimotoGP:
         mean, std = self.predict(smiles)
         return mean + std * rng.standard_normal((n, len(mean)))
 
+    @property
+    def prior_mean(self) -> str:
+        """The ``mean`` option (versions saved before it existed fitted theirs)."""
+        return getattr(self, "mean", "fitted")
+
     def describe(self) -> dict[str, Any]:
         """Name, options and fitted hyperparameters (eV), JSON-safe for the lineage records."""
         return {"name": self.name,
-                "options": {"radius": self.radius, "length": self.length, "noise": self.noise},
+                "options": {"radius": self.radius, "length": self.length, "noise": self.noise,
+                            "mean": self.prior_mean},
                 "fitted": dict(self.fitted)}
 
 
@@ -178,18 +202,22 @@ class _Profile:
 
     With ``A = T + rI``: ``A⁻¹ = U diag(1/(λ+r)) Uᵀ`` and ``log|A| = Σ log(λ+r)``, so for a
     ratio ``r`` the best constant mean, the best signal variance and the likelihood are sums
-    over the n eigenvalues.
+    over the n eigenvalues. A ``fixed_mean`` replaces the best constant mean.
     """
 
-    def __init__(self, eigenvalues: np.ndarray, y_rot: np.ndarray, ones_rot: np.ndarray) -> None:
+    def __init__(self, eigenvalues: np.ndarray, y_rot: np.ndarray, ones_rot: np.ndarray,
+                 fixed_mean: float | None = None) -> None:
         self.eigenvalues, self.y_rot, self.ones_rot = eigenvalues, y_rot, ones_rot
+        self.fixed_mean = fixed_mean
 
     def mean(self, ratio: float) -> float:
+        if self.fixed_mean is not None:
+            return self.fixed_mean
         w = 1.0 / (self.eigenvalues + ratio)
         return float(np.sum(w * self.y_rot * self.ones_rot) / np.sum(w * self.ones_rot**2))
 
     def quadratic(self, ratio: float) -> float:
-        """``(y-c)ᵀ A⁻¹ (y-c)`` at the best ``c``."""
+        """``(y-c)ᵀ A⁻¹ (y-c)`` at the best (or the fixed) ``c``."""
         residual = self.y_rot - self.mean(ratio) * self.ones_rot
         return float(np.sum(residual**2 / (self.eigenvalues + ratio)))
 
@@ -197,7 +225,7 @@ class _Profile:
         return self.quadratic(ratio) / len(self.eigenvalues)
 
     def log_likelihood(self, ratio: float, signal_var: float) -> float:
-        """log p(y) for ``K = s²(T + rI)`` and the best constant mean."""
+        """log p(y) for ``K = s²(T + rI)`` and the best (or the fixed) constant mean."""
         n = len(self.eigenvalues)
         log_det = np.sum(np.log(self.eigenvalues + ratio)) + n * math.log(signal_var)
         return -0.5 * (self.quadratic(ratio) / signal_var + log_det + n * math.log(2 * math.pi))

@@ -48,10 +48,12 @@ def _number(value: str) -> float:
         raise ValueError("must be a number") from None
 
 
-@MODEL_REGISTRY.register("gp", spelling="gp[:radius=R,length=L,noise=EV]",
-                         options={"radius": _whole, "length": _whole, "noise": _number})
-def _gp(radius: int = 2, length: int = 2048, noise: float | None = None) -> TanimotoGP:
-    return TanimotoGP(radius=radius, length=length, noise=noise)
+@MODEL_REGISTRY.register("gp", spelling="gp[:radius=R,length=L,noise=EV,mean=fitted|training]",
+                         options={"radius": _whole, "length": _whole, "noise": _number,
+                                  "mean": str})
+def _gp(radius: int = 2, length: int = 2048, noise: float | None = None,
+        mean: str = "fitted") -> TanimotoGP:
+    return TanimotoGP(radius=radius, length=length, noise=noise, mean=mean)
 
 
 @MODEL_REGISTRY.register("rf", spelling="rf[:n_trees=N,max_features=F,min_samples_leaf=M,...]",
