@@ -29,7 +29,7 @@ from course_utils.campaign.parameters import (
     CampaignParameterError,
     CampaignParameters,
 )
-from course_utils.ml.registry import MODELS
+from course_utils.ml.registry import MODEL_CHOICES
 from course_utils.resilience import (
     CampaignInterrupted,
     interrupts_stop,
@@ -118,7 +118,8 @@ class HomeworkPanel:
                               layout=layout)
         self.acquisition = w.Dropdown(options=list(ACQUISITIONS), value=defaults.acquisition,
                                       description="acquisition", style=style, layout=layout)
-        models = list(MODELS) + ([] if defaults.model in MODELS else [defaults.model])
+        models = list(MODEL_CHOICES) + ([] if defaults.model in MODEL_CHOICES
+                                        else [defaults.model])
         self.model = w.Dropdown(options=models, value=defaults.model, description="model",
                                 style=style, layout=layout)
         self.mode = w.Dropdown(options=list(MODES), value=defaults.mode, description="mode",

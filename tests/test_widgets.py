@@ -12,7 +12,7 @@ import pytest
 
 from course_utils import records as rec
 from course_utils.campaign.engine import CampaignInterrupted, CampaignParameters, run_campaign
-from course_utils.ml.registry import MODELS
+from course_utils.ml.registry import MODEL_CHOICES, MODELS, parse_model
 from course_utils.widgets import HomeworkPanel, is_interactive, output_folder_for, summary_table
 
 
@@ -36,7 +36,9 @@ def test_output_folders_differ_per_parameter_set(tmp_path):
 
 def test_the_panel_offers_every_model_and_runs_the_one_chosen():
     panel = HomeworkPanel(CampaignParameters(), lambda p, u: None)
-    assert list(panel.model.options) == list(MODELS) and panel.model.value == "knn"
+    assert list(panel.model.options) == list(MODEL_CHOICES) and panel.model.value == "knn"
+    assert set(MODELS) <= set(MODEL_CHOICES)
+    assert all(parse_model(choice) for choice in MODEL_CHOICES)  # every choice makes a model
     assert {"knn", "gp", "rf"} <= set(panel.model.options)
     assert panel.model in panel.widget.children
     panel.model.value = "gp"

@@ -16,7 +16,7 @@ from course_utils.ml.forest import ForestModel
 from course_utils.ml.gp import TanimotoGP
 from course_utils.ml.knn import KNN, KNNModel
 
-__all__ = ["MODELS", "MODEL_REGISTRY", "ModelError", "as_model", "make_model", "parse_model"]
+__all__ = ["MODELS", "MODEL_CHOICES", "MODEL_REGISTRY", "ModelError", "as_model", "make_model", "parse_model"]
 
 
 class ModelError(ValueError):
@@ -66,6 +66,10 @@ def _rf(**options: Any) -> ForestModel:
 
 #: The registered model names.
 MODELS = MODEL_REGISTRY.names
+
+#: The spellings notebook 4's panel offers: each model, and the GP whose constant mean is the
+#: training average (the one that explores under greedy; notebook 10 shows why).
+MODEL_CHOICES = ("knn", "gp", "gp:mean=training", "rf")
 
 
 def parse_model(text: str) -> Model:
