@@ -95,9 +95,14 @@ _SESSION_START = __import__("time").time()
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """No Parsl process of any test may outlive the suite (by more than about a minute)."""
+    """No Parsl process of any test may outlive the suite (by more than about a minute).
+
+    Under pytest-xdist only the controller checks, once every worker has finished: a worker
+    that finishes first would see the other's live executors."""
     from process_tools import parsl_processes, survivors
 
+    if hasattr(session.config, "workerinput"):
+        return
     left = survivors(parsl_processes(_SESSION_START), timeout=60)
     if left:
         print("\nParsl processes left behind by the tests:\n  " + "\n  ".join(left))

@@ -30,3 +30,4 @@ def test_benchmark_quick_prints_measured_beside_target():
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "target <= 1.0 s" in result.stdout and "learning curves" in result.stdout
+    assert "GP greedy campaign, budget 200" in result.stdout and "gp:mean=training ei" in result.stdout
