@@ -138,10 +138,17 @@ def test_stop_button_ends_a_run_that_run_again_resumes(tmp_path):
 
 
 def test_ctrl_c_while_click_waits_stops_the_run_in_one_line(tmp_path):
-    panel = HomeworkPanel(REPLAY, _slow_replay(tmp_path, [0.1]))
-    threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT)).start()
-    with pytest.raises(CampaignInterrupted, match="interrupted.*resume"):
-        panel.click()
+    """Ctrl-C where Python's own SIGINT handler is in place (a script, a terminal). The test
+    puts that handler back itself: under pytest-xdist, an earlier test in the same worker
+    process may have left another one."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        panel = HomeworkPanel(REPLAY, _slow_replay(tmp_path, [0.1]))
+        threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(CampaignInterrupted, match="interrupted.*resume"):
+            panel.click()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert not panel.running
     assert json.loads((tmp_path / rec.RESULTS_FILE).read_text())["status"] == "interrupted"
 
