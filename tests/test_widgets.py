@@ -138,13 +138,18 @@ def test_stop_button_ends_a_run_that_run_again_resumes(tmp_path):
 
 
 def test_ctrl_c_while_click_waits_stops_the_run_in_one_line(tmp_path):
-    """Ctrl-C where Python's own SIGINT handler is in place (a script, a terminal). The test
-    puts that handler back itself: under pytest-xdist, an earlier test in the same worker
-    process may have left another one."""
+    """Ctrl-C where Python's own SIGINT handler is in place (a script, a terminal), sent once
+    the run reports progress, so while ``click`` waits for it (a fixed delay once fired while
+    a cold first run was still being set up, in a fresh clone)."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    panel = HomeworkPanel(REPLAY, _slow_replay(tmp_path, [0.1]))
+
+    def ctrl_c_once_running():
+        _until(lambda: panel.progress.value >= REPLAY.initial_training_count)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c_once_running, daemon=True).start()
     try:
-        panel = HomeworkPanel(REPLAY, _slow_replay(tmp_path, [0.1]))
-        threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT)).start()
         with pytest.raises(CampaignInterrupted, match="interrupted.*resume"):
             panel.click()
     finally:
