@@ -666,7 +666,7 @@ class Campaign:
                     "within_1sd": math.nan, "within_2sd": math.nan}
         true, pred, std = np.array(picks, dtype=float).T
         measured = calibration(true, pred, std)
-        return {"mae_ev": float(np.mean(np.abs(pred - true))),
+        return {"mae_ev": measured.mae_ev,
                 "mape_pct": float(np.mean(np.abs(pred - true) / true) * 100),
                 "r2": measured.r2, "within_1sd": measured.within_1sd,
                 "within_2sd": measured.within_2sd}

@@ -29,8 +29,7 @@ from course_utils import records as rec
 from course_utils.apps import SmilesBlock, chunked
 from course_utils.campaign.lineage import ModelRegistry, failed_labels, training_hash, version_name
 from course_utils.campaign.parts import Simulator
-from course_utils.campaign.retraining import validation_of
-from course_utils.ml.calibration import calibration
+from course_utils.ml.calibration import Calibration, calibration
 from course_utils.ml.contract import Model
 from course_utils.resilience import CampaignStopped, one_line
 from course_utils.search_space import position_index
@@ -200,8 +199,7 @@ class ModelKeeper:
         predictions = self.table(future.result())
         train_s = time.perf_counter() - started
         model = _value(getattr(future, "model", None))
-        valid_mae, valid_r2, n_valid = validation_of(predictions, round_.valid)
-        coverage = _validation_coverage(predictions, round_.valid, self.space_position)
+        valid = _validation(predictions, round_.valid, self.space_position)
         previous = self.lineage.last
         since = int(previous["data_version"]) if previous is not None else 0
         data_version = len(round_.records)
@@ -209,8 +207,9 @@ class ModelKeeper:
             "trigger": round_.trigger, "policy": self.retrain,
             "data_version": data_version,
             "training_hash": training_hash(round_.training),
-            "train_size": len(round_.training), "valid_size": n_valid,
-            "valid_mae_ev": valid_mae, "valid_r2": valid_r2, **coverage,
+            "train_size": len(round_.training), "valid_size": valid.n,
+            "valid_mae_ev": valid.mae_ev, "valid_r2": valid.r2,
+            "valid_within_1sd": valid.within_1sd, "valid_within_2sd": valid.within_2sd,
             "train_time_s": train_s,
             "failed_since_previous": failed_labels(round_.records[since:data_version]),
             "parameters": self.parameters,
@@ -269,15 +268,14 @@ class ModelKeeper:
         return (self.info or {}).get("version")
 
 
-def _validation_coverage(predictions: pd.DataFrame, rows: list[dict],
-                         position: Mapping[str, int]) -> dict[str, float]:
-    """``valid_within_1sd``/``_2sd``: how often the held-out truths lie within 1 and 2
-    predicted std (NaN without validation molecules): the model's std, checked."""
+def _validation(predictions: pd.DataFrame, rows: list[dict],
+                position: Mapping[str, int]) -> Calibration:
+    """The new model checked on the held-out ``rows``: its MAE and R², and how often the truths
+    lie within 1 and 2 predicted std (n = 0 and NaN without validation molecules)."""
     predicted = Predicted(predictions, position)
     pairs = [predicted.pair(r["smiles"]) for r in rows]
-    measured = calibration([float(r["ie"]) for r in rows], [m for m, _ in pairs],
-                           [s for _, s in pairs])
-    return {"valid_within_1sd": measured.within_1sd, "valid_within_2sd": measured.within_2sd}
+    return calibration([float(r["ie"]) for r in rows], [m for m, _ in pairs],
+                       [s for _, s in pairs])
 
 
 def _value(model: Any) -> Any:

@@ -24,9 +24,8 @@ import hashlib
 import math
 from dataclasses import dataclass, replace
 
-import pandas as pd
-
 from course_utils.campaign.parts import Registry
+from course_utils.ml.calibration import calibration
 
 
 class RetrainPolicyError(ValueError):
@@ -137,24 +136,8 @@ class ValidationSplit:
 
 def validation_metrics(predicted: dict[str, float], rows: list[dict]
                        ) -> tuple[float, float, int]:
-    """MAE and R² (eV) of a model's predictions on held-out successful simulations."""
+    """MAE and R² (eV) of a model's predictions on held-out successful simulations, and how
+    many it predicted (:func:`~course_utils.ml.calibration.calibration` measures them)."""
     pairs = [(float(r["ie"]), predicted[r["smiles"]]) for r in rows if r["smiles"] in predicted]
-    if not pairs:
-        return math.nan, math.nan, 0
-    true = [t for t, _ in pairs]
-    errors = [p - t for t, p in pairs]
-    mae = sum(abs(e) for e in errors) / len(errors)
-    mean = sum(true) / len(true)
-    total = sum((t - mean) ** 2 for t in true)
-    r2 = 1.0 - sum(e * e for e in errors) / total if len(true) > 1 and total > 0 else math.nan
-    return mae, r2, len(pairs)
-
-
-def validation_of(predictions: pd.DataFrame, rows: list[dict]) -> tuple[float, float, int]:
-    """:func:`validation_metrics` of a model's scores of the search space (``smiles``, ``ie``)
-    on the held-out ``rows``."""
-    if not rows:
-        return math.nan, math.nan, 0
-    ie = pd.Series(predictions["ie"].to_numpy(), index=predictions["smiles"])
-    predicted = {r["smiles"]: float(ie[r["smiles"]]) for r in rows if r["smiles"] in ie.index}
-    return validation_metrics(predicted, rows)
+    measured = calibration([t for t, _ in pairs], [p for _, p in pairs], [math.nan] * len(pairs))
+    return measured.mae_ev, measured.r2, measured.n

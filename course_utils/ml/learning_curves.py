@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from course_utils.ground_truth.shipped import load_ground_truth
+from course_utils.ml.calibration import calibration
 from course_utils.ml.knn import run_model, train_model
 from course_utils.ml.registry import parse_model
 
@@ -81,11 +82,11 @@ def learning_curve(
                 fitted = time.perf_counter()
                 mean, std = model.predict(smiles[test].tolist())
                 done = time.perf_counter()
-                error = np.abs(mean - ie[test])
+                measured = calibration(ie[test], mean, std)
                 rows.append({"model": label, "size": size, "seed": seed,
-                             "mae": float(error.mean()),
-                             "within_1_std": float(np.mean(error <= std)),
-                             "within_2_std": float(np.mean(error <= 2 * std)),
+                             "mae": measured.mae_ev,
+                             "within_1_std": measured.within_1sd,
+                             "within_2_std": measured.within_2sd,
                              "fit_seconds": fitted - start, "predict_seconds": done - fitted})
     return pd.DataFrame(rows)
 
