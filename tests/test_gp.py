@@ -8,7 +8,9 @@ import pickle
 import numpy as np
 import pytest
 
+from course_utils.ml.fingerprints import count_fingerprints
 from course_utils.ml.gp import TanimotoGP
+from course_utils.ml.registry import ModelError, parse_model
 from tests.model_data import split
 
 
@@ -54,7 +56,7 @@ def test_hyperparameters_are_fitted_and_json_safe(fitted, data):
     first, second = fitted.describe(), other.describe()
     json.dumps(first, allow_nan=False)
     assert first["name"] == "gp" and first["options"] == {"radius": 2, "length": 2048, "noise": None,
-                                                           "mean": "fitted"}
+                                                           "mean": "fitted", "kernel": "tanimoto"}
     for key in ("signal_std_ev", "noise_std_ev", "constant_mean_ev"):
         assert first["fitted"][key] != second["fitted"][key]
     assert second["fitted"]["signal_std_ev"] > first["fitted"]["signal_std_ev"]
@@ -99,6 +101,7 @@ def test_sample_shape_and_spread(fitted, data):
     ({"noise": 0}, "gp option noise must be a number > 0, got 0"),
     ({"radius": 2.5}, "gp option radius must be an integer >= 0, got 2.5"),
     ({"mean": "zero"}, "gp option mean must be one of fitted, training, got 'zero'"),
+    ({"kernel": "rbf"}, "gp option kernel must be one of tanimoto, minmax, got 'rbf'"),
 ])
 def test_invalid_options_one_line(options, message):
     with pytest.raises(ValueError) as info:
@@ -111,3 +114,66 @@ def test_predict_before_fit_and_bad_targets():
         TanimotoGP().predict(["C"])
     with pytest.raises(ValueError, match="NaN"):
         TanimotoGP().fit(["C", "CC"], np.array([1.0, np.nan]))
+
+
+# ------------------------------------------------------------------------- MinMax kernel
+
+
+@pytest.fixture(scope="module")
+def minmax(data):
+    train, _ = data
+    return TanimotoGP(kernel="minmax").fit(train["smiles"], train["ie"].to_numpy())
+
+
+def test_minmax_kernel_option_parses_and_is_recorded(minmax):
+    model = parse_model("gp:mean=training,kernel=minmax")
+    assert (model.kernel, model.mean) == ("minmax", "training")
+    assert parse_model("gp").kernel == "tanimoto"  # the default
+    options = minmax.describe()["options"]
+    assert options == {"radius": 2, "length": 2048, "noise": None, "mean": "fitted",
+                       "kernel": "minmax"}
+    json.dumps(minmax.describe(), allow_nan=False)
+
+
+def test_minmax_kernel_bad_value_is_one_line():
+    with pytest.raises(ModelError) as info:
+        parse_model("gp:kernel=MinMax")
+    assert str(info.value) == ("model 'gp:kernel=MinMax': gp option kernel must be one of "
+                               "tanimoto, minmax, got 'MinMax'")
+
+
+def test_minmax_gp_learns_and_scores_in_blocks(minmax, data, monkeypatch):
+    train, test = data
+    mean, std = minmax.predict(test["smiles"])
+    assert mean.shape == std.shape == (len(test),) and (std > 0).all()
+    baseline = np.abs(train["ie"].mean() - test["ie"]).mean()
+    assert np.abs(mean - test["ie"]).mean() < baseline
+    # blocks of 7 rows (a level buffer reused across blocks) give the same predictions
+    monkeypatch.setattr("course_utils.ml.gp.BLOCK_ROWS", 7)
+    for a, b in zip(minmax.predict(test["smiles"]), (mean, std), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)  # the std goes through float32 GEMMs
+    entries = count_fingerprints(test["smiles"], radius=2, length=2048)
+    np.testing.assert_allclose(minmax.predict_fps(entries)[0], mean, rtol=1e-12)
+    with pytest.raises(ValueError, match="count fingerprints"):
+        minmax.predict_fps(np.zeros((2, 32), dtype=np.uint64))
+
+
+def test_minmax_tells_apart_what_bits_cannot(data):
+    """Cyclohexane and cycloheptane have the same bit fingerprint: the Tanimoto GP must predict
+    them alike, the MinMax GP need not."""
+    train, _ = data
+    smiles = train["smiles"].tolist() + ["C1CCCCC1", "C1CCCCCC1"]
+    y = np.concatenate([train["ie"].to_numpy(), [10.0, 12.0]])
+    pair = ["C1CCCCC1", "C1CCCCCC1"]
+    bits = TanimotoGP(noise=0.05).fit(smiles, y).predict(pair)[0]
+    counts = TanimotoGP(noise=0.05, kernel="minmax").fit(smiles, y).predict(pair)[0]
+    assert bits[0] == pytest.approx(bits[1], abs=1e-9)
+    assert counts[1] - counts[0] > 1.0
+
+
+def test_versions_saved_before_the_kernel_option_use_tanimoto(fitted, data):
+    _, test = data
+    old = pickle.loads(pickle.dumps(fitted))
+    del old.kernel  # as pickled by the kit before the option existed
+    assert old.describe()["options"]["kernel"] == "tanimoto"
+    np.testing.assert_array_equal(old.predict(test["smiles"])[0], fitted.predict(test["smiles"])[0])

@@ -48,12 +48,12 @@ def _number(value: str) -> float:
         raise ValueError("must be a number") from None
 
 
-@MODEL_REGISTRY.register("gp", spelling="gp[:radius=R,length=L,noise=EV,mean=fitted|training]",
-                         options={"radius": _whole, "length": _whole, "noise": _number,
-                                  "mean": str})
+@MODEL_REGISTRY.register(
+    "gp", spelling="gp[:radius=R,length=L,noise=EV,mean=fitted|training,kernel=tanimoto|minmax]",
+    options={"radius": _whole, "length": _whole, "noise": _number, "mean": str, "kernel": str})
 def _gp(radius: int = 2, length: int = 2048, noise: float | None = None,
-        mean: str = "fitted") -> TanimotoGP:
-    return TanimotoGP(radius=radius, length=length, noise=noise, mean=mean)
+        mean: str = "fitted", kernel: str = "tanimoto") -> TanimotoGP:
+    return TanimotoGP(radius=radius, length=length, noise=noise, mean=mean, kernel=kernel)
 
 
 @MODEL_REGISTRY.register("rf", spelling="rf[:n_trees=N,max_features=F,min_samples_leaf=M,...]",
