@@ -1,4 +1,5 @@
-"""The Tanimoto GP: contract, fitted hyperparameters, interpolation, uncertainty, pickling."""
+"""The GP (MinMax kernel by default, Tanimoto as an option): contract, fitted hyperparameters,
+interpolation, uncertainty, pickling."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def test_hyperparameters_are_fitted_and_json_safe(fitted, data):
     first, second = fitted.describe(), other.describe()
     json.dumps(first, allow_nan=False)
     assert first["name"] == "gp" and first["options"] == {"radius": 2, "length": 2048, "noise": None,
-                                                           "mean": "fitted", "kernel": "tanimoto"}
+                                                           "mean": "fitted", "kernel": "minmax"}
     for key in ("signal_std_ev", "noise_std_ev", "constant_mean_ev"):
         assert first["fitted"][key] != second["fitted"][key]
     assert second["fitted"]["signal_std_ev"] > first["fitted"]["signal_std_ev"]
@@ -101,7 +102,7 @@ def test_sample_shape_and_spread(fitted, data):
     ({"noise": 0}, "gp option noise must be a number > 0, got 0"),
     ({"radius": 2.5}, "gp option radius must be an integer >= 0, got 2.5"),
     ({"mean": "zero"}, "gp option mean must be one of fitted, training, got 'zero'"),
-    ({"kernel": "rbf"}, "gp option kernel must be one of tanimoto, minmax, got 'rbf'"),
+    ({"kernel": "rbf"}, "gp option kernel must be one of minmax, tanimoto, got 'rbf'"),
 ])
 def test_invalid_options_one_line(options, message):
     with pytest.raises(ValueError) as info:
@@ -128,7 +129,7 @@ def minmax(data):
 def test_minmax_kernel_option_parses_and_is_recorded(minmax):
     model = parse_model("gp:mean=training,kernel=minmax")
     assert (model.kernel, model.mean) == ("minmax", "training")
-    assert parse_model("gp").kernel == "tanimoto"  # the default
+    assert parse_model("gp").kernel == "minmax"  # the default (issue 29)
     options = minmax.describe()["options"]
     assert options == {"radius": 2, "length": 2048, "noise": None, "mean": "fitted",
                        "kernel": "minmax"}
@@ -139,7 +140,7 @@ def test_minmax_kernel_bad_value_is_one_line():
     with pytest.raises(ModelError) as info:
         parse_model("gp:kernel=MinMax")
     assert str(info.value) == ("model 'gp:kernel=MinMax': gp option kernel must be one of "
-                               "tanimoto, minmax, got 'MinMax'")
+                               "minmax, tanimoto, got 'MinMax'")
 
 
 def test_minmax_gp_learns_and_scores_in_blocks(minmax, data, monkeypatch):
@@ -165,15 +166,22 @@ def test_minmax_tells_apart_what_bits_cannot(data):
     smiles = train["smiles"].tolist() + ["C1CCCCC1", "C1CCCCCC1"]
     y = np.concatenate([train["ie"].to_numpy(), [10.0, 12.0]])
     pair = ["C1CCCCC1", "C1CCCCCC1"]
-    bits = TanimotoGP(noise=0.05).fit(smiles, y).predict(pair)[0]
+    bits = TanimotoGP(noise=0.05, kernel="tanimoto").fit(smiles, y).predict(pair)[0]
     counts = TanimotoGP(noise=0.05, kernel="minmax").fit(smiles, y).predict(pair)[0]
     assert bits[0] == pytest.approx(bits[1], abs=1e-9)
     assert counts[1] - counts[0] > 1.0
 
 
-def test_versions_saved_before_the_kernel_option_use_tanimoto(fitted, data):
-    _, test = data
-    old = pickle.loads(pickle.dumps(fitted))
+def test_tanimoto_kernel_still_learns_and_old_versions_use_it(data):
+    """``kernel=tanimoto`` (the default before issue 29) learns, and a version pickled before
+    the option existed (no ``kernel`` attribute) is scored with it."""
+    train, test = data
+    tanimoto = TanimotoGP(kernel="tanimoto").fit(train["smiles"], train["ie"].to_numpy())
+    mean, std = tanimoto.predict(test["smiles"])
+    assert np.abs(mean - test["ie"]).mean() < np.abs(train["ie"].mean() - test["ie"]).mean()
+    assert tanimoto.describe()["options"]["kernel"] == "tanimoto"
+    old = pickle.loads(pickle.dumps(tanimoto))
     del old.kernel  # as pickled by the kit before the option existed
     assert old.describe()["options"]["kernel"] == "tanimoto"
-    np.testing.assert_array_equal(old.predict(test["smiles"])[0], fitted.predict(test["smiles"])[0])
+    for a, b in zip(old.predict(test["smiles"]), (mean, std), strict=True):
+        np.testing.assert_array_equal(a, b)
