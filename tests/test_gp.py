@@ -180,6 +180,8 @@ def test_tanimoto_kernel_still_learns_and_old_versions_use_it(data):
     mean, std = tanimoto.predict(test["smiles"])
     assert np.abs(mean - test["ie"]).mean() < np.abs(train["ie"].mean() - test["ie"]).mean()
     assert tanimoto.describe()["options"]["kernel"] == "tanimoto"
+    with pytest.raises(ValueError, match="packed bit fingerprints"):
+        tanimoto.predict_fps(count_fingerprints(test["smiles"], radius=2, length=2048))
     old = pickle.loads(pickle.dumps(tanimoto))
     del old.kernel  # as pickled by the kit before the option existed
     assert old.describe()["options"]["kernel"] == "tanimoto"

@@ -187,6 +187,8 @@ class TanimotoGP:
             raise ValueError("gp: fit the model before predicting")
         if self.kernel_name == "minmax" and fps.dtype != np.uint32:
             raise ValueError("gp: the minmax kernel scores count fingerprints (count_fingerprints)")
+        if self.kernel_name == "tanimoto" and fps.dtype != np.uint64:
+            raise ValueError("gp: the tanimoto kernel scores packed bit fingerprints (fingerprints)")
         return self._predict(fps)
 
     def _predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
