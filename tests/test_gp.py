@@ -1,4 +1,4 @@
-"""The GP (MinMax kernel by default, Tanimoto as an option): contract, fitted hyperparameters,
+"""The GP (Tanimoto kernel by default, MinMax as an option): contract, fitted hyperparameters,
 interpolation, uncertainty, pickling."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_hyperparameters_are_fitted_and_json_safe(fitted, data):
     first, second = fitted.describe(), other.describe()
     json.dumps(first, allow_nan=False)
     assert first["name"] == "gp" and first["options"] == {"radius": 2, "length": 2048, "noise": None,
-                                                           "mean": "fitted", "kernel": "minmax"}
+                                                           "mean": "fitted", "kernel": "tanimoto"}
     for key in ("signal_std_ev", "noise_std_ev", "constant_mean_ev"):
         assert first["fitted"][key] != second["fitted"][key]
     assert second["fitted"]["signal_std_ev"] > first["fitted"]["signal_std_ev"]
@@ -102,7 +102,7 @@ def test_sample_shape_and_spread(fitted, data):
     ({"noise": 0}, "gp option noise must be a number > 0, got 0"),
     ({"radius": 2.5}, "gp option radius must be an integer >= 0, got 2.5"),
     ({"mean": "zero"}, "gp option mean must be one of fitted, training, got 'zero'"),
-    ({"kernel": "rbf"}, "gp option kernel must be one of minmax, tanimoto, got 'rbf'"),
+    ({"kernel": "rbf"}, "gp option kernel must be one of tanimoto, minmax, got 'rbf'"),
 ])
 def test_invalid_options_one_line(options, message):
     with pytest.raises(ValueError) as info:
@@ -129,7 +129,7 @@ def minmax(data):
 def test_minmax_kernel_option_parses_and_is_recorded(minmax):
     model = parse_model("gp:mean=training,kernel=minmax")
     assert (model.kernel, model.mean) == ("minmax", "training")
-    assert parse_model("gp").kernel == "minmax"  # the default (issue 29)
+    assert parse_model("gp").kernel == "tanimoto"  # the default (see gp.KERNELS for why)
     options = minmax.describe()["options"]
     assert options == {"radius": 2, "length": 2048, "noise": None, "mean": "fitted",
                        "kernel": "minmax"}
@@ -140,7 +140,7 @@ def test_minmax_kernel_bad_value_is_one_line():
     with pytest.raises(ModelError) as info:
         parse_model("gp:kernel=MinMax")
     assert str(info.value) == ("model 'gp:kernel=MinMax': gp option kernel must be one of "
-                               "minmax, tanimoto, got 'MinMax'")
+                               "tanimoto, minmax, got 'MinMax'")
 
 
 def test_minmax_gp_learns_and_scores_in_blocks(minmax, data, monkeypatch):
@@ -173,8 +173,8 @@ def test_minmax_tells_apart_what_bits_cannot(data):
 
 
 def test_tanimoto_kernel_still_learns_and_old_versions_use_it(data):
-    """``kernel=tanimoto`` (the default before issue 29) learns, and a version pickled before
-    the option existed (no ``kernel`` attribute) is scored with it."""
+    """``kernel=tanimoto`` spelled out learns, and a version pickled before the option existed
+    (no ``kernel`` attribute) is scored with it."""
     train, test = data
     tanimoto = TanimotoGP(kernel="tanimoto").fit(train["smiles"], train["ie"].to_numpy())
     mean, std = tanimoto.predict(test["smiles"])

@@ -49,10 +49,10 @@ def _number(value: str) -> float:
 
 
 @MODEL_REGISTRY.register(
-    "gp", spelling="gp[:radius=R,length=L,noise=EV,mean=fitted|training,kernel=minmax|tanimoto]",
+    "gp", spelling="gp[:radius=R,length=L,noise=EV,mean=fitted|training,kernel=tanimoto|minmax]",
     options={"radius": _whole, "length": _whole, "noise": _number, "mean": str, "kernel": str})
 def _gp(radius: int = 2, length: int = 2048, noise: float | None = None,
-        mean: str = "fitted", kernel: str = "minmax") -> TanimotoGP:
+        mean: str = "fitted", kernel: str = "tanimoto") -> TanimotoGP:
     return TanimotoGP(radius=radius, length=length, noise=noise, mean=mean, kernel=kernel)
 
 
