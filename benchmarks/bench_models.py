@@ -210,7 +210,7 @@ def report_kernels(sizes: list[int], seeds: list[int], n_test: int, search_seeds
             diff = (recall[f"{prefix}kernel=minmax {acquisition}"]
                     - recall[f"{prefix}kernel=tanimoto {acquisition}"])
             error = diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else math.nan
-            print(f"  {prefix}... {acquisition:>7}: {diff.mean():+.3f} ± {error:.3f}; higher in "
+            print(f"  {prefix + 'kernel=* ' + acquisition:>30}: {diff.mean():+.3f} ± {error:.3f}; higher in "
                   f"{int((diff > 0).sum())}, lower in {int((diff < 0).sum())} of {len(diff)} seeds")
     if not seeds:
         return
