@@ -14,11 +14,13 @@ from jupyter_client import kernelspec
 
 from course_utils import records as rec
 from course_utils.campaign.engine import run_campaign
+from course_utils.studies.headline import DEFAULT_CAMPAIGN
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 KERNEL = "ml-in-the-loop" if "ml-in-the-loop" in kernelspec.find_kernel_specs() else None
-SMALL = {"seed": 7, "initial_training_count": 6, "max_training_count": 14, "batch_size": 4}
+SMALL = {"seed": 7, "initial_training_count": 6, "max_training_count": 14, "batch_size": 4,
+         "replay_seeds": 2}
 
 
 def _execute(name: str, tmp_path: Path, **parameters) -> tuple[nbformat.NotebookNode, Path]:
@@ -62,7 +64,8 @@ def test_notebook3_small_run_has_14_distinct_successes(notebook3_run):
 
 def test_notebook3_and_the_campaign_engine_agree(notebook3_run, parsl_local, tmp_path):
     _, out = notebook3_run
-    engine = run_campaign({**SMALL, "workers": 2}, tmp_path / "engine", progress=False)
+    strategy = {k: DEFAULT_CAMPAIGN[k] for k in ("model", "acquisition")}
+    engine = run_campaign({**SMALL, **strategy, "workers": 2}, tmp_path / "engine", progress=False)
     notebook = rec.read_simulations(out)
     assert set(notebook["smiles"]) == set(engine.simulations["smiles"])
     assert json.loads((out / rec.RESULTS_FILE).read_text())["best"]["smiles"] == \
@@ -89,7 +92,7 @@ def test_notebook3_runs_twice_in_one_kernel(tmp_path):
     prepared = tmp_path / "prepared.ipynb"
     pm.execute_notebook(NOTEBOOKS / "3_ml_in_the_loop.ipynb", prepared, prepare_only=True,
                         parameters={"initial_training_count": 4, "max_training_count": 6,
-                                    "batch_size": 2, "seed": 3,
+                                    "batch_size": 2, "seed": 3, "replay_seeds": 2,
                                     "output_dir": str(tmp_path / "out")})
     nb = nbformat.read(prepared, as_version=4)
     client = NotebookClient(nb, kernel_name=KERNEL or "python3", resources={

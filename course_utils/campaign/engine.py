@@ -48,7 +48,13 @@ from course_utils.campaign.batch_loop import run_batches
 from course_utils.campaign.batch_plan import PLANNED, REPLACEMENT, BatchPlan
 from course_utils.campaign.lineage import ModelRegistry
 from course_utils.campaign.model_keeper import ModelKeeper, Predicted, TrainingRound
-from course_utils.campaign.outputs import draw_figures, evaluation_of, models_block, write_results
+from course_utils.campaign.outputs import (
+    draw_figures,
+    evaluation_of,
+    ground_truth_for,
+    models_block,
+    write_results,
+)
 from course_utils.campaign.parameters import (
     ACQUISITIONS,
     MODES,
@@ -71,6 +77,7 @@ from course_utils.campaign.stopping import (
 from course_utils.campaign.streaming_loop import run_streaming
 from course_utils.campaign.trust import TRUST_RULE, TrustLedger, truthy
 from course_utils.configs import make_config
+from course_utils.ground_truth.evaluation import HeldOutSample, heldout_sample
 from course_utils.ml.calibration import calibration
 from course_utils.ml.registry import parse_model
 from course_utils.resilience import (
@@ -181,7 +188,8 @@ class Campaign:
         self.keeper = ModelKeeper(
             self.model, self.simulator, self.models, space=self.space,
             chunks=p.score_chunks or self.workers, parameters=p.to_dict(), engine=self.engine,
-            retrain=self.retrain_policy.text, wait=self.wait_bounded)
+            retrain=self.retrain_policy.text, wait=self.wait_bounded,
+            heldout=self._heldout())
         # --- the run's own state
         self._bar = None
         self._lost: Counter[str] = Counter()
@@ -197,6 +205,12 @@ class Campaign:
                                 if self.arrival.waves > 1 else {})
         self._batch_index: dict[int, list[dict]] = {}  # simulation records by batch
         self._indexed = 0  # records in _batch_index so far
+
+    def _heldout(self) -> HeldOutSample | None:
+        """The random molecules each model version is checked on, where a table knows them."""
+        p = self.parameters
+        truth = ground_truth_for(str(p.search_space), p.ground_truth, len(self.space))
+        return None if truth is None else heldout_sample(self.space, truth)
 
     def release_lock(self) -> None:
         """Let another run write into ``out_dir`` (idempotent); the run's last step."""

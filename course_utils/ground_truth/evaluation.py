@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from course_utils.ground_truth.shipped import load_ground_truth
@@ -26,6 +28,46 @@ from course_utils.records import PARAMETERS_FILE, RESULTS_FILE, load_json_object
 
 DEFAULT_KS = (1, 10, 100)
 MAX_MISSING_EXAMPLES = 5
+#: Molecules a model is checked on each round (random ones, so its error there is what it would
+#: make on the search space at large), and the fixed seed that draws them: every run on the same
+#: space is checked on the same molecules, so the numbers compare across runs.
+HELDOUT_SIZE = 1000
+HELDOUT_SEED = 2024
+
+
+@dataclass(frozen=True)
+class HeldOutSample:
+    """Random molecules of the search space with their tabulated IEs: what a model's error is
+    on molecules nobody picked for it (its error on the batch it picks is another matter)."""
+
+    #: Rows of the search space (the order of a model's scores).
+    positions: np.ndarray
+    smiles: np.ndarray
+    ie: np.ndarray
+
+    def mae(self, predicted_ie: np.ndarray, training: Iterable[str] = ()) -> float:
+        """Mean absolute error (eV) of ``predicted_ie`` (the whole space's, in its order) on the
+        sample's molecules that are not in ``training``; NaN if none is left."""
+        trained = set(training)
+        keep = np.fromiter((s not in trained for s in self.smiles), bool, len(self.smiles))
+        if not keep.any():
+            return math.nan
+        predicted = np.asarray(predicted_ie, dtype=float)[self.positions[keep]]
+        return float(np.mean(np.abs(predicted - self.ie[keep])))
+
+
+def heldout_sample(space: Sequence[str], truth: pd.DataFrame, size: int = HELDOUT_SIZE,
+                   seed: int = HELDOUT_SEED) -> HeldOutSample | None:
+    """``size`` molecules of ``space`` drawn at random among those ``truth`` has an IE for;
+    None if it has none."""
+    known = truth.loc[np.isfinite(truth["ie"].to_numpy(dtype=float)), ["smiles", "ie"]]
+    rows = np.flatnonzero(pd.Series(space, dtype=object).isin(known["smiles"]).to_numpy())
+    if not len(rows):
+        return None
+    rows = np.sort(np.random.default_rng(seed).choice(rows, min(size, len(rows)), replace=False))
+    smiles = np.array([space[i] for i in rows], dtype=object)
+    ie_of = known.set_index("smiles")["ie"]  # one row a molecule (read_table keeps the last)
+    return HeldOutSample(rows, smiles, ie_of.reindex(smiles).to_numpy(dtype=float))
 
 
 def evaluate_run(
