@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from course_utils import records as rec
 from course_utils.campaign.engine import CampaignResult
 from course_utils.campaign.parameters import (
     ACQUISITIONS,
@@ -110,18 +111,45 @@ def stop_text(err: CampaignInterrupted) -> str:
             "Press Run with the same settings to resume (nothing finished is recomputed).")
 
 
-def hand_in_folder(result: CampaignResult | None, start: str | Path = ".") -> str:
-    """The one line naming the folder to hand in (the run ``result`` wrote), relative to
-    ``start`` (the notebook's folder) when it is inside it; the grader reads this line from
+def hand_in_folder(run: CampaignResult | str | Path | None, start: str | Path = ".") -> str:
+    """The one line naming the folder to hand in (``run``: a result, or a run folder), relative
+    to ``start`` (the notebook's folder) when it is inside it. The grader reads this line from
     an executed notebook to find the run (:func:`course_utils.grading.notebook_hand_in`)."""
-    if result is None:
-        return "No run yet: nothing to hand in."
-    folder = Path(result.out_dir).resolve()
+    if run is None:
+        return "No run yet: nothing to hand in (press Run, then run this cell again)."
+    folder = Path(run.out_dir if isinstance(run, CampaignResult) else run)
+    folder = (folder if folder.is_absolute() else Path(start) / folder).resolve()
     try:
         shown = folder.relative_to(Path(start).resolve())
     except ValueError:
         shown = folder
     return f"{HAND_IN_LABEL} {shown.as_posix()}"
+
+
+def runs_table(root: str | Path, start: str | Path = ".") -> pd.DataFrame:
+    """The runs in ``root`` (a headless run writes into ``root`` itself, each panel run into a
+    folder of its own inside it), newest last, with what tells them apart and their graded
+    numbers: which one to hand in."""
+    root = Path(root)
+    inside = sorted((d for d in root.glob("*") if rec.is_run_folder(d)),
+                    key=lambda d: d.stat().st_mtime)
+    folders = [root, *inside] if rec.is_run_folder(root) else inside
+    rows = []
+    for folder in folders:
+        try:
+            r = rec.load_json_object(folder / rec.RESULTS_FILE)
+        except (OSError, ValueError):
+            r = {}
+        p, best = r.get("parameters") or {}, r.get("best") or {}
+        rows.append({
+            "folder": hand_in_folder(folder, start).removeprefix(HAND_IN_LABEL).strip(),
+            "model": p.get("model"), "acquisition": p.get("acquisition"),
+            "status": r.get("status", "no results.json"),
+            "best simulated IE (eV)": best.get("ie"), "time to best (s)": best.get("time_to_best_s"),
+            "workers": r.get("workers")})
+    columns = ["folder", "model", "acquisition", "status", "best simulated IE (eV)",
+               "time to best (s)", "workers"]
+    return pd.DataFrame(rows, columns=columns).round(3)
 
 
 class HomeworkPanel:
