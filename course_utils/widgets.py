@@ -199,7 +199,9 @@ class HomeworkPanel:
         self.batch = slider("batch_size", 1, 64, defaults.batch_size)
         self.seed = w.IntText(value=defaults.seed, description="seed", style=style,
                               layout=layout)
-        self.acquisition = w.Dropdown(options=list(ACQUISITIONS), value=defaults.acquisition,
+        acquisitions = list(ACQUISITIONS) + ([] if defaults.acquisition in ACQUISITIONS
+                                             else [defaults.acquisition])  # "ucb:kappa=2"
+        self.acquisition = w.Dropdown(options=acquisitions, value=defaults.acquisition,
                                       description="acquisition", style=style, layout=layout)
         self.ucb_kappa = knob("ucb_kappa", 5.0, 0.1, defaults.ucb_kappa)
         self.epsilon = knob("epsilon", 1.0, 0.05, defaults.epsilon)
@@ -221,7 +223,7 @@ class HomeworkPanel:
         self.output = w.Output(layout=w.Layout(width=f"{PANEL_WIDTH_PX}px", overflow="auto"))
         self.button.on_click(self._on_click)
         self.stop_button.on_click(self._on_stop)
-        self.acquisition.observe(lambda _change: self._lock(self.running), names="value")
+        self.acquisition.observe(self._on_acquisition, names="value")
         self._lock(False)
         self.widget = w.VBox([
             w.HTML("<b>Homework: tune the loop</b>"),
@@ -241,9 +243,13 @@ class HomeworkPanel:
             self.epsilon.disabled = self.acquisition.value != KNOB_OF["epsilon"]
         self.button.disabled, self.stop_button.disabled = locked, not locked
 
+    def _on_acquisition(self, _change: Any = None) -> None:
+        if not self.running:  # a run keeps everything locked (and Stop as it is)
+            self._lock(False)
+
     def parameters(self) -> CampaignParameters:
-        """The parameters the controls spell. A knob of another acquisition keeps the
-        parameters' own default, so it never tells two otherwise equal runs apart."""
+        """The parameters the controls spell. The knob of an acquisition not chosen stays at
+        its class default, so it never tells two otherwise equal runs (and folders) apart."""
         values = self.defaults.to_dict()
         acquisition = self.acquisition.value
         plain = CampaignParameters()
