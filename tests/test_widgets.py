@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from course_utils import records as rec
-from course_utils.campaign.engine import CampaignInterrupted, CampaignParameters, run_campaign
+from course_utils.campaign.engine import (
+    CampaignInterrupted,
+    CampaignParameters,
+    CampaignResult,
+    run_campaign,
+)
 from course_utils.campaign.parameters import ACQUISITIONS
 from course_utils.ml.registry import MODEL_CHOICES, MODELS, parse_model
 from course_utils.widgets import (
@@ -272,10 +277,13 @@ def test_kappa_and_epsilon_from_the_panel_reach_the_campaign(tmp_path):
 
 
 def test_hand_in_line_names_the_run_folder_relative_to_the_notebook(tmp_path):
-    class Result:
-        out_dir = tmp_path / "outputs" / "4_homework" / "init8_max24"
+    import pandas as pd
 
-    assert hand_in_folder(Result(), tmp_path) == (
+    folder = tmp_path / "outputs" / "4_homework" / "init8_max24"
+    result = CampaignResult(folder, {}, pd.DataFrame(), pd.DataFrame())
+    assert hand_in_folder(result, tmp_path) == (
         "Hand in this folder: outputs/4_homework/init8_max24")
-    assert hand_in_folder(Result(), tmp_path / "elsewhere").endswith(str(Result.out_dir))
+    assert hand_in_folder(result, tmp_path / "elsewhere") == f"Hand in this folder: {folder}"
+    assert hand_in_folder("outputs/4_homework/init8_max24", tmp_path) == (  # a typed folder
+        "Hand in this folder: outputs/4_homework/init8_max24")
     assert "No run yet" in hand_in_folder(None)
