@@ -93,7 +93,8 @@ def summary_table(result: CampaignResult) -> pd.DataFrame:
 def _machine_text(machine: dict[str, Any] | None) -> str | None:
     if not machine:
         return None
-    return f"{machine.get('hostname')} ({machine.get('cpu_count')} cores)"
+    host = str(machine.get("hostname", "?")).split(".")[0]  # a cluster's full name is long
+    return f"{host} ({machine.get('cpu_count')} cores)"
 
 
 def summary_card(result: CampaignResult) -> pd.DataFrame:
