@@ -14,6 +14,7 @@ import errno
 import json
 import math
 import os
+import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ NOT_RANKED_CSV = "not_ranked.csv"
 SAME_VALUE_EV = 1e-6
 #: A recomputed IE must agree with the recorded one this well (eV): engines agree to 1e-3.
 REPRODUCE_TOLERANCE_EV = 0.01
+#: How notebook 4 names the run folder to hand in, one line the grader reads back from an
+#: executed notebook (:func:`notebook_hand_in`); the panel's runs live in folders of their own.
+HAND_IN_LABEL = "Hand in this folder:"
 PARAMETER_COLUMNS = ("initial_training_count", "max_training_count", "batch_size", "model",
                      "acquisition", "mode", "seed", "workers")
 #: What a parameter was in runs of kits that did not record it (the KNN was the only model).
@@ -88,9 +92,52 @@ def _path_problem(path: Path, err: Exception) -> str:
     return f"cannot read {path}: {reason}"
 
 
+def notebook_hand_in(notebook: Path) -> list[Path]:
+    """Folders an executed notebook names as its run, most certain first: the last
+    ``Hand in this folder:`` line its cells printed (notebook 4 prints one for a headless run
+    and for the panel's last run), then, for a notebook whose last cell was not run after a
+    panel run, the one run folder under the ``output_dir`` of its parameters cell.
+
+    A path written on the student's machine is tried as written, then by its trailing parts
+    under the notebook's folder (a hand-in copies the notebook and its folder elsewhere).
+    """
+    try:
+        cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
+        texts = [_output_text(o) for c in cells if isinstance(c, dict)
+                 for o in c.get("outputs", []) or [] if isinstance(o, dict)]
+        sources = [_output_text({"text": c.get("source", "")}) for c in cells
+                   if isinstance(c, dict) and "parameters" in (c.get("metadata") or {}).get("tags", [])]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+    named = [line.split(HAND_IN_LABEL, 1)[1].strip() for text in texts
+             for line in text.splitlines() if line.startswith(HAND_IN_LABEL)]
+    found: list[Path] = []
+    if named and named[-1]:
+        given = Path(named[-1])
+        found.append(given if given.is_absolute() else notebook.parent / given)
+        found += [notebook.parent / Path(*given.parts[i:]) for i in range(1, len(given.parts))]
+    for source in sources:
+        match = re.search(r"^output_dir\s*=\s*[\"'](.+?)[\"']", source, re.MULTILINE)
+        root = notebook.parent / match.group(1) if match else None
+        try:
+            if root is not None and root.is_dir() and not rec.is_run_folder(root):
+                runs = [d for d in root.iterdir() if d.is_dir() and rec.is_run_folder(d)]
+                found += runs if len(runs) == 1 else []
+        except OSError:  # an unreadable folder names nothing; the grader says what is missing
+            pass
+    return found
+
+
+def _output_text(output: dict) -> str:
+    """The text of a notebook output (a stream's, or a display's plain text)."""
+    text = output.get("text") or (output.get("data") or {}).get("text/plain") or ""
+    return "".join(text) if isinstance(text, list) else str(text)
+
+
 def _notebook_run_dir(notebook: Path) -> Path | None:
-    """Where an executed notebook wrote its outputs: its ``output_dir`` parameter, or beside it."""
-    candidates: list[Path] = []
+    """Where an executed notebook wrote its outputs: the folder it names to hand in, its
+    ``output_dir`` parameter, or beside it."""
+    candidates: list[Path] = notebook_hand_in(notebook)
     try:
         meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
         output_dir = (meta.get("papermill") or {}).get("parameters", {}).get("output_dir")

@@ -289,6 +289,11 @@ class Campaign:
                             "best_smiles": best["smiles"] if best else None,
                             "elapsed_s": self.elapsed(), **info})
 
+    def announce(self, phase: str) -> None:
+        """Say what the run is doing now (event ``phase``): a panel shows it while no
+        simulation has finished yet, so a slow step is never silent."""
+        self._notify("phase", phase=phase)
+
     # --- stops and waits --------------------------------------------------------------------
     def _check_stop(self) -> None:
         self.stop_requested = self.stop_requested or stop_asked_here()  # the panel's Stop
@@ -566,6 +571,8 @@ class Campaign:
         p = self.parameters
         rows = []
         if self.n_ok < p.initial_training_count:
+            self.announce(f"simulating the initial batch ({p.initial_training_count} random "
+                          "molecules)")
             rows = self.simulate_batch(0, self.initial_candidates(n_ok=0),
                                        p.initial_training_count)
         while len(self.training_data()) < N_NEIGHBORS and self.n_ok < p.max_training_count:
@@ -802,7 +809,8 @@ class Campaign:
         if evaluate:
             blocks["evaluation"] = self.evaluation()
         return write_results(self.recorder, p.to_dict(), status=status, message=message,
-                             engine=self.engine, wall_time_s=self.elapsed(), blocks=blocks)
+                             engine=self.engine, wall_time_s=self.elapsed(), blocks=blocks,
+                             workers=self.workers)
 
     # --- stop rule ----------------------------------------------------------------------
     def ask_stop_rule(self, on_resume: bool = False) -> bool:
@@ -871,6 +879,7 @@ def run_campaign(
                 options = {"run_dir": str(Path(out_dir) / "runinfo"), **(config_options or {})}
                 if parameters.workers is not None:  # per node on Polaris
                     options.setdefault("workers", parameters.workers)
+                campaign.announce("starting Parsl (its workers take a few seconds)")
                 with parsl.load(make_config(parameters.config, **options)):
                     return campaign.run()
             return campaign.run()
