@@ -34,7 +34,7 @@ import pandas as pd
 MAX_SPEEDUP = 3.0
 #: Seconds a claimed time may fall short of a floor derived from the run's own timestamps
 #: (clock reads in two processes, the result collected a moment after its worker finished).
-CLOCK_SLACK_S = 1.0
+CLOCK_SLACK_S = 0.5
 #: While simulations run, the run's clock (``elapsed_s``) must advance at least this fast
 #: relative to the workers' timestamps; an honest run advances at 1.0, minus collection delays.
 MIN_CLOCK_RATE = 0.9
