@@ -197,10 +197,12 @@ def check_submissions_after_models(sims: pd.DataFrame, plan: pd.DataFrame,
     each version (wall clock, whole seconds), batches.csv names the version that picked each
     molecule, simulations.csv says when it was submitted. A clock rescaled in one file only
     puts submissions before the models that chose them."""
-    if plan.empty or lineage.empty or "submit_time" not in sims.columns:
+    if plan.empty or "submit_time" not in sims.columns:
         return
     saved = {}
-    for version, when in zip(lineage["version"], lineage["time"], strict=True):
+    dated = lineage if {"version", "time"} <= set(lineage.columns) else pd.DataFrame(
+        columns=["version", "time"])
+    for version, when in zip(dated["version"], dated["time"], strict=True):
         stamp = pd.to_datetime(when, errors="coerce", utc=True)
         number = pd.to_numeric(version, errors="coerce")
         if pd.notna(stamp) and pd.notna(number):
@@ -208,7 +210,10 @@ def check_submissions_after_models(sims: pd.DataFrame, plan: pd.DataFrame,
     picked = {}
     for smiles, version in zip(plan["smiles"], pd.to_numeric(plan["model_version"], errors="coerce"),
                                strict=True):
-        if pd.notna(version) and int(version) in saved:
+        if pd.notna(version) and int(version) not in saved:
+            raise ImplausibleTime(f"batches.csv names model version {int(version)}, which "
+                                  "lineage.csv does not date: the files disagree")
+        if pd.notna(version):
             picked.setdefault(str(smiles), int(version))
     rows = sims[(sims["status"] != "lost") & sims["smiles"].isin(picked)]
     worst = None
