@@ -240,8 +240,11 @@ def time_columns(run_dir: Path, results: dict[str, Any], sims: pd.DataFrame,
                        row["time_to_best_s"], row["total_time_s"], seconds)
     try:
         plan, lineage = read_plan(run_dir), read_lineage(run_dir)
-    except (OSError, ValueError):  # unreadable: the clocks are compared with what can be read
-        plan = lineage = pd.DataFrame()
+    except (OSError, ValueError) as err:
+        raise BrokenSubmission(f"batches.csv or lineage.csv cannot be read ({err})") from None
+    note = ""
+    if plan.empty:
+        note = "; no batches.csv: submissions not compared with model versions"
     check_submissions_after_models(sims, plan, lineage)
     return {"workers": check.workers, "machine": machine_text(results),
-            "time_check": check.describe(row["time_to_best_s"])}
+            "time_check": check.describe(row["time_to_best_s"]) + note}

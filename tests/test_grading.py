@@ -439,14 +439,16 @@ def test_older_runs_without_workers_say_so_in_the_time_check(tmp_path):
     report = grade([run], tmp_path / "grading", verify=False)
     (check,) = report.board["time_check"]
     assert check == ("not checked; workers not recorded (older run) and no worker in its records: "
-                     "time not checked")
+                     "time not checked; no batches.csv: submissions not compared with model "
+                     "versions")
     sims = pd.read_csv(run / rec.SIMULATIONS_FILE)
     sims["manager"], sims["worker"] = "m1", [0, 1, 0]  # records that name their workers
     sims.to_csv(run / rec.SIMULATIONS_FILE, index=False)
     (check,) = grade([run], tmp_path / "grading", verify=False).board["time_check"]
     assert check.startswith("plausible: time to best 60.0 s on 2 worker(s)")
     assert check.endswith("workers not recorded (older run): 2 worker slot(s) in its records; "
-                          "no start/end times in its records")
+                          "no start/end times in its records; no batches.csv: submissions not "
+                          "compared with model versions")
 
 
 @pytest.mark.parametrize("verify", [False, True], ids=["no-verify", "verify"])

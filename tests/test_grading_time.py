@@ -93,3 +93,15 @@ def test_molecules_are_submitted_after_the_model_that_picked_them():
     with pytest.raises(ImplausibleTime, match=r"M2 was submitted at .*, 5\.0 s before model "
                                               r"version 1 that picked it was saved"):
         check_submissions_after_models(sims, plan, _lineage(T0 + 10.0))
+
+
+def test_a_model_version_that_lineage_does_not_date_is_a_disagreement():
+    """Deleting lineage.csv (or its rows) does not switch the comparison off."""
+    plan = pd.DataFrame({"smiles": ["M2"], "model_version": [2]})
+    with pytest.raises(ImplausibleTime, match="batches.csv names model version 2, which "
+                                              "lineage.csv does not date"):
+        check_submissions_after_models(_records(), plan, pd.DataFrame(columns=["version", "time"]))
+    with pytest.raises(ImplausibleTime, match="model version 2"):
+        check_submissions_after_models(_records(), plan, pd.DataFrame())
+    initial = pd.DataFrame({"smiles": ["M0"], "model_version": [None]})  # random picks: no model
+    check_submissions_after_models(_records(), initial, pd.DataFrame())
