@@ -468,3 +468,34 @@ def test_files_that_disagree_are_not_ranked(tmp_path):
     assert report.not_ranked["reason"].tolist() == [
         "parameters.json and results.json disagree (batch_size: 4 in parameters.json, 1 in "
         "results.json)"]
+
+
+def test_cli_names_each_forgery_in_one_line_and_ranks_copies_only_when_told(class_folder,
+                                                                            tmp_path):
+    root = _copy(class_folder, tmp_path, *RUNS)
+    shutil.copytree(root / "alice", root / "zed")
+    smiles, true_ie = _forge_best(root / "bob", 17.9)
+
+    def cli(*extra: str) -> list[str]:
+        proc = subprocess.run([sys.executable, "-m", "course_utils", "grade", str(root), "--out",
+                               str(tmp_path / "g"), "--no-verify", *extra],
+                              capture_output=True, text=True, cwd=tmp_path, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()
+
+    lines = cli()
+    assert [line.split()[1] for line in lines[1:2]] == ["submissions/carol"]
+    assert sum("submissions/alice, submissions/zed: the same simulations" in line
+               for line in lines) == 1
+    assert any(line.strip() == f"submissions/bob: best IE 17.900 eV of {smiles} is not the "
+               f"ground-truth table's {true_ie:.3f} eV (shipped table, tolerance 0.01 eV)"
+               for line in lines)
+    assert any(line.strip().startswith("submissions/zed: copy: shares its records with "
+                                       "submissions/alice") for line in lines)
+    assert pd.read_csv(tmp_path / "g" / "duplicates.csv")["group"].tolist() == [1, 1]
+
+    ranked = pd.read_csv(tmp_path / "g" / "leaderboard.csv")["run"]
+    assert ranked.tolist() == ["submissions/carol"]
+    cli("--rank-duplicates")
+    ranked = pd.read_csv(tmp_path / "g" / "leaderboard.csv")["run"]
+    assert sorted(ranked) == ["submissions/alice", "submissions/carol", "submissions/zed"]
