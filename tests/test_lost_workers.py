@@ -94,10 +94,10 @@ def _start_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     return proc, out
 
 
-def _workers_by_cpu(run: subprocess.Popen, out: Path) -> list[psutil.Process]:
-    """The pool's two worker processes, busiest first: the pool's spawned children but the
-    first (Parsl's pool starts its multiprocessing manager before its workers); every PID a
-    simulation record names (the worker that ran it) must be one of them."""
+def _pool_children(run: subprocess.Popen, out: Path) -> tuple[psutil.Process, list[psutil.Process]]:
+    """The pool's multiprocessing manager and its two worker processes, busiest first: Parsl's
+    pool starts its manager before its workers; every PID a simulation record names (the
+    worker that ran it) must be one of the workers."""
     from process_tools import run_processes
 
     pools, spawned = [], []
@@ -112,7 +112,7 @@ def _workers_by_cpu(run: subprocess.Popen, out: Path) -> list[psutil.Process]:
     for child in pools[0].children():
         if "spawn_main" in " ".join(child.cmdline()):
             spawned.append(child)
-    workers = sorted(spawned, key=lambda c: c.create_time())[1:]
+    manager, *workers = sorted(spawned, key=lambda c: c.create_time())
     assert len(workers) == 2, spawned
     recorded = {int(p) for p in rec.read_simulations(out)["pid"].dropna()}
     assert recorded <= {w.pid for w in workers}, (recorded, workers)
@@ -121,7 +121,7 @@ def _workers_by_cpu(run: subprocess.Popen, out: Path) -> list[psutil.Process]:
     used = {w.pid: sum(w.cpu_times()[:2]) - before[w.pid] for w in workers}
     # One computes, one waits for tasks (on a loaded machine the busy one gets little CPU).
     assert max(used.values()) > 0.05 and min(used.values()) <= 0.02, used
-    return sorted(workers, key=lambda w: -used[w.pid])
+    return manager, sorted(workers, key=lambda w: -used[w.pid])
 
 
 def _wait_for_lost(out: Path, proc: subprocess.Popen, timeout: float = 300) -> float:
@@ -161,7 +161,7 @@ def _report(what: str, killed_at: float, lost_at: float, slow: pd.DataFrame) -> 
 
 def test_worker_killed_while_simulating_is_lost_and_retried_in_seconds(tmp_path):
     proc, out = _start_run(tmp_path)
-    busy = _workers_by_cpu(proc, out)[0]  # the one simulating the slow molecule
+    busy = _pool_children(proc, out)[1][0]  # the one simulating the slow molecule
     killed_at = time.time()
     busy.kill()
     lost_at = _wait_for_lost(out, proc)
@@ -172,19 +172,21 @@ def test_worker_killed_while_simulating_is_lost_and_retried_in_seconds(tmp_path)
     _report("busy worker", killed_at, lost_at, slow)
 
 
-def test_idle_worker_killed_does_not_stall_the_run(tmp_path):
-    """An idle worker dies holding its pool's task queue: Parsl reports nothing and the pool
-    never runs another task. The campaign notices the death, replaces the pool, and runs what
-    it held again (here the slow molecule, running on the other worker of that pool)."""
+@pytest.mark.parametrize("victim", ["idle worker", "pool's multiprocessing manager"])
+def test_idle_worker_killed_does_not_stall_the_run(tmp_path, victim):
+    """An idle worker dies holding its pool's task queue (or the pool's multiprocessing
+    manager dies): Parsl reports nothing and the pool never runs another task. The campaign
+    notices the death, replaces the pool, and runs what it held again (here the slow
+    molecule, running on the other worker of that pool)."""
     proc, out = _start_run(tmp_path)
-    idle = _workers_by_cpu(proc, out)[-1]
+    manager, workers = _pool_children(proc, out)
     killed_at = time.time()
-    idle.kill()
+    (workers[-1] if victim == "idle worker" else manager).kill()
     lost_at = _wait_for_lost(out, proc)
     slow = _finish(proc, out, restarts=1)
     assert lost_at - killed_at < NOTICED_WITHIN_S
     assert "its pool stopped taking tasks" in slow.iloc[0]["error"]
-    _report("idle worker", killed_at, lost_at, slow)
+    _report(victim, killed_at, lost_at, slow)
 
 
 def test_worker_pool_killed_is_noticed_before_parsl_s_heartbeat_threshold(tmp_path):

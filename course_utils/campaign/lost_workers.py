@@ -205,8 +205,9 @@ def _pool_processes() -> tuple[dict[int, _Process], float] | None:
                         continue
                     found[proc.pid] = (proc.create_time(), f"worker pool (PID {proc.pid})", block)
                     for child in proc.children():
-                        found[child.pid] = (child.create_time(),
-                                            f"worker process (PID {child.pid})", block)
+                        if child.status() != psutil.STATUS_ZOMBIE:  # a zombie is dead, unreaped
+                            found[child.pid] = (child.create_time(),
+                                                f"worker pool process (PID {child.pid})", block)
                 except psutil.Error:
                     continue
     return found, heartbeat
