@@ -7,16 +7,19 @@ What Parsl does when one process of a local worker pool dies (measured with Pars
   within one heartbeat period and starts a replacement worker; nothing else is needed;
 * the pool itself killed: its tasks fail with ``ManagerLost`` only after ``heartbeat_threshold``
   (30 s here) and Parsl starts a new block;
-* a worker killed while idle (it waits in the pool's task queue, holding the queue's lock), or
-  the pool's multiprocessing manager killed: Parsl reports nothing. The pool restarts the worker
-  but never runs a task again; before this module the run waited for its walltime stall
-  (``no result after 330 s``).
+* a worker killed while idle (it waits in the pool's task queue, holding the queue's lock):
+  Parsl reports nothing; the pool restarts the worker but never runs a task again;
+* the pool's multiprocessing manager killed: Parsl reports nothing, the pool's watchdog thread
+  dies and its monitoring thread floods manager.log; no task runs again.
 
-:class:`WorkerWatch` looks at the executor's blocks (their job PIDs, as Parsl's local provider
-records them) and the pool processes under them. A pool process that dies is first left to
-Parsl: if no ``WorkerLost`` arrives within :meth:`WorkerWatch.grace_s`, the pool is taken as
-stuck and the campaign replaces it and resubmits what it was running. Pools on other hosts
-(Polaris batch jobs) are not visible here; there ``ManagerLost`` and the walltime stall remain.
+Before this module the last two waited for the campaign's walltime stall (``no result after
+330 s``). :class:`WorkerWatch` looks at the executor's blocks (their job PIDs, as Parsl's local
+provider records them) and the pool processes under them. A pool process that dies is first
+left to Parsl: if no ``WorkerLost`` arrives within :attr:`WorkerWatch.grace_s`, the pool is
+taken as stuck and the campaign replaces it and resubmits what it held (measured on a loaded
+2-core machine: ``lost`` recorded 5 s after the kill, the retry running after 10-15 s, once
+the new pool is up). Pools on other hosts (Polaris) are not visible here; there
+``WorkerLost``, ``ManagerLost`` and the walltime stall remain.
 """
 
 from __future__ import annotations
