@@ -47,6 +47,7 @@ from course_utils.campaign.arrival import parse_arrival
 from course_utils.campaign.batch_loop import run_batches
 from course_utils.campaign.batch_plan import PLANNED, REPLACEMENT, BatchPlan
 from course_utils.campaign.lineage import ModelRegistry
+from course_utils.campaign.lost_workers import Death, WorkerWatch
 from course_utils.campaign.model_keeper import ModelKeeper, Predicted, TrainingRound
 from course_utils.campaign.outputs import (
     draw_figures,
@@ -193,6 +194,7 @@ class Campaign:
         # --- the run's own state
         self._bar = None
         self._lost: Counter[str] = Counter()
+        self._workers = WorkerWatch() if self.simulator.needs_parsl else None  # dead workers
         self._last_progress = time.monotonic()
         self.stop_requested: str | None = None  # set by a signal; acted on at a safe point
         self._steps = 0  # public steps running (they nest: run -> initial_batch -> simulate)
@@ -342,6 +344,7 @@ class Campaign:
         while not all(f.done() for f in futures) and time.monotonic() - started < timeout_s:
             self._check_stop()
             wait(futures, timeout=self.POLL_S)
+            self._watch_workers(futures)
         self._check_stop()
 
     def _cancel_pending(self) -> None:
@@ -399,21 +402,48 @@ class Campaign:
     def collect_finished(self, extra: Iterable[Future] = ()) -> list[dict]:
         """Wait a little for simulations (or one of ``extra`` futures); record what finished.
 
-        Wakes every ``POLL_S`` to honour a stop request, and gives up on tasks that produced
-        nothing for ``stall_timeout_s`` (a vanished task must not hang the run).
+        Wakes every ``POLL_S`` to honour a stop request. A dead worker is noticed in seconds:
+        Parsl fails a task whose worker died with ``WorkerLost`` (recorded ``lost`` and
+        resubmitted by :meth:`_collect`); a death Parsl does not report leaves a pool that never
+        runs a task again, so it is replaced and what it held resubmitted
+        (:mod:`~course_utils.campaign.lost_workers`). Last, tasks that produced nothing for
+        ``stall_timeout_s`` are given up (a vanished task must not hang the run).
         """
         self._check_stop()
         finished = self.simulator.wait([*self._pending, *extra], timeout=self.POLL_S)
         rows = [self._collect(f) for f in finished if f in self._pending]
-        if not finished and time.monotonic() - self._last_progress > self.stall_timeout_s:
+        dead = self._watch_workers(finished)
+        if dead is not None:  # what the replaced pool held is lost: run it again
+            for future in list(self._pending):
+                rows.append(self._collect(future, lost_reason=(
+                    f"WorkerLost: a {dead.what} died and its pool stopped taking tasks; "
+                    "the workers were restarted")))
+        elif not finished and time.monotonic() - self._last_progress > self.stall_timeout_s:
             limit = self.stall_timeout_s
-            restart_workers()
+            restart_workers("no result for too long")
+            if self._workers is not None:
+                self._workers.reset()
             for future, pending in list(self._pending.items()):
                 if time.time() - pending.submit_time > limit:
                     rows.append(self._collect(future, lost_reason=(
                         f"TaskLost: no result after {limit:.0f} s; its worker probably died")))
         self._check_stop()
         return rows
+
+    def _watch_workers(self, futures: Iterable[Future]) -> Death | None:
+        """Tell the worker watch which of ``futures`` Parsl failed with ``WorkerLost`` and let
+        it look at the pools; replace the pools if one is stuck (a death Parsl did not report)
+        and return that death. Tasks the old pools held fail later with ``ManagerLost``."""
+        if self._workers is None:
+            return None
+        self._workers.note(futures)
+        self._workers.poll()
+        dead = self._workers.stuck()
+        if dead is not None:
+            if not dead.block_ended():  # else Parsl already replaces the block
+                restart_workers(f"a {dead.what} died and Parsl did not report it")
+            self._workers.reset()
+        return dead
 
     @public_step
     def simulate(self, candidates: Iterable[str], target: int, batch: int,
