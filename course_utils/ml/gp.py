@@ -32,7 +32,7 @@ import numpy as np
 import scipy.linalg
 from scipy.optimize import minimize_scalar
 
-from course_utils.ml.fingerprints import as_smiles_list, fingerprints
+from course_utils.ml.fingerprints import FingerprintKind, as_smiles_list, fingerprints
 from course_utils.ml.model_options import (
     check_fingerprint_options,
     check_positive,
@@ -89,6 +89,10 @@ class TanimotoGP:
                              f"got {mean!r}")
         self.mean = mean
         self.fitted: dict[str, float] = {}
+
+    def fingerprint_kinds(self) -> list[FingerprintKind]:
+        """The fingerprints it reads of every molecule it scores (prepared once per space)."""
+        return [FingerprintKind("bits", self.radius, self.length)]
 
     # -------------------------------------------------------------------------- training
 
