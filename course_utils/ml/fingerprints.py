@@ -6,7 +6,14 @@ fingerprints of every QM9 molecule on each active-learning iteration, which was 
 the ML step. Here fingerprints are computed once, bit-packed, and cached in memory and on
 disk, and the neighbour search runs on the packed words with ``np.bitwise_count``.
 
-The models (:mod:`course_utils.ml.knn` and the others) all read fingerprints from here.
+The models (:mod:`course_utils.ml.knn` and the others) all read fingerprints from here, and
+each names the kinds it reads (:class:`FingerprintKind`: bits or counts, radius, length). A
+campaign prepares those of its search space once, before its first round
+(:func:`prepare_fingerprints`): every missing kind in one RDKit pass, over forked processes on
+Linux (a pool made and closed per call; ``COURSE_UTILS_FINGERPRINT_PROCESSES=1`` keeps it
+serial), with a progress bar saying what happens. Fingerprinting all of QM9 is a few seconds of
+CPU per kind, so on a machine whose cores are shared the parallel pass gains less than their
+number.
 
 Packed layout: fingerprint bit ``i`` is bit ``i % 64`` (least significant first) of word
 ``i // 64``; arrays have shape ``(n, length // 64)`` and dtype ``uint64``.
