@@ -173,23 +173,20 @@ class ModelKeeper:
         campaign says so (``phase`` event) and a progress bar shows it (``progress``); a cold
         QM9 took a silent ~95 s on a loaded 2-core machine when the first round did it.
         """
-        if self._fingerprinted:
-            return
-        self._fingerprinted = True
-        if not isinstance(self.model, ReadsFingerprints):
+        if self._fingerprinted or not isinstance(self.model, ReadsFingerprints):
             return
         kinds = self.model.fingerprint_kinds()
-        if not kinds:
-            return
 
         def announce(text: str) -> None:
             if self.notify is not None:
                 self.notify("phase", phase=text)
 
-        arrays = prepare_fingerprints(self.space, kinds, progress=self.progress,
-                                      what="the search space", announce=announce)
-        if self.simulator.needs_parsl:
-            cache_parts(chunked(self.space, self.chunks), kinds, arrays)
+        if kinds:
+            arrays = prepare_fingerprints(self.space, kinds, progress=self.progress,
+                                          what="the search space", announce=announce)
+            if self.simulator.needs_parsl:
+                cache_parts(chunked(self.space, self.chunks), kinds, arrays)
+        self._fingerprinted = True
 
     # --- rounds ----------------------------------------------------------------------------
     def start(self, round_: TrainingRound) -> Future:
