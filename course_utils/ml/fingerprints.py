@@ -353,7 +353,9 @@ def _compute_kinds(smiles: Sequence[object], kinds: Sequence[FingerprintKind], *
             for start, stop in bounds:
                 keep(_compute_chunk(smiles[start:stop], start, kinds), stop - start)
         else:
-            from rdkit import Chem  # noqa: F401  imported once here, not in every child
+            # imported once here, before the fork, not in every child
+            from rdkit import Chem  # noqa: F401
+            from rdkit.Chem import rdFingerprintGenerator  # noqa: F401
 
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(max_workers=min(processes, len(bounds)),
