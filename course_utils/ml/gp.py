@@ -35,7 +35,12 @@ import numpy as np
 import scipy.linalg
 from scipy.optimize import minimize_scalar
 
-from course_utils.ml.fingerprints import as_smiles_list, count_fingerprints, fingerprints
+from course_utils.ml.fingerprints import (
+    FingerprintKind,
+    as_smiles_list,
+    count_fingerprints,
+    fingerprints,
+)
 from course_utils.ml.model_options import (
     check_fingerprint_options,
     check_positive,
@@ -109,6 +114,11 @@ class TanimotoGP:
                              f"got {kernel!r}")
         self.kernel = kernel
         self.fitted: dict[str, float] = {}
+
+    def fingerprint_kinds(self) -> list[FingerprintKind]:
+        """The fingerprints it reads of every molecule it scores (prepared once per space)."""
+        form = "counts" if self.kernel_name == "minmax" else "bits"
+        return [FingerprintKind(form, self.radius, self.length)]
 
     # -------------------------------------------------------------------------- training
 
