@@ -50,8 +50,14 @@ def package_data_dir() -> Path:
 
 
 def default_build_file(space: str = "qm9") -> Path:
-    """Where a build appends its results unless told otherwise (not inside the package)."""
-    return Path("outputs") / "ground_truth" / f"{space}.csv"
+    """Where a build appends its results unless told otherwise: never inside the package, nor
+    the user's own space file (a path-named space joined whole would name that very file)."""
+    return Path("outputs") / "ground_truth" / f"{Path(space).stem}.csv"
+
+
+def default_pack_dir() -> Path:
+    """Where ``truth pack`` writes the merged table unless told otherwise: beside the builds."""
+    return Path("outputs") / "ground_truth"
 
 
 class GroundTruthError(ValueError):
