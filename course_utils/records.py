@@ -407,6 +407,20 @@ def ie_problem(ie: float) -> str | None:
     return (f"{ie:g} eV is not a possible ionization energy (outside {low:g}-{high:g} eV)")
 
 
+def possible_ie(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` as written, or, if it claims an ``ok`` IE outside :data:`IE_RANGE_EV`, as a
+    failure naming the value: a simulation that returns one failed, whatever it says, and a
+    reader would set the row aside anyway."""
+    try:
+        ie = float(row.get("ie"))
+    except (TypeError, ValueError):
+        return row
+    problem = ie_problem(ie)
+    if row.get("status") != STATUS_OK or problem is None:
+        return row
+    return {**row, "ie": None, "status": STATUS_FAILED, "error": f"ImpossibleIE: {problem}"}
+
+
 def row_problem(name: str, row: Mapping[str, str],
                 rules: Mapping[str, str] | None = None) -> str | None:
     """Why a row of the appended file ``name`` cannot be used (one line), or None if it can.
@@ -436,14 +450,17 @@ class CheckedRows:
     bad: list[tuple[int, list[str], str]]
 
 
-def check_rows(path: Path, rules: Mapping[str, str] | None = None) -> CheckedRows:
-    """Split ``path`` into usable rows and rejected ones, by :func:`row_problem`.
+def check_rows(path: Path, rules: Mapping[str, str] | None = None,
+               data: bytes | None = None) -> CheckedRows:
+    """Split ``path`` (or ``data``, its bytes as a reader holds them) into usable rows and
+    rejected ones, by :func:`row_problem`.
 
     Raises ValueError (one line, naming the file) for a header without the columns its rules
     require: that is not a row to move aside but a file that is not this record.
     """
     try:  # undecodable bytes are kept (surrogateescape): a garbage row is set aside, not fatal
-        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        with (path.open(newline="", encoding="utf-8", errors="surrogateescape") if data is None
+              else io.StringIO(data.decode("utf-8", "surrogateescape"), newline="")) as handle:
             reader = csv.reader(handle)
             header = next(reader, [])
             rows = [(reader.line_num, fields) for fields in reader]
@@ -688,7 +705,8 @@ class CampaignRecorder:
 
     # --- writing -------------------------------------------------------------------------
     def add_simulation(self, record: Mapping[str, Any]) -> dict:
-        row = {k: record.get(k) for k in SIMULATION_FIELDS}
+        """Record one simulation (an impossible IE as the failure it is: :func:`possible_ie`)."""
+        row = possible_ie({k: record.get(k) for k in SIMULATION_FIELDS})
         self.simulations.append(row)
         append_row(self.out_dir / SIMULATIONS_FILE, SIMULATION_FIELDS, row, self.durable)
         return row

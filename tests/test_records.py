@@ -158,6 +158,17 @@ def test_an_impossible_ie_is_never_the_best_result(tmp_path, capsys):
     assert kept["line"].tolist() == [4] and "1e300" in kept["row"].iloc[0]
 
 
+def test_a_simulation_returning_an_impossible_ie_is_recorded_as_a_failure(tmp_path, capsys):
+    recorder = _recorder_with_two(tmp_path)
+    row = recorder.add_simulation(_sim("CC", 55.0, 3.0))
+    assert row["status"] == "failed" and row["ie"] is None
+    assert row["error"].startswith("ImpossibleIE: 55 eV is not a possible ionization energy")
+    assert recorder.best()["smiles"] == "O"
+    capsys.readouterr()
+    again = CampaignRecorder.open(tmp_path)  # the row it wrote parses: nothing set aside
+    assert capsys.readouterr().err == "" and len(again.simulations) == 3
+
+
 @pytest.mark.parametrize("ie, problem", [("18.293", None), ("40", None), ("nan", None),
                                          ("0", "outside"), ("40.5", "outside"),
                                          ("inf", "outside"), ("-1e300", "outside")])
