@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -174,6 +174,14 @@ class Coverage:
     covered: int
     total: int
     space: str = "qm9"
+
+    @classmethod
+    def of(cls, table: pd.DataFrame, space: Iterable[str], name: str) -> Coverage:
+        """How many molecules of ``space`` (SMILES strings: the kit's identity of a molecule,
+        see :mod:`course_utils.search_space`) have a row in ``table``: rows for molecules
+        outside the space are not counted, so it never says more are covered than there are."""
+        wanted = set(space)
+        return cls(len(wanted.intersection(table["smiles"])), len(wanted), name)
 
     @property
     def complete(self) -> bool:
