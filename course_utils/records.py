@@ -255,10 +255,11 @@ def add_new_columns(path: Path, columns: list[str]) -> str | None:
     if not path.exists() or path.stat().st_size == 0:
         return None
     with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        rows = list(csv.reader(handle))
-    header = rows[0] if rows else []
-    if header == columns or header != columns[:len(header)]:
-        return None
+        header = next(csv.reader(handle), [])
+        if header == columns or header != columns[:len(header)]:
+            return None
+        handle.seek(0)
+        rows = list(csv.reader(handle))  # rows csv cannot read were set aside before
     pad = [""] * (len(columns) - len(header))
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
@@ -468,14 +469,27 @@ def check_rows(path: Path, rules: Mapping[str, str] | None = None,
     Raises ValueError (one line, naming the file) for a header without the columns its rules
     require: that is not a row to move aside but a file that is not this record.
     """
-    try:  # undecodable bytes are kept (surrogateescape): a garbage row is set aside, not fatal
-        with (path.open(newline="", encoding="utf-8", errors="surrogateescape") if data is None
-              else io.StringIO(data.decode("utf-8", "surrogateescape"), newline="")) as handle:
-            reader = csv.reader(handle)
-            header = next(reader, [])
-            rows = [(reader.line_num, fields) for fields in reader]
+    # undecodable bytes are kept (surrogateescape): a garbage row is set aside, not fatal
+    text = (path.read_bytes() if data is None else data).decode("utf-8", "surrogateescape")
+    lines = text.splitlines(keepends=True)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, [])
     except csv.Error as err:
-        raise ValueError(f"cannot read {path}: {error_message(err)}") from None
+        raise ValueError(f"cannot read {path}, line 1: {error_message(err)}") from None
+    rows: list[tuple[int, list[str]]] = []
+    unreadable: list[tuple[int, list[str], str]] = []  # csv itself refuses (a huge field)
+    while True:
+        before = reader.line_num
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:  # the reader goes on with the next line
+            raw = "".join(lines[before:reader.line_num]).rstrip("\r\n")
+            unreadable.append((before + 1, [raw], error_message(err)))
+            continue
+        rows.append((reader.line_num, fields))
     rules = ROW_RULES.get(path.name, {}) if rules is None else rules
     missing = [c for c, kind in rules.items() if not kind.endswith("?") and c not in header]
     if header and missing:
@@ -496,6 +510,8 @@ def check_rows(path: Path, rules: Mapping[str, str] | None = None,
             checked.bad.append((line, fields, problem))
         else:
             checked.good.append(fields)
+    if unreadable:
+        checked.bad = sorted(checked.bad + unreadable, key=lambda bad: bad[0])
     return checked
 
 
@@ -582,9 +598,9 @@ def tidy_records(path: Path, columns: list[str],
                  rules: Mapping[str, str] | None = None) -> list[str]:
     """Make an appended record file safe to read and append to; the notes on what was done.
 
-    Torn last line cut, columns of a newer kit added, rows that do not parse set aside.
+    Torn last line cut, rows that do not parse set aside, columns of a newer kit added.
     """
-    notes = [repair_tail(path, columns), add_new_columns(path, columns), set_aside(path, rules)]
+    notes = [repair_tail(path, columns), set_aside(path, rules), add_new_columns(path, columns)]
     return [n for n in notes if n]
 
 
