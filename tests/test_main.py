@@ -525,7 +525,7 @@ WHY_INPUTS = {  # name: (argv given the replay run and a scratch folder, words o
     "run --seed 2**70": (
         lambda run, tmp: ["run", *REPLAY, "--seed", "1180591620717411303424",
                           "--out", str(tmp / "o")],
-        "seed (1180591620717411303424) must be an integer from 0 to 4294967295"),
+        "seed (1180591620717411303424) must be a non-negative integer up to 4294967295"),
     "figures --ground-truth missing": (
         lambda run, tmp: ["figures", str(run), "--out", str(tmp / "f"), "--ground-truth",
                           str(tmp / "nonexistent.csv")], "nonexistent.csv: no such file"),

@@ -191,7 +191,8 @@ class CampaignParameters:
                     or isinstance(value, bool) or not math.isfinite(value)):
                 fail(f"{name} ({value!r}) must be a finite number")
         if not 0 <= self.seed <= MAX_SEED:
-            fail(f"seed ({self.seed}) must be an integer from 0 to {MAX_SEED} (2**32 - 1)")
+            fail(f"seed ({self.seed}) must be a non-negative integer up to {MAX_SEED} "
+                 "(2**32 - 1)")
         for name in ("trust_streak", "trust_ranks"):  # checked even while trust_tol is off
             if getattr(self, name) is None or getattr(self, name) < 1:
                 fail(f"{name} ({getattr(self, name)!r}) must be at least 1")
