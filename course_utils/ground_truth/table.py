@@ -110,6 +110,10 @@ def _parsed_rows(path: Path, source: Path | io.BytesIO) -> tuple[io.BytesIO, lis
     from course_utils.records import check_rows, rejected_path
 
     data = source.getvalue() if isinstance(source, io.BytesIO) else path.read_bytes()
+    header = next(csv.reader(io.StringIO(data[:65536].decode("utf-8", "replace"))), [])
+    missing = [c for c in TRUTH_COLUMNS if c not in header]
+    if missing:
+        raise GroundTruthError(f"{path} is not a ground-truth table: missing columns {missing}")
     try:
         checked = check_rows(path, TRUTH_ROW_RULES, data=data)
     except ValueError as err:
