@@ -73,10 +73,21 @@ MODEL_CHOICES = ("knn", "gp", "gp:mean=training", "rf")
 
 
 def parse_model(text: str) -> Model:
-    """The (unfitted) model ``text`` spells: ``knn`` or ``knn:k=4,radius=4,length=256``."""
+    """The (unfitted) model ``text`` spells: ``knn`` or ``knn:k=4,radius=4,length=256``.
+
+    The name is taken exactly as listed (``KNN`` is refused with the list, as acquisitions
+    are): a run's parameters, its resume check and the leaderboard then compare one spelling.
+    """
     if not isinstance(text, str) or not text.strip():
         raise ModelError(f"model must be one of {', '.join(MODEL_REGISTRY.spellings)}, "
                          f"got {text!r}")
+    head, colon, options = text.strip().partition(":")
+    if head.strip() not in MODEL_REGISTRY.names:
+        raise ModelError(f"model {text.strip()!r} is unknown; choose one of "
+                         f"{', '.join(MODEL_REGISTRY.spellings)} (names are lower case)")
+    if colon and not options.strip():
+        raise ModelError(f"model {text.strip()!r}: nothing after ':'; write {head.strip()} "
+                         f"alone or {MODEL_REGISTRY.spelling(head.strip())}")
     return _checked(lambda: MODEL_REGISTRY.make(text), f"model {text.strip()!r}")
 
 
