@@ -285,3 +285,38 @@ def molecule_row(smiles: str, engine: str | None = None, threads: int | None = N
         ie, status, error = math.nan, "failed", err.record_text
     return {"smiles": smiles, "ie": ie, "status": status, "error": error,
             "seconds": time.perf_counter() - start, "engine": name}
+
+
+# --- what a SMILES string is ------------------------------------------------------------
+@contextmanager
+def quiet_rdkit() -> Iterator[None]:
+    """RDKit logs every parse failure to stderr; we report them ourselves instead."""
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        yield
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+
+
+def identify_smiles(smi: str, rdkit: bool) -> tuple[str, str | None]:
+    """Return (RDKit's canonical form, why unusable or None); RDKit's own diagnosis where it
+    has one. The form only names other spellings of a molecule: the kit's identity of a
+    molecule is its SMILES string (see :mod:`course_utils.search_space`)."""
+    if any(ch.isspace() for ch in smi):
+        return smi, "contains whitespace (is the file space-separated?)"
+    if not rdkit:
+        return smi, None
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smi)
+    if mol is not None:
+        return Chem.MolToSmiles(mol), None
+    unsanitized = Chem.MolFromSmiles(smi, sanitize=False)
+    if unsanitized is None:
+        return smi, "RDKit cannot parse this SMILES (e.g. unclosed ring or bracket)"
+    problems = Chem.DetectChemistryProblems(unsanitized)
+    if problems:
+        return smi, f"RDKit rejects this molecule: {problems[0].Message()}"
+    return smi, "RDKit cannot sanitize this molecule"

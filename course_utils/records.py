@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from course_utils.chemistry import identify_smiles, quiet_rdkit
 from course_utils.resilience import error_message
-from course_utils.search_space import identify_smiles, quiet_rdkit
 
 SIMULATION_FIELDS = [
     "smiles", "ie", "status", "error", "batch", "submit_time", "start_time", "end_time",

@@ -30,12 +30,13 @@ import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NamedTuple
 
+from course_utils.chemistry import identify_smiles, quiet_rdkit
 from course_utils.ground_truth.table import Coverage, build_order, shipped_table
 
 if TYPE_CHECKING:
@@ -346,18 +347,6 @@ def _smiles_pool(search_space: pandas.DataFrame | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-@contextmanager
-def quiet_rdkit() -> Iterator[None]:
-    """RDKit logs every parse failure to stderr; we report them ourselves instead."""
-    from rdkit import RDLogger
-
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        yield
-    finally:
-        RDLogger.EnableLog("rdApp.*")
-
-
 def _open_text(path: Path) -> IO[str]:
     # utf-8-sig: spreadsheet exports often start with a byte-order mark.
     if path.suffix.lower() == ".gz":
@@ -502,25 +491,3 @@ def _validate(
     df["smiles"] = df["smiles"].str.strip()
     report.n_valid = len(df)
     return df, report
-
-
-def identify_smiles(smi: str, rdkit: bool) -> tuple[str, str | None]:
-    """Return (RDKit's canonical form, why unusable or None); RDKit's own diagnosis where it
-    has one. The form only names other spellings of a molecule: the kit's identity of a
-    molecule is its SMILES string (see the module docstring)."""
-    if any(ch.isspace() for ch in smi):
-        return smi, "contains whitespace (is the file space-separated?)"
-    if not rdkit:
-        return smi, None
-    from rdkit import Chem
-
-    mol = Chem.MolFromSmiles(smi)
-    if mol is not None:
-        return Chem.MolToSmiles(mol), None
-    unsanitized = Chem.MolFromSmiles(smi, sanitize=False)
-    if unsanitized is None:
-        return smi, "RDKit cannot parse this SMILES (e.g. unclosed ring or bracket)"
-    problems = Chem.DetectChemistryProblems(unsanitized)
-    if problems:
-        return smi, f"RDKit rejects this molecule: {problems[0].Message()}"
-    return smi, "RDKit cannot sanitize this molecule"

@@ -50,7 +50,7 @@ def test_shipped_replays_are_what_the_engine_replays_now(tmp_path):
 
 
 def test_other_parameters_are_replayed_not_taken_from_the_shipped_file():
-    other = {**DEFAULT_CAMPAIGN, "batch_size": 8}
+    other = {**DEFAULT_CAMPAIGN, "batch_size": DEFAULT_CAMPAIGN["batch_size"] + 1}
     assert shipped_replays(grid_settings(other, SEEDS)) is None
     assert shipped_replays(grid_settings(DEFAULT_CAMPAIGN, [0, 1])) is None
     # spelled out as the campaign writes its parameters, the default is still the default

@@ -39,7 +39,7 @@ LOW, HIGH = 0.1, 0.9
 FIGURE_FILE = "run_vs_random.png"
 #: Notebook 3's default campaign (its parameters cell; the README's first command). Chosen from
 #: replays over 20 seeds (``benchmarks/bench_models.py --headline``): with these it beat random
-#: search's median best in 20 of 20 seeds and found one of QM9's 10 highest-IE molecules in 19.
+#: search's median best in 20 of 20 seeds and found one of QM9's 10 highest-IE molecules in 18.
 DEFAULT_CAMPAIGN: dict[str, Any] = {
     "model": "gp:mean=training", "acquisition": "ei", "initial_training_count": 16,
     "max_training_count": 80, "batch_size": 8, "search_space": "qm9"}
