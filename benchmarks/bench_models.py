@@ -285,7 +285,7 @@ def report_headline(seeds: int, processes: int = 2) -> None:
     for label, measured, target in (
             ("beat random's median best", own["beat_random_median"], TARGET_HEADLINE_BEATS),
             ("reached QM9's top 10", own["reached_top10"], TARGET_HEADLINE_TOP10)):
-        print(f"{own.name}: {label} in {measured}/{seeds}  target >= {target}/20  "
+        print(f"{own.name}: {label} in {int(measured)}/{seeds}  target >= {target}/20  "
               f"{'PASS' if measured >= target * scale else 'MISS'}")
     print(f"({seeds} seeds x {len(table)} strategies replayed in {seconds:.0f} s, "
           f"{processes} processes)")

@@ -163,9 +163,10 @@ def plot_run_over_bands(run_dir: str | os.PathLike, curves: pd.DataFrame,
     with figure_style.style():
         fig, ax = plt.subplots(figsize=(9.5, 4.8), constrained_layout=True)
         drawn = [run["best_ie"].to_numpy(dtype=float)]
-        colors = {RANDOM: "#7f7f7f"}
-        for strategy in dict.fromkeys(curves["strategy"]):
-            color = colors.get(strategy, "#1f77b4")
+        colors = {strategy_name(parameters): "#1f77b4", RANDOM: "#7f7f7f"}  # two bands only
+        for strategy, color in colors.items():
+            if strategy not in set(curves["strategy"]):
+                continue
             b = band(curves[curves["strategy"] == strategy], "best_ie", LOW, HIGH)
             median = curves[curves["strategy"] == strategy].groupby("n")["best_ie"].median()
             seeds = curves.loc[curves["strategy"] == strategy, "seed"].nunique()
@@ -189,10 +190,10 @@ def plot_run_over_bands(run_dir: str | os.PathLike, curves: pd.DataFrame,
         ax.set_xlabel("successful simulations")
         ax.set_ylabel(figure_style.IE_LABEL)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-        ax.set_title(f"{strategy_name(parameters)}: this run against {curves['seed'].nunique()} "
-                     f"replays of "
-                     f"itself and of random search\n(replays answered from the ground-truth "
-                     f"table; {marks.coverage})", fontsize=10)
+        fig.suptitle(f"{strategy_name(parameters)}: this run against "
+                     f"{curves['seed'].nunique()} replays of itself and of random search\n"
+                     f"replays answered from the ground-truth table ({marks.coverage})",
+                     fontsize=10)
         description = (f"strategy {strategy_name(parameters)}; search space "
                        f"{curves.attrs.get('search_space')}; {marks.coverage}")
         return figure_style.save(fig, path or run_dir / FIGURE_FILE,
