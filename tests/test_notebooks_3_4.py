@@ -22,8 +22,7 @@ from course_utils.studies.headline import DEFAULT_CAMPAIGN
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 KERNEL = "ml-in-the-loop" if "ml-in-the-loop" in kernelspec.find_kernel_specs() else None
-SMALL = {"seed": 7, "initial_training_count": 6, "max_training_count": 14, "batch_size": 4,
-         "replay_seeds": 2}
+SMALL = {"seed": 7, "initial_training_count": 6, "max_training_count": 14, "batch_size": 4}
 
 
 def _execute(name: str, tmp_path: Path, **parameters) -> tuple[nbformat.NotebookNode, Path]:
@@ -52,7 +51,7 @@ def _check_run(out: Path, expected: int) -> dict:
 @pytest.fixture(scope="module")
 def notebook3_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("nb3")
-    nb, out = _execute("3_ml_in_the_loop.ipynb", tmp, **SMALL)
+    nb, out = _execute("3_ml_in_the_loop.ipynb", tmp, **SMALL, replay_seeds=2)
     return nb, out
 
 

@@ -195,7 +195,8 @@ def plot_run_over_bands(run_dir: str | os.PathLike, curves: pd.DataFrame,
                      f"replays answered from the ground-truth table ({marks.coverage})",
                      fontsize=10)
         description = (f"strategy {strategy_name(parameters)}; search space "
-                       f"{curves.attrs.get('search_space')}; {marks.coverage}")
+                       f"{curves.attrs.get('search_space')}; {marks.coverage}; global best "
+                       f"{marks.global_best_ie:.3f} eV ({marks.global_best_smiles})")
         return figure_style.save(fig, path or run_dir / FIGURE_FILE,
                                  metadata={"Title": "run against replays",
                                            "Description": description})
