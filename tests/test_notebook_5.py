@@ -13,9 +13,10 @@ def test_notebook5_small_grid_writes_only_into_output_dir(tmp_path):
     out = tmp_path / "out"
     nb = run_notebook(NAME, tmp_path, {**SMALL, "output_dir": str(out)})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([NAME, "out"])
-    assert sorted(p.name for p in out.iterdir()) == ["comparison.png", "curves.csv", "runs",
-                                                     "runs.csv", "strategies.csv"]
-    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.png", "curves.csv", "recall.png",
+                                                     "runs", "runs.csv", "strategies.csv"]
+    for figure in ("comparison.png", "recall.png"):
+        assert (out / figure).read_bytes()[:4] == b"\x89PNG"
 
     curves = pd.read_csv(out / "curves.csv")
     strategies = curves["strategy"].unique().tolist()
