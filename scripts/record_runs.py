@@ -51,6 +51,10 @@ REPLAYS: dict[str, dict[str, Any]] = {
                         "max_training_count": 80},
     "batch-predicted": {"seed": 7, "stop": "predicted:delta=0.05,min_points=15",
                         "max_training_count": 80},
+    # the models that learn, with the acquisitions that use their uncertainty
+    "batch-rf-thompson": {"seed": 8, "model": "rf", "acquisition": "thompson"},
+    "batch-gp-training-ei": {"seed": 9, "model": "gp:mean=training", "acquisition": "ei"},
+    "batch-gp-pi": {"seed": 10, "model": "gp", "acquisition": "pi"},
 }
 REAL: dict[str, dict[str, Any]] = {
     f"real-batch-{acq}-seed{seed}": {"acquisition": acq, "seed": seed, "simulator": "xtb",

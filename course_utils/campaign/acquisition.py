@@ -3,8 +3,14 @@
 Each strategy keeps the :class:`~course_utils.campaign.parts.Acquisition` contract and is
 registered by name in :data:`ACQUISITION_REGISTRY` (``greedy``, ``ucb``, ``ei``, ``pi``,
 ``thompson``, ``epsilon-greedy``, ``random``; ``ucb:kappa=2``, ``ei:xi=0.1``,
-``epsilon-greedy:epsilon=0.2``). Ties keep the search-space order, so the same inputs always
-give the same picks.
+``epsilon-greedy:epsilon=0.2``).
+
+Ties are broken by a random order, never by the search space's order: QM9 is listed smallest
+molecules first, and small molecules have the highest IEs, so a ranking that kept file order
+among equal scores (a forest's one-tree draw predicts one value for thousands of molecules)
+would walk down the file and find good molecules for a reason that has nothing to do with the
+model. The tie order is the first draw of the batch's generator (seeded by the run's seed and
+the batch number), so the same seed gives the same picks and a resumed batch picks the same.
 
 ``ei``, ``pi`` and ``thompson`` use the model's uncertainty in the way Bayesian optimization
 does; what they need beyond the predictions (the best simulated IE, the fitted model, the
@@ -33,22 +39,32 @@ ACQUISITION_REGISTRY: Registry = Registry(
     unknown="acquisition {text!r} is unknown; choose one of {choices}")
 
 
-def best_first(score: np.ndarray, head: int = 256) -> Iterator[int]:
-    """Indices by descending score, ties in index order: ``np.argsort(-score, kind="stable")``,
-    but sorted only as far as the caller reads (a batch reads a few dozen of 130,831).
+def tie_order(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A random key per candidate that decides among equal scores (see the module's note).
+
+    Every ranking draws it first from the batch's generator, so what it draws next (posterior
+    samples, epsilon's coin) is the same whatever the scores are.
+    """
+    return rng.random(n)
+
+
+def best_first(score: np.ndarray, ties: np.ndarray, head: int = 256) -> Iterator[int]:
+    """Indices by descending score, equal scores in ascending ``ties`` order, sorted only as
+    far as the caller reads (a batch reads a few dozen of 130,831).
 
     The first ``head`` (plus any tied with the last of them) are sorted alone; the rest only
-    if asked for. NaN scores come last, as argsort puts them.
+    if asked for. NaN scores come last.
     """
     negated = -np.asarray(score, dtype=float)
+    ties = np.asarray(ties, dtype=float)
     if len(negated) <= head:
-        yield from np.argsort(negated, kind="stable").tolist()
+        yield from np.lexsort((ties, negated)).tolist()
         return
     cut = np.partition(negated, head - 1)[head - 1]
-    first = np.flatnonzero(negated <= cut)  # in index order, so a stable sort keeps ties so
-    yield from first[np.argsort(negated[first], kind="stable")].tolist()
+    first = np.flatnonzero(negated <= cut)
+    yield from first[np.lexsort((ties[first], negated[first]))].tolist()
     rest = np.flatnonzero(~(negated <= cut))
-    yield from rest[np.argsort(negated[rest], kind="stable")].tolist()
+    yield from rest[np.lexsort((ties[rest], negated[rest]))].tolist()
 
 
 def _kept(predictions: pd.DataFrame, exclude: set[str], positions: Mapping[str, int] | None
@@ -84,7 +100,8 @@ class Greedy:
              positions: Mapping[str, int] | None = None,
              context: RankingContext | None = None) -> Iterator[str]:
         smiles, keep = _kept(predictions, exclude, positions)
-        for i in best_first(self.score(predictions, keep, context or RankingContext())):
+        ties = tie_order(rng, len(smiles))
+        for i in best_first(self.score(predictions, keep, context or RankingContext()), ties):
             yield smiles[i]
 
     def score(self, predictions: pd.DataFrame, keep: np.ndarray,
@@ -182,11 +199,13 @@ class ThompsonSampling:
         smiles, keep = _kept(predictions, exclude, positions)
         if not len(smiles):
             return
+        ties = tie_order(rng, len(smiles))
         draws = posterior_draws(predictions, max(int(context.draws), 1), rng, context.model)[:, keep]
         taken = np.zeros(len(smiles), dtype=bool)
         for pick in range(len(smiles)):
             score = np.where(taken, -np.inf, draws[pick % len(draws)])
-            i = int(np.argmax(score))
+            best = np.flatnonzero(score == score.max())  # a one-tree draw ties thousands
+            i = int(best[np.argmin(ties[best])]) if len(best) else int(np.argmax(score))  # NaN
             taken[i] = True
             yield smiles[i]
 
@@ -220,8 +239,9 @@ class EpsilonGreedy:
              positions: Mapping[str, int] | None = None,
              context: RankingContext | None = None) -> Iterator[str]:
         smiles, keep = _kept(predictions, exclude, positions)
+        ties = tie_order(rng, len(smiles))
         score = predictions["ie"].to_numpy(dtype=float)[keep]
-        greedy = smiles[np.argsort(-score, kind="stable")]
+        greedy = smiles[np.lexsort((ties, -score))]
         taken: set[str] = set()
         g = 0
         while len(taken) < len(greedy):
