@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import nbformat
 import pandas as pd
-from notebook_tools import printed_text, run_notebook
+from notebook_tools import NOTEBOOKS, printed_text, run_notebook
 
 NAME = "5_comparing_strategies.ipynb"
 SMALL = {"n_seeds": 3, "budget": 60, "initial": 10, "batch_size": 10, "processes": 2}
@@ -28,3 +29,10 @@ def test_notebook5_small_grid_writes_only_into_output_dir(tmp_path):
 
     text = printed_text(nb)
     assert "ground truth covers" in text  # the coverage is stated, not assumed
+
+
+def test_the_stored_notebook_shows_twenty_seeds():
+    nb = nbformat.read(NOTEBOOKS / NAME, as_version=4)
+    text = printed_text(nb)
+    assert "5 strategies x 20 seeds = 100 replayed campaigns on 'qm9'" in text
+    assert "100 campaigns, 20,000 simulations replayed" in text
