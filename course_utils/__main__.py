@@ -78,7 +78,11 @@ def _grade_parser(sub) -> None:
     grade.add_argument("--out", type=_out_arg, default=Path("grading"),
                        help="folder for leaderboard.csv, leaderboard.png and not_ranked.csv")
     grade.add_argument("--no-verify", action="store_true",
-                       help="do not recompute each run's best molecule with xTB")
+                       help="do not recompute with xTB a best molecule the ground-truth table "
+                            "lacks (the table check is always made)")
+    grade.add_argument("--rank-duplicates", action="store_true",
+                       help="rank runs that are copies of each other (listed in duplicates.csv) "
+                            "anyway")
     grade.add_argument("--engine", default=None, help="xtb|tblite for the check (default: auto)")
 
 
@@ -354,7 +358,8 @@ def _grade(args: argparse.Namespace) -> int:
     if problem:
         return _fail(problem)
     try:
-        return grade_main(args.paths, args.out, verify=not args.no_verify, engine=args.engine)
+        return grade_main(args.paths, args.out, verify=not args.no_verify, engine=args.engine,
+                          rank_duplicates=args.rank_duplicates)
     except OSError as err:
         return _fail(_os_error_line(err, args.out))
 

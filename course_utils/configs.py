@@ -123,8 +123,10 @@ def _local_executor(workers: int | None, xtb_threads: int) -> HighThroughputExec
         cores_per_worker=1,
         cpu_affinity="none",
         prefetch_capacity=0,
-        # A lost pool is noticed in seconds, not the default two minutes.
-        **_guarded(heartbeat_period=5, heartbeat_threshold=30),
+        # A lost pool is noticed in seconds, not the default two minutes; a pool's watchdog
+        # looks at its workers every heartbeat period, so a dead worker's task fails with
+        # WorkerLost within 2 s (course_utils.campaign.lost_workers).
+        **_guarded(heartbeat_period=2, heartbeat_threshold=30),
         provider=LocalProvider(
             init_blocks=1,
             min_blocks=1,
@@ -264,7 +266,7 @@ def make_local_mpi_config(
         worker_init=_mpi_worker_init(thread_exports(xtb_threads), mpi_options, venv_path=True),
     )
     executors = [_local_executor(workers, xtb_threads),
-                 _mpi_executor(provider, mpi_tasks, "127.0.0.1", heartbeat=(5, 30))]
+                 _mpi_executor(provider, mpi_tasks, "127.0.0.1", heartbeat=(2, 30))]
     return _config(executors, run_dir, retries)
 
 

@@ -52,6 +52,7 @@ ITERATION_FIELDS = [
     "iteration", "training_size", "n_new", "best_ie", "model_time_s", "select_time_s",
     "simulate_time_s", "mae_ev", "mape_pct", "elapsed_s", "model_version", "valid_mae_ev",
     "valid_r2", "r2", "within_1sd", "within_2sd",  # added later: new columns go at the end
+    "heldout_mae_ev",
 ]
 SIMULATIONS_FILE = "simulations.csv"
 ITERATIONS_FILE = "iterations.csv"
@@ -335,7 +336,7 @@ ROW_RULES: dict[str, dict[str, str]] = {
         "model_time_s": "float?", "select_time_s": "float?", "simulate_time_s": "float?",
         "mae_ev": "float?", "mape_pct": "float?", "elapsed_s": "float?", "model_version": "int?",
         "valid_mae_ev": "float?", "valid_r2": "float?", "r2": "float?", "within_1sd": "float?",
-        "within_2sd": "float?"},
+        "within_2sd": "float?", "heldout_mae_ev": "float?"},
     "lineage.csv": {
         "version": "int", "data_version": "int",  # what a resume reads back
         "train_size": "int?", "valid_size": "int?",

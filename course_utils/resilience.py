@@ -70,12 +70,12 @@ def fail(problem: str | BaseException) -> int:
     return 2
 
 
-def restart_workers() -> int:
+def restart_workers(why: str = "no result for too long") -> int:
     """Replace the loaded executors' worker blocks; Parsl starts fresh ones (``min_blocks``).
 
     A worker killed while it was taking a task from its pool's queue can leave that queue
     locked, so the pool accepts tasks but never runs them; resubmitting alone would hang again.
-    Returns the number of blocks cancelled.
+    ``why`` starts the line printed about it. Returns the number of blocks cancelled.
     """
     import parsl
     from parsl.errors import NoDataFlowKernelError
@@ -86,15 +86,15 @@ def restart_workers() -> int:
         return 0
     cancelled = 0
     for executor in executors:
-        if getattr(executor, "provider", None) is None or not hasattr(executor, "scale_in"):
+        if getattr(executor, "provider", None) is None or not hasattr(executor, "scale_in_facade"):
             continue
-        try:
-            cancelled += len(executor.scale_in(len(executor.status_facade)))
+        try:  # the facade marks the blocks scaled in at once: the next strategy tick replaces them
+            cancelled += len(executor.scale_in_facade(len(executor.status_facade)) or [])
         except Exception as err:  # noqa: BLE001 - best effort: the resubmission still happens
             print(f"could not restart the workers of {executor.label}: {one_line(err)}",
                   file=sys.stderr)
     if cancelled:
-        print(f"no result for too long: restarted {cancelled} worker block(s)", file=sys.stderr)
+        print(f"{why}: restarted {cancelled} worker block(s)", file=sys.stderr)
     return cancelled
 
 

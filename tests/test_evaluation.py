@@ -210,3 +210,26 @@ def test_evaluate_folder_loads_the_shipped_qm9_table(tmp_path, monkeypatch):
 def test_evaluate_folder_without_records_of_its_space(tmp_path):
     with pytest.raises(GroundTruthError, match="cannot tell the search space"):
         evaluate_folder(tmp_path)
+
+
+# --- the held-out sample: a model's error on molecules nobody picked ---------------------------
+def test_heldout_sample_draws_known_molecules_once_and_skips_training():
+    from course_utils.ground_truth.evaluation import heldout_sample
+
+    space = [f"m{i}" for i in range(50)]
+    truth = pd.DataFrame({"smiles": space[::2] + ["other"],
+                          "ie": [10.0 + i for i in range(25)] + [1.0]})
+    truth.loc[3, "ie"] = np.nan  # a failed molecule has no IE to check against
+    sample = heldout_sample(space, truth, size=10, seed=1)
+    assert len(sample.smiles) == 10 and "m6" not in set(sample.smiles)
+    assert all(int(s[1:]) % 2 == 0 for s in sample.smiles)  # only molecules the table knows
+    assert [space[i] for i in sample.positions] == list(sample.smiles)
+    again = heldout_sample(space, truth, size=10, seed=1)
+    assert list(again.smiles) == list(sample.smiles)  # every run checks the same molecules
+    predicted = np.zeros(len(space))
+    predicted[sample.positions] = sample.ie + 0.5
+    assert sample.mae(predicted) == pytest.approx(0.5)
+    predicted[sample.positions[0]] += 10.0  # off by 10.5 eV, but it is a training molecule
+    assert sample.mae(predicted, training=[sample.smiles[0]]) == pytest.approx(0.5)
+    assert np.isnan(sample.mae(predicted, training=sample.smiles))
+    assert heldout_sample(["x", "y"], truth) is None

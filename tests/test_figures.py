@@ -136,6 +136,12 @@ def test_leaderboard_of_runs_that_rank(replay_run, tmp_path):
         else:
             data["simulator"] = "xtb"
         (real / name).write_text(json.dumps(data))
+    # A replay's clock starts at 0; a real run's timestamps are dates after its models were saved.
+    sims = pd.read_csv(real / rec.SIMULATIONS_FILE)
+    saved = pd.to_datetime(pd.read_csv(real / "lineage.csv")["time"]).max().timestamp()
+    for column in ("submit_time", "start_time", "end_time"):
+        sims[column] += saved + 1
+    sims.to_csv(real / rec.SIMULATIONS_FILE, index=False)
     reports = [figures.make_figures([run, real], tmp_path / out, truth=table)
                for out in ("a", "b")]
     board_a, board_b = (tmp_path / out / figures.LEADERBOARD_PNG for out in ("a", "b"))

@@ -102,33 +102,72 @@ def _run(client, code: str, timeout: float = 300) -> list[dict]:
     return outputs
 
 
+def _as_output(output: dict) -> nbformat.NotebookNode:
+    """A kernel message's content as the output a saved notebook holds."""
+    if output["type"] == "stream":
+        return nbformat.v4.new_output("stream", name=output["name"], text=output["text"])
+    return nbformat.v4.new_output("display_data", data=output.get("data", {}),
+                                  metadata=output.get("metadata", {}))
+
+
 def test_panel_shows_and_run_button_works_under_jupyter_server(jupyter_kernel, tmp_path):
+    """A student's session: the panel, Run, then the result and hand-in cells run again; the
+    notebook saved from it is graded from the panel run's folder, wherever it is handed in."""
+    from course_utils.grading import HAND_IN_LABEL, find_submissions, grade
+
     nb = nbformat.read(REPO / NOTEBOOK, as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code"]
     assert "JPY_SESSION_NAME" in "".join(
         o.get("text", "") for o in _run(jupyter_kernel, "import os; print(dict(os.environ))"))
     widget_shown = False
+    count = 0
     for cell in cells:
         outputs = _run(jupyter_kernel, cell.source)
         if "parameters" in cell.metadata.get("tags", []):
             _run(jupyter_kernel, f"output_dir = {str(tmp_path / 'homework')!r}")
         widget_shown |= any(WIDGET_MIME in o.get("data", {}) for o in outputs)
+        count += 1
+        cell.execution_count, cell.outputs = count, [_as_output(o) for o in outputs]
     assert widget_shown, "the panel was not displayed"
     assert not (tmp_path / "homework").exists(), "a headless run happened instead of the panel"
+    assert "No run yet" in "".join(o.get("text", "") for o in cells[-1].outputs)
 
     outputs = _run(jupyter_kernel, "\n".join([
         "panel.initial.value, panel.maximum.value, panel.batch.value = 4, 6, 2",
         "panel.seed.value = 21",
         "panel.click()",
         "print(panel.result.results['status'], panel.result.results['totals']['successful'])",
+        "print(panel.phases)",
         "print(panel.result.out_dir)",
     ]))
     text = "".join(o.get("text", "") for o in outputs)
     assert "complete 6" in text
+    assert "starting Parsl" in text and "simulating the initial batch" in text
     run_dir = Path(text.strip().splitlines()[-1])
     assert run_dir.parent == tmp_path / "homework"
     assert {"results.json", "simulations.csv", "ml_in_the_loop.png"} <= {
         p.name for p in run_dir.iterdir()}
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["workers"] == 2 and results["machine"]["cpu_count"] >= 1
+
+    for cell in cells[-2:]:  # "Your result" and "Hand-in" again, after the panel's run
+        count += 1
+        cell.execution_count = count
+        cell.outputs = [_as_output(o) for o in _run(jupyter_kernel, cell.source)]
+    last = "".join(o.get("text", "") for o in cells[-1].outputs)
+    assert f"{HAND_IN_LABEL} {run_dir}" in last  # outside the notebook's folder: absolute
+
+    handed_in = tmp_path / "student"  # the notebook and its run, copied elsewhere to hand in
+    handed_in.mkdir()
+    nbformat.write(nb, handed_in / "4_homework.ipynb")
+    (handed_in / "homework").mkdir()
+    run_dir.rename(handed_in / "homework" / run_dir.name)  # the path it printed is gone
+    (found,) = find_submissions([handed_in])
+    assert found.run_dir is not None
+    assert found.run_dir.resolve() == (handed_in / "homework" / run_dir.name).resolve()
+    assert [n.name for n in found.notebooks] == ["4_homework.ipynb"]
+    report = grade([handed_in / "4_homework.ipynb"], tmp_path / "grading", verify=False)
+    assert len(report.board) == 1, report.not_ranked.to_dict("records")
 
 
 PANEL = """

@@ -14,11 +14,16 @@ from jupyter_client import kernelspec
 
 from course_utils import records as rec
 from course_utils.campaign.engine import run_campaign
+from course_utils.campaign.parameters import ACQUISITIONS
+from course_utils.grading import HAND_IN_LABEL, find_submissions
+from course_utils.ml.registry import MODEL_CHOICES
+from course_utils.studies.headline import DEFAULT_CAMPAIGN
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 KERNEL = "ml-in-the-loop" if "ml-in-the-loop" in kernelspec.find_kernel_specs() else None
-SMALL = {"seed": 7, "initial_training_count": 6, "max_training_count": 14, "batch_size": 4}
+SMALL = {"seed": 7, "initial_training_count": 6, "max_training_count": 14, "batch_size": 4,
+         "replay_seeds": 2}
 
 
 def _execute(name: str, tmp_path: Path, **parameters) -> tuple[nbformat.NotebookNode, Path]:
@@ -62,7 +67,8 @@ def test_notebook3_small_run_has_14_distinct_successes(notebook3_run):
 
 def test_notebook3_and_the_campaign_engine_agree(notebook3_run, parsl_local, tmp_path):
     _, out = notebook3_run
-    engine = run_campaign({**SMALL, "workers": 2}, tmp_path / "engine", progress=False)
+    strategy = {k: DEFAULT_CAMPAIGN[k] for k in ("model", "acquisition")}
+    engine = run_campaign({**SMALL, **strategy, "workers": 2}, tmp_path / "engine", progress=False)
     notebook = rec.read_simulations(out)
     assert set(notebook["smiles"]) == set(engine.simulations["smiles"])
     assert json.loads((out / rec.RESULTS_FILE).read_text())["best"]["smiles"] == \
@@ -89,7 +95,7 @@ def test_notebook3_runs_twice_in_one_kernel(tmp_path):
     prepared = tmp_path / "prepared.ipynb"
     pm.execute_notebook(NOTEBOOKS / "3_ml_in_the_loop.ipynb", prepared, prepare_only=True,
                         parameters={"initial_training_count": 4, "max_training_count": 6,
-                                    "batch_size": 2, "seed": 3,
+                                    "batch_size": 2, "seed": 3, "replay_seeds": 2,
                                     "output_dir": str(tmp_path / "out")})
     nb = nbformat.read(prepared, as_version=4)
     client = NotebookClient(nb, kernel_name=KERNEL or "python3", resources={
@@ -111,6 +117,12 @@ def test_notebook4_headless_uses_the_parameters_cell(tmp_path):
                if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
                and "VBox" in o["data"].get("text/plain", "")]
     assert not widgets, "the interactive panel was shown in a headless run"
+    assert results["workers"] == 2 and results["machine"]["cpu_count"] >= 1
+    last = "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", []))
+    assert f"{HAND_IN_LABEL} {out}" in last  # the last cell names the folder to hand in
+    executed = tmp_path / "4_homework.ipynb"
+    (found,) = find_submissions([executed])
+    assert found.run_dir == out
 
 
 def test_notebook4_offers_the_model_as_a_parameter():
@@ -118,6 +130,17 @@ def test_notebook4_offers_the_model_as_a_parameter():
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and 'model = "knn"' in tagged[0].source.splitlines()
     assert any("model=model" in c.source for c in nb.cells if c.cell_type == "code")
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+
+
+def test_notebook4_names_every_model_and_acquisition_with_when_it_helps():
+    """One table row per model the panel offers and per acquisition, each with its use."""
+    intro = nbformat.read(NOTEBOOKS / "4_homework.ipynb", as_version=4).cells[0].source
+    rows = {line.split("|")[1].strip(): line for line in intro.splitlines()
+            if line.startswith("| `")}
+    for name in (*MODEL_CHOICES, *ACQUISITIONS, "ucb_kappa", "epsilon"):
+        assert f"`{name}`" in rows, name
+        assert len(rows[f"`{name}`"].split("|")) >= 4 and len(rows[f"`{name}`"]) > 60, name
 
 def test_notebook4_rejects_impossible_parameters(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="initial_training_count"):

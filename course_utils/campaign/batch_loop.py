@@ -39,6 +39,8 @@ def run_batches(campaign: Campaign) -> None:
                        else campaign.retrain_policy.due(campaign.n_ok, keeper.n_ok_at_fit,
                                                         batch_mode=True))
             if trigger is not None:
+                campaign.announce(f"training and scoring model {p.model} on "
+                                  f"{campaign.n_ok} simulated molecules")
                 campaign.new_model(trigger)
             predictions = keeper.predictions
         t1 = time.perf_counter()
@@ -46,6 +48,7 @@ def run_batches(campaign: Campaign) -> None:
                               training_size)
         t2 = time.perf_counter()
         target = min(p.batch_size, p.max_training_count - training_size)
+        campaign.announce(f"simulating batch {iteration} ({target} molecules)")
         if campaign.trust is not None:
             rows, checked = campaign.checked_batch(iteration, picks, predictions, target)
         else:

@@ -47,8 +47,15 @@ from course_utils.campaign.arrival import parse_arrival
 from course_utils.campaign.batch_loop import run_batches
 from course_utils.campaign.batch_plan import PLANNED, REPLACEMENT, BatchPlan
 from course_utils.campaign.lineage import ModelRegistry
+from course_utils.campaign.lost_workers import Death, WorkerWatch
 from course_utils.campaign.model_keeper import ModelKeeper, Predicted, TrainingRound
-from course_utils.campaign.outputs import draw_figures, evaluation_of, models_block, write_results
+from course_utils.campaign.outputs import (
+    draw_figures,
+    evaluation_of,
+    ground_truth_for,
+    models_block,
+    write_results,
+)
 from course_utils.campaign.parameters import (
     ACQUISITIONS,
     MODES,
@@ -71,6 +78,7 @@ from course_utils.campaign.stopping import (
 from course_utils.campaign.streaming_loop import run_streaming
 from course_utils.campaign.trust import TRUST_RULE, TrustLedger, truthy
 from course_utils.configs import make_config
+from course_utils.ground_truth.evaluation import HeldOutSample, heldout_sample
 from course_utils.ml.calibration import calibration
 from course_utils.ml.registry import parse_model
 from course_utils.resilience import (
@@ -181,10 +189,12 @@ class Campaign:
         self.keeper = ModelKeeper(
             self.model, self.simulator, self.models, space=self.space,
             chunks=p.score_chunks or self.workers, parameters=p.to_dict(), engine=self.engine,
-            retrain=self.retrain_policy.text, wait=self.wait_bounded)
+            retrain=self.retrain_policy.text, wait=self.wait_bounded,
+            heldout=self._heldout())
         # --- the run's own state
         self._bar = None
         self._lost: Counter[str] = Counter()
+        self._workers = WorkerWatch() if self.simulator.needs_parsl else None  # dead workers
         self._last_progress = time.monotonic()
         self.stop_requested: str | None = None  # set by a signal; acted on at a safe point
         self._steps = 0  # public steps running (they nest: run -> initial_batch -> simulate)
@@ -197,6 +207,12 @@ class Campaign:
                                 if self.arrival.waves > 1 else {})
         self._batch_index: dict[int, list[dict]] = {}  # simulation records by batch
         self._indexed = 0  # records in _batch_index so far
+
+    def _heldout(self) -> HeldOutSample | None:
+        """The random molecules each model version is checked on, where a table knows them."""
+        p = self.parameters
+        truth = ground_truth_for(str(p.search_space), p.ground_truth, len(self.space))
+        return None if truth is None else heldout_sample(self.space, truth)
 
     def release_lock(self) -> None:
         """Let another run write into ``out_dir`` (idempotent); the run's last step."""
@@ -275,6 +291,11 @@ class Campaign:
                             "best_smiles": best["smiles"] if best else None,
                             "elapsed_s": self.elapsed(), **info})
 
+    def announce(self, phase: str) -> None:
+        """Say what the run is doing now (event ``phase``): a panel shows it while no
+        simulation has finished yet, so a slow step is never silent."""
+        self._notify("phase", phase=phase)
+
     # --- stops and waits --------------------------------------------------------------------
     def _check_stop(self) -> None:
         self.stop_requested = self.stop_requested or stop_asked_here()  # the panel's Stop
@@ -323,6 +344,7 @@ class Campaign:
         while not all(f.done() for f in futures) and time.monotonic() - started < timeout_s:
             self._check_stop()
             wait(futures, timeout=self.POLL_S)
+            self._watch_workers(futures)
         self._check_stop()
 
     def _cancel_pending(self) -> None:
@@ -380,21 +402,48 @@ class Campaign:
     def collect_finished(self, extra: Iterable[Future] = ()) -> list[dict]:
         """Wait a little for simulations (or one of ``extra`` futures); record what finished.
 
-        Wakes every ``POLL_S`` to honour a stop request, and gives up on tasks that produced
-        nothing for ``stall_timeout_s`` (a vanished task must not hang the run).
+        Wakes every ``POLL_S`` to honour a stop request. A dead worker is noticed in seconds:
+        Parsl fails a task whose worker died with ``WorkerLost`` (recorded ``lost`` and
+        resubmitted by :meth:`_collect`); a death Parsl does not report leaves a pool that never
+        runs a task again, so it is replaced and what it held resubmitted
+        (:mod:`~course_utils.campaign.lost_workers`). Last, tasks that produced nothing for
+        ``stall_timeout_s`` are given up (a vanished task must not hang the run).
         """
         self._check_stop()
         finished = self.simulator.wait([*self._pending, *extra], timeout=self.POLL_S)
         rows = [self._collect(f) for f in finished if f in self._pending]
-        if not finished and time.monotonic() - self._last_progress > self.stall_timeout_s:
+        dead = self._watch_workers(finished)
+        if dead is not None:  # what the replaced pool held is lost: run it again
+            for future in list(self._pending):
+                rows.append(self._collect(future, lost_reason=(
+                    f"WorkerLost: a {dead.what} died and its pool stopped taking tasks; "
+                    "the workers were restarted")))
+        elif not finished and time.monotonic() - self._last_progress > self.stall_timeout_s:
             limit = self.stall_timeout_s
-            restart_workers()
+            restart_workers("no result for too long")
+            if self._workers is not None:
+                self._workers.reset()
             for future, pending in list(self._pending.items()):
                 if time.time() - pending.submit_time > limit:
                     rows.append(self._collect(future, lost_reason=(
                         f"TaskLost: no result after {limit:.0f} s; its worker probably died")))
         self._check_stop()
         return rows
+
+    def _watch_workers(self, futures: Iterable[Future]) -> Death | None:
+        """Tell the worker watch which of ``futures`` Parsl failed with ``WorkerLost`` and let
+        it look at the pools; replace the pools if one is stuck (a death Parsl did not report)
+        and return that death. Tasks the old pools held fail later with ``ManagerLost``."""
+        if self._workers is None:
+            return None
+        self._workers.note(futures)
+        self._workers.poll()
+        dead = self._workers.stuck()
+        if dead is not None:
+            if not dead.block_ended():  # else Parsl already replaces the block
+                restart_workers(f"a {dead.what} died and Parsl did not report it")
+            self._workers.reset()
+        return dead
 
     @public_step
     def simulate(self, candidates: Iterable[str], target: int, batch: int,
@@ -552,6 +601,8 @@ class Campaign:
         p = self.parameters
         rows = []
         if self.n_ok < p.initial_training_count:
+            self.announce(f"simulating the initial batch ({p.initial_training_count} random "
+                          "molecules)")
             rows = self.simulate_batch(0, self.initial_candidates(n_ok=0),
                                        p.initial_training_count)
         while len(self.training_data()) < N_NEIGHBORS and self.n_ok < p.max_training_count:
@@ -788,7 +839,8 @@ class Campaign:
         if evaluate:
             blocks["evaluation"] = self.evaluation()
         return write_results(self.recorder, p.to_dict(), status=status, message=message,
-                             engine=self.engine, wall_time_s=self.elapsed(), blocks=blocks)
+                             engine=self.engine, wall_time_s=self.elapsed(), blocks=blocks,
+                             workers=self.workers)
 
     # --- stop rule ----------------------------------------------------------------------
     def ask_stop_rule(self, on_resume: bool = False) -> bool:
@@ -857,6 +909,7 @@ def run_campaign(
                 options = {"run_dir": str(Path(out_dir) / "runinfo"), **(config_options or {})}
                 if parameters.workers is not None:  # per node on Polaris
                     options.setdefault("workers", parameters.workers)
+                campaign.announce("starting Parsl (its workers take a few seconds)")
                 with parsl.load(make_config(parameters.config, **options)):
                     return campaign.run()
             return campaign.run()

@@ -29,6 +29,7 @@ from course_utils import records as rec
 from course_utils.apps import SmilesBlock, chunked
 from course_utils.campaign.lineage import ModelRegistry, failed_labels, training_hash, version_name
 from course_utils.campaign.parts import Simulator
+from course_utils.ground_truth.evaluation import HeldOutSample
 from course_utils.ml.calibration import Calibration, calibration
 from course_utils.ml.contract import Model
 from course_utils.resilience import CampaignStopped, one_line
@@ -119,7 +120,8 @@ class ModelKeeper:
 
     def __init__(self, model: Model, simulator: Simulator, lineage: ModelRegistry, *,
                  space: Sequence[str], chunks: int, parameters: Mapping[str, Any], engine: str,
-                 retrain: str, wait: Callable[[list[Future], float], None]):
+                 retrain: str, wait: Callable[[list[Future], float], None],
+                 heldout: HeldOutSample | None = None):
         self.model = model  # the part as configured; each round fits a copy
         self.simulator = simulator
         self.lineage = lineage
@@ -130,6 +132,8 @@ class ModelKeeper:
         self.retrain = retrain
         #: Waits up to a timeout for futures, honouring a stop request (the campaign's).
         self.wait = wait
+        #: Random molecules with known IEs: each version's error on them (None: no table).
+        self.heldout = heldout
         self.in_use: Model | None = None  # the fitted model in use (the trust checks ask it)
         self.info: dict[str, Any] | None = None  # its saved version's JSON
         self.n_ok_at_fit: int | None = None  # successes when it was submitted
@@ -210,6 +214,9 @@ class ModelKeeper:
             "train_size": len(round_.training), "valid_size": valid.n,
             "valid_mae_ev": valid.mae_ev, "valid_r2": valid.r2,
             "valid_within_1sd": valid.within_1sd, "valid_within_2sd": valid.within_2sd,
+            "heldout_mae_ev": (math.nan if self.heldout is None else
+                               self.heldout.mae(predictions["ie"].to_numpy(),
+                                                round_.training["smiles"])),
             "train_time_s": train_s,
             "failed_since_previous": failed_labels(round_.records[since:data_version]),
             "parameters": self.parameters,
@@ -261,7 +268,7 @@ class ModelKeeper:
         """iterations.csv's columns about the model in use."""
         info = self.info or {}
         return {"model_version": info.get("version"), "valid_mae_ev": info.get("valid_mae_ev"),
-                "valid_r2": info.get("valid_r2")}
+                "valid_r2": info.get("valid_r2"), "heldout_mae_ev": info.get("heldout_mae_ev")}
 
     @property
     def version(self) -> int | None:

@@ -55,13 +55,24 @@ def models_block(lineage: ModelRegistry, *, retrain: str, valid_fraction: float,
             "notes": list(lineage.notes)}
 
 
+def machine_info() -> dict[str, Any]:
+    """The machine a run used (hostname, cores, platform): a grader weighs its times by it."""
+    env = rec.environment_info()
+    return {"hostname": env["hostname"], "cpu_count": env["cpu_count"],
+            "platform": env["platform"]}
+
+
 def write_results(recorder: rec.CampaignRecorder, parameters: Mapping[str, Any], *,
                   status: str, message: str, engine: str, wall_time_s: float,
-                  blocks: Mapping[str, Any]) -> dict[str, Any]:
-    """Write results.json: the records' summary, then ``blocks`` (stopping, models, trust,
-    evaluation, ...) in their order; returns what it wrote."""
+                  blocks: Mapping[str, Any], workers: int | None = None) -> dict[str, Any]:
+    """Write results.json: the records' summary, the ``workers`` the run used and its
+    ``machine``, then ``blocks`` (stopping, models, trust, evaluation, ...) in their order;
+    returns what it wrote. ``workers`` is the count the run used, also when the parameters
+    left it to the machine (``workers=None``: all cores)."""
     results = rec.summarize(recorder, dict(parameters), status=status, message=message,
                             environment=rec.environment_info(engine), wall_time_s=wall_time_s)
+    results["workers"] = workers
+    results["machine"] = machine_info()
     results.update(blocks)
     rec.atomic_write_json(recorder.out_dir / rec.RESULTS_FILE, results)
     return results

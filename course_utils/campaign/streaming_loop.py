@@ -26,6 +26,8 @@ def run_streaming(campaign: Campaign) -> None:
     uses_model = campaign.acquisition.needs_model
     generation = campaign.next_iteration
     trigger = campaign.retrain_policy.due(campaign.n_ok, None)
+    campaign.announce(f"training and scoring model {p.model} on {campaign.n_ok} simulated "
+                      "molecules" if uses_model else "simulating: a new pick as each ends")
     scoring = campaign.score_search_space(trigger) if uses_model else None
     scoring_size = campaign.n_ok
     ranking = None if uses_model else campaign.pick(None, generation)
@@ -61,6 +63,8 @@ def run_streaming(campaign: Campaign) -> None:
                     break  # the running simulations are still collected below
             predicted = Predicted(predictions, keeper.space_position)
             ranking = campaign.pick(predictions, generation)
+            campaign.announce(f"simulating generation {generation}: a new pick as each "
+                              "simulation ends (the next model trains in the background)")
             scoring, scoring_size = None, campaign.n_ok
         fill()
         if not campaign.running and scoring is None:
