@@ -2,7 +2,7 @@
 
 With parameters other than the shipped study's, the notebook replays the study it is asked for
 (here a small one) instead of reading the records; the stored outputs, which read the records,
-are checked by nbval (its live-replay cell must print the same line again).
+are checked by nbval and below.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def test_notebook10_small_study_is_replayed_and_drawn(tmp_path):
 
 def test_the_stored_notebook_shows_the_whole_study():
     """The stored outputs read the 20-seed records and replayed seed 0 of every strategy live
-    with the same picks (nbval runs that cell again and compares its output)."""
+    with the same picks."""
     nb = nbformat.read(NOTEBOOKS / NAME, as_version=4)
     text = shown_text(nb)
     assert "17 strategies x 20 seeds, replayed by `python scripts/build_model_study.py`" in text

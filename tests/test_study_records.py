@@ -50,6 +50,24 @@ def test_a_changed_pick_is_reported(small):
         "greedy seed 1: differs from simulation 10 on (24 replayed, 24 shipped)"]
 
 
+def test_a_difference_where_two_simulations_ended_together_says_so(tmp_path):
+    """The replay's clock includes real model time: two simulations that end at the same
+    simulated instant are recorded in an order float rounding decides."""
+    shipped = pd.DataFrame({"strategy": "s", "seed": 0, "n": [1, 2, 3],
+                            "smiles": ["A", "B", "C"]})
+    replayed = shipped.assign(smiles=["A", "C", "B"])
+    run = tmp_path / "s" / "seed-000"
+    run.mkdir(parents=True)
+    sims = pd.DataFrame({"smiles": ["A", "C", "B"], "status": "ok", "batch": [0, 1, 1],
+                         "end_time": [1.0, 65.543291, 65.543291 + 2.8e-14]})
+    sims.to_csv(run / "simulations.csv", index=False)
+    [line] = sr.differences(shipped, replayed, tmp_path)
+    assert line.startswith("s seed 0: differs from simulation 2 on")
+    assert "ended at the same simulated instant" in line
+    sims.assign(end_time=[1.0, 65.0, 66.0]).to_csv(run / "simulations.csv", index=False)
+    assert "same simulated instant" not in sr.differences(shipped, replayed, tmp_path)[0]
+
+
 def test_bad_records_stop_with_one_line(small, tmp_path):
     _, path = small
     with pytest.raises(sr.StudyError, match="cannot read"):
@@ -80,11 +98,18 @@ def test_the_shipped_study_is_notebook_10_s_whole_study():
 
 def test_the_script_replays_shipped_runs_exactly():
     """A few runs replayed again by the script that made the records pick the same molecules,
-    among them the forest with Thompson sampling, whose draws tie most often."""
+    among them the forest with Thompson sampling, whose draws tie most often.
+
+    These runs are chosen among those in which no two simulations of a batch end within 1e-9 s
+    of each other on the simulated clock (the smallest gap is 1 ms or more): the clock includes
+    the real time the model took, so where two simulations end at the same simulated instant,
+    float rounding decides which is recorded first, and a replay can differ from the records
+    there (seen once in about a hundred replays, for rf + ucb seed 0).
+    """
     proc = subprocess.run(
-        [sys.executable, "scripts/build_model_study.py", "--check", "--check-seeds", "7",
-         "--strategies", "knn ucb", "gp:mean=training ei", "rf thompson", "random"],
+        [sys.executable, "scripts/build_model_study.py", "--check", "--check-seeds", "0",
+         "--strategies", "knn greedy", "gp ei", "gp:mean=training ei", "rf thompson"],
         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "4 of 4 replayed runs pick what 10_model_study.csv.gz records" in proc.stdout
-    assert json.loads(sr.provenance_path(SHIPPED).read_text())["study"]["seeds"][7] == 7
+    assert json.loads(sr.provenance_path(SHIPPED).read_text())["study"]["seeds"][0] == 0

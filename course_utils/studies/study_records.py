@@ -27,6 +27,7 @@ from course_utils.studies.comparison import (
     CURVE_COLUMNS,
     replay_grid,
     run_curve,
+    slug,
     yardsticks,
 )
 
@@ -170,9 +171,20 @@ def read_study(path: str | os.PathLike) -> ShippedStudy:
     return ShippedStudy(study, curves, provenance)
 
 
-def differences(shipped: pd.DataFrame, replayed: pd.DataFrame) -> list[str]:
+#: Two simulations whose simulated end times are closer than this ended "at the same instant".
+SAME_INSTANT_S = 1e-9
+
+
+def differences(shipped: pd.DataFrame, replayed: pd.DataFrame,
+                runs_dir: str | os.PathLike | None = None) -> list[str]:
     """Runs of ``replayed`` whose picks (molecules, in order) differ from the same strategy and
-    seed in ``shipped``, one line each; empty when every replayed run is the shipped one."""
+    seed in ``shipped``, one line each; empty when every replayed run is the shipped one.
+
+    With ``runs_dir`` (the replay's ``out_dir``), a line says when the first difference comes
+    where two simulations of the replay ended at the same simulated instant: the replay's clock
+    includes the real time the model took, so float rounding then decides which is recorded
+    first, and the run can differ from the records without any change of strategy.
+    """
     out = []
     for (strategy, seed), run in replayed.groupby(["strategy", "seed"], sort=False):
         mine = run.sort_values("n")["smiles"].tolist()
@@ -182,6 +194,26 @@ def differences(shipped: pd.DataFrame, replayed: pd.DataFrame) -> list[str]:
             pairs = zip(mine, theirs, strict=False)  # a shorter run differs where it ends
             first = next((i for i, (a, b) in enumerate(pairs) if a != b),
                          min(len(mine), len(theirs)))
-            out.append(f"{strategy} seed {seed}: differs from simulation {first + 1} on "
-                       f"({len(mine)} replayed, {len(theirs)} shipped)")
+            line = (f"{strategy} seed {seed}: differs from simulation {first + 1} on "
+                    f"({len(mine)} replayed, {len(theirs)} shipped)")
+            if runs_dir is not None and _same_instant(Path(runs_dir) / slug(strategy)
+                                                      / f"seed-{int(seed):03d}", first):
+                line += ("; there two simulations ended at the same simulated instant, and "
+                         "rounding of the clock decided their order")
+            out.append(line)
     return out
+
+
+def _same_instant(run_dir: Path, position: int) -> bool:
+    """Whether successful simulation ``position`` (0-based, record order) of the run ended
+    within :data:`SAME_INSTANT_S` of another simulation of its batch."""
+    try:
+        sims = pd.read_csv(run_dir / "simulations.csv")
+    except (OSError, ValueError):
+        return False
+    ok = sims[sims["status"] == "ok"].reset_index(drop=True)
+    if position >= len(ok):
+        return False
+    row = ok.iloc[position]
+    batch = ok[(ok["batch"] == row["batch"]) & (ok.index != position)]
+    return bool((abs(batch["end_time"] - row["end_time"]) < SAME_INSTANT_S).any())
