@@ -19,11 +19,18 @@ from course_utils.campaign.lineage import LINEAGE_FILE, LineageError, lineage_li
 from course_utils.campaign.parameters import CampaignNote, CampaignParameterError, CampaignParameters
 from course_utils.campaign.stopping import is_finished_status
 from course_utils.campaign.trust import CHECKS_FILE
+from course_utils.configs import CONFIG_NAMES
 from course_utils.figures.campaign import figures_main
 from course_utils.grading import grade_main
 from course_utils.ground_truth.build import build_ground_truth, lower_priority, parse_shard
 from course_utils.ground_truth.pack import pack_ground_truth, truth_status
-from course_utils.ground_truth.table import GroundTruthError, default_build_file
+from course_utils.ground_truth.table import (
+    GroundTruthError,
+    default_build_file,
+    default_pack_dir,
+    packaged_table_path,
+    read_table,
+)
 from course_utils.records import FolderInUseError, ResumeMismatchError
 from course_utils.resilience import error_message
 from course_utils.resilience import fail as _fail
@@ -105,13 +112,16 @@ def _predict_parser(sub) -> None:
         description="Predict with RUN/models/vNNNN (the .joblib checked against its .json). "
                     "Invalid SMILES are reported by row; the others are still predicted.")
     predict.add_argument("smiles", nargs="*", help="SMILES to predict")
-    predict.add_argument("--model", type=Path, required=True, help="RUN/models/vNNNN")
+    predict.add_argument("--model", type=_out_arg, required=True, help="RUN/models/vNNNN")
     predict.add_argument("--input", type=Path, default=None,
                          help="file of SMILES: a CSV with a smiles column, or one per line")
     predict.add_argument("--out", type=_out_arg, default=None, help="write the predictions as CSV")
 
 
 def _predict(args: argparse.Namespace) -> int:
+    if isinstance(args.model, str) or not args.model.name:  # '' or '/': no version is named
+        return _fail(f"--model {str(args.model)!r} names no model version; give "
+                     "RUN/models/vNNNN (a .joblib with its .json)")
     smiles = list(args.smiles)
     if args.input is not None:
         try:
@@ -218,14 +228,32 @@ def _truth_parser(sub) -> None:
     status.add_argument("--search-space", default="qm9")
     status.add_argument("--out", type=_out_arg, default=None, help="the build file to include")
     status.add_argument("--workers", type=int, default=None)
-    pack = verbs.add_parser("pack", help="merge build files into the table shipped in the package")
+    pack = verbs.add_parser(
+        "pack", help="merge build files with the shipped table into a folder of yours",
+        description="Writes OUT/SPACE_ground_truth.csv.gz and its .provenance.json; the "
+                    "package's own files are only read (to ship a new table, copy the two "
+                    "files into course_utils/data by hand).")
     pack.add_argument("--search-space", default="qm9")
+    pack.add_argument("--out", type=_out_arg, default=default_pack_dir(),
+                      help=f"folder for the packed table (default {default_pack_dir()})")
     pack.add_argument("build_files", nargs="*", type=Path)
 
 
+def _truth_problem(args: argparse.Namespace) -> str | None:
+    """Values of ``truth build`` and ``pack`` that parse but cannot be meant; one line."""
+    if args.verb == "pack":
+        return _out_problem(args.out)
+    if args.verb != "build":
+        return None
+    if args.limit is not None and args.limit < 0:
+        return f"--limit {args.limit}: give how many molecules to simulate now (0 or more)"
+    if str(args.config).lower() not in CONFIG_NAMES:
+        return f"--config {args.config!r} is unknown; choose one of {', '.join(CONFIG_NAMES)}"
+    return _out_problem(args.out, folder=False) if args.out is not None else None
+
+
 def _truth(args: argparse.Namespace) -> int:
-    problem = (_out_problem(args.out, folder=False)
-               if args.verb == "build" and args.out is not None else None)
+    problem = _truth_problem(args)
     if problem:
         return _fail(problem)
     try:
@@ -234,8 +262,8 @@ def _truth(args: argparse.Namespace) -> int:
             return 0
         if args.verb == "pack":
             files = args.build_files or [default_build_file(args.search_space)]
-            table = pack_ground_truth(args.search_space, files)
-            print(f"packed {table}")
+            table = pack_ground_truth(args.search_space, files, args.out)
+            print(f"packed {table} (to ship it, copy it and its provenance into course_utils/data)")
             print(truth_status(args.search_space, files[0]))
             return 0
         options = {"nodes": args.nodes} if args.nodes is not None else None
@@ -365,10 +393,44 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
-    problem = _out_problem(args.out)
+    problem = (_out_problem(args.out) or _ground_truth_problem(args.ground_truth)
+               or next(filter(None, map(_run_to_draw_problem, args.paths)), None))
     if problem:
         return _fail(problem)
     return figures_main(args.paths, args.out, truth=args.ground_truth)
+
+
+def _ground_truth_problem(truth: str) -> str | None:
+    """Why ``figures --ground-truth`` names no usable table (a file, or a shipped space's name)."""
+    path = Path(truth)
+    if not path.exists() and packaged_table_path(truth).exists() and not path.suffix:
+        return None  # a shipped space's name: qm9
+    if not path.is_file():
+        return (f"--ground-truth {truth}: no such file, and no table is shipped for a space of "
+                "that name; give a table from `truth build` or qm9")
+    try:
+        table = read_table(path)
+    except (GroundTruthError, ValueError, OSError) as err:
+        return f"--ground-truth {truth}: {error_message(err)}"
+    if not (table["status"] == rec.STATUS_OK).any():
+        return f"--ground-truth {truth}: the table holds no molecule with an IE"
+    return None
+
+
+def _run_to_draw_problem(path: Path) -> str | None:
+    """Why a run folder has nothing ``figures`` can draw faithfully: no finished records."""
+    if not rec.is_run_folder(path):
+        return None  # not a run at all: figures_main names it
+    try:
+        sims = rec.read_simulations(path)
+    except (ValueError, OSError) as err:
+        return f"{path}: {error_message(err)}"
+    if sims.empty:
+        return f"{path}: {rec.SIMULATIONS_FILE} holds no simulation; nothing to draw yet"
+    if not (path / rec.RESULTS_FILE).is_file():
+        return (f"{path}: no {rec.RESULTS_FILE} (a run killed before its first one, or the file "
+                "was deleted); run the same command again to finish the run, then draw it")
+    return None
 
 
 def _argument_problem(args: argparse.Namespace) -> str | None:

@@ -256,10 +256,11 @@ def add_new_columns(path: Path, columns: list[str]) -> str | None:
     if not path.exists() or path.stat().st_size == 0:
         return None
     with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        rows = list(csv.reader(handle))
-    header = rows[0] if rows else []
-    if header == columns or header != columns[:len(header)]:
-        return None
+        header = next(csv.reader(handle), [])
+        if header == columns or header != columns[:len(header)]:
+            return None
+        handle.seek(0)
+        rows = list(csv.reader(handle))  # rows csv cannot read were set aside before
     pad = [""] * (len(columns) - len(header))
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
@@ -318,21 +319,31 @@ def read_run_csv(path: Path, source: Any = None, **options: Any) -> pd.DataFrame
 
 # --- one check for every row the kit appends -------------------------------------------------
 STATUSES = (STATUS_OK, STATUS_FAILED, STATUS_TIMEOUT, STATUS_LOST)
+
+#: The physical range of a vertical ionization energy (eV), the one place it is stated. Taking
+#: an electron from a neutral molecule always costs energy (IE > 0), and no neutral atom or
+#: molecule holds its loosest electron tighter than helium (24.6 eV). GFN2-xTB overestimates IEs
+#: by a few eV (water: 18.3 against 12.6 measured); QM9's highest is 20.2 eV (CF4). So 40 eV
+#: leaves room for any user's space while a value beyond it (a typo, ``1e300``, a forged row)
+#: can only be garbage: such a row is set aside like any row that does not parse.
+IE_RANGE_EV = (0.0, 40.0)
 #: Rows that do not parse are moved from ``NAME.csv`` to ``NAME.rejected.csv`` beside it.
 REJECTED_SUFFIX = ".rejected.csv"
 REJECTED_FIELDS = ["line", "reason", "row"]
 
 #: What the columns of each appended file must hold (columns not named here are free text).
-#: Kinds: smiles (RDKit parses it), status, float, int, bool, text; ``?``: may be empty.
-#: lineage.csv and checks.csv belong to :mod:`course_utils.campaign.lineage` and
-#: :mod:`course_utils.campaign.trust`; their rules are here so that every reader checks rows the same way.
+#: Kinds: smiles (RDKit parses it), status, float, int, bool, text, ie (a float within
+#: :data:`IE_RANGE_EV`), ``a|b`` (one of these words); ``?``: may be empty.
+#: lineage.csv, checks.csv and batches.csv belong to :mod:`course_utils.campaign.lineage`,
+#: :mod:`course_utils.campaign.trust` and :mod:`course_utils.campaign.batch_plan`; their rules
+#: are here so that every reader checks rows the same way.
 ROW_RULES: dict[str, dict[str, str]] = {
     SIMULATIONS_FILE: {
-        "smiles": "smiles", "ie": "float?", "status": "status", "batch": "int?",
+        "smiles": "smiles", "ie": "ie?", "status": "status", "batch": "int?",
         "submit_time": "float?", "start_time": "float?", "end_time": "float?",
         "elapsed_s": "float?", "pid": "int?", "wave": "int?"},
     ITERATIONS_FILE: {
-        "iteration": "int", "training_size": "int", "n_new": "int?", "best_ie": "float?",
+        "iteration": "int", "training_size": "int", "n_new": "int?", "best_ie": "ie?",
         "model_time_s": "float?", "select_time_s": "float?", "simulate_time_s": "float?",
         "mae_ev": "float?", "mape_pct": "float?", "elapsed_s": "float?", "model_version": "int?",
         "valid_mae_ev": "float?", "valid_r2": "float?", "r2": "float?", "within_1sd": "float?",
@@ -345,9 +356,12 @@ ROW_RULES: dict[str, dict[str, str]] = {
         "valid_within_2sd": "float?"},
     "checks.csv": {
         "iteration": "int", "smiles": "smiles", "model_ie": "float?", "model_spread": "float?",
-        "cheap_ie": "float?", "cheap_status": "text", "difference_ev": "float?",
-        "trusted": "bool", "full_ie": "float?", "full_status": "status?",
+        "cheap_ie": "ie?", "cheap_status": "text", "difference_ev": "float?",
+        "trusted": "bool", "full_ie": "ie?", "full_status": "status?",
         "cheap_seconds": "float?", "model_version": "int?"},
+    "batches.csv": {
+        "batch": "int", "order": "int", "smiles": "smiles", "model_version": "int?",
+        "predicted_ie": "float?", "kind": "planned|replacement", "predicted_std": "float?"},
 }
 
 
@@ -359,6 +373,13 @@ def _smiles_problem(smiles: str) -> str | None:
 
 
 def _value_problem(kind: str, text: str) -> str | None:
+    if kind in _NUMBERS:  # most values (fast path: a build file has 130,000 rows)
+        try:
+            number = float(text)
+        except ValueError:
+            number = None
+        if number is not None and (not kind.startswith("int") or number.is_integer()):
+            return ie_problem(number) if kind.startswith("ie") else None
     if kind.endswith("?"):
         if text == "":
             return None
@@ -372,26 +393,59 @@ def _value_problem(kind: str, text: str) -> str | None:
         return None if text in STATUSES else f"{text!r} is not one of {', '.join(STATUSES)}"
     if kind == "bool":
         return None if text.lower() in ("true", "false", "1", "0") else f"{text!r} is not True/False"
-    if kind in ("float", "int"):
+    if "|" in kind:
+        words = kind.split("|")
+        return None if text in words else f"{text!r} is not one of {', '.join(words)}"
+    if kind in ("float", "int", "ie"):
         try:
             number = float(text)
         except ValueError:
             return f"{text!r} is not a number"
         if kind == "int" and not number.is_integer():
             return f"{text!r} is not a whole number"
+        if kind == "ie":
+            return ie_problem(number)
     return None
 
 
-def row_problem(name: str, row: Mapping[str, str]) -> str | None:
+_NUMBERS = frozenset({"float", "float?", "int", "int?", "ie", "ie?"})
+
+
+def ie_problem(ie: float) -> str | None:
+    """Why ``ie`` (eV) cannot be an ionization energy (outside :data:`IE_RANGE_EV`), or None."""
+    low, high = IE_RANGE_EV
+    if math.isnan(ie) or low < ie <= high:
+        return None
+    return (f"{ie:g} eV is not a possible ionization energy (outside {low:g}-{high:g} eV)")
+
+
+def possible_ie(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` as written, or, if it claims an ``ok`` IE outside :data:`IE_RANGE_EV`, as a
+    failure naming the value: a simulation that returns one failed, whatever it says, and a
+    reader would set the row aside anyway."""
+    try:
+        ie = float(row.get("ie"))
+    except (TypeError, ValueError):
+        return row
+    problem = ie_problem(ie)
+    if row.get("status") != STATUS_OK or problem is None:
+        return row
+    return {**row, "ie": None, "status": STATUS_FAILED, "error": f"ImpossibleIE: {problem}"}
+
+
+def row_problem(name: str, row: Mapping[str, str],
+                rules: Mapping[str, str] | None = None) -> str | None:
     """Why a row of the appended file ``name`` cannot be used (one line), or None if it can.
 
     The one row check of the kit: readers skip such rows, :func:`set_aside` moves them out.
+    ``rules`` replaces ``ROW_RULES[name]`` for a file whose name is the user's (a truth build).
     """
-    for column, kind in ROW_RULES.get(name, {}).items():
+    rules = ROW_RULES.get(name, {}) if rules is None else rules
+    for column, kind in rules.items():
         problem = _value_problem(kind, (row.get(column) or "").strip())
         if problem:
             return f"{column} {problem}"
-    if name == SIMULATIONS_FILE and row.get("status") == STATUS_OK:
+    if "ie" in rules and row.get("status") == STATUS_OK:
         ie = float(row["ie"]) if row.get("ie") else math.nan
         if not math.isfinite(ie):
             return "status ok without a finite ie"
@@ -408,24 +462,42 @@ class CheckedRows:
     bad: list[tuple[int, list[str], str]]
 
 
-def check_rows(path: Path) -> CheckedRows:
-    """Split ``path`` into usable rows and rejected ones, by :func:`row_problem`.
+def check_rows(path: Path, rules: Mapping[str, str] | None = None,
+               data: bytes | None = None) -> CheckedRows:
+    """Split ``path`` (or ``data``, its bytes as a reader holds them) into usable rows and
+    rejected ones, by :func:`row_problem`.
 
     Raises ValueError (one line, naming the file) for a header without the columns its rules
     require: that is not a row to move aside but a file that is not this record.
     """
-    try:  # undecodable bytes are kept (surrogateescape): a garbage row is set aside, not fatal
-        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, [])
-            rows = [(reader.line_num, fields) for fields in reader]
+    # undecodable bytes are kept (surrogateescape): a garbage row is set aside, not fatal
+    text = (path.read_bytes() if data is None else data).decode("utf-8", "surrogateescape")
+    lines = text.splitlines(keepends=True)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, [])
     except csv.Error as err:
-        raise ValueError(f"cannot read {path}: {error_message(err)}") from None
-    rules = ROW_RULES.get(path.name, {})
+        raise ValueError(f"cannot read {path}, line 1: {error_message(err)}") from None
+    rows: list[tuple[int, list[str]]] = []
+    unreadable: list[tuple[int, list[str], str]] = []  # csv itself refuses (a huge field)
+    while True:
+        before = reader.line_num
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:  # the reader goes on with the next line
+            raw = "".join(lines[before:reader.line_num]).rstrip("\r\n")
+            unreadable.append((before + 1, [raw], error_message(err)))
+            continue
+        rows.append((reader.line_num, fields))
+    rules = ROW_RULES.get(path.name, {}) if rules is None else rules
     missing = [c for c, kind in rules.items() if not kind.endswith("?") and c not in header]
     if header and missing:
         raise ValueError(f"cannot read {path}: no column(s) {', '.join(missing)}")
     checked = CheckedRows(header, [], [])
+    wanted = [c for c in header if c in rules or c in ("status", "ie")]  # what row_problem reads
+    at = [(c, header.index(c)) for c in wanted]
     for line, fields in rows:
         if not fields:  # a blank line: nothing was written there
             continue
@@ -434,11 +506,13 @@ def check_rows(path: Path) -> CheckedRows:
         elif not _is_text(fields):
             problem = "not UTF-8 text"
         else:
-            problem = row_problem(path.name, dict(zip(header, fields, strict=True)))
+            problem = row_problem(path.name, {c: fields[i] for c, i in at}, rules)
         if problem:
             checked.bad.append((line, fields, problem))
         else:
             checked.good.append(fields)
+    if unreadable:
+        checked.bad = sorted(checked.bad + unreadable, key=lambda bad: bad[0])
     return checked
 
 
@@ -450,14 +524,15 @@ def _is_text(fields: list[str]) -> bool:
     return True
 
 
-def read_records(path: Path, empty_columns: list[str], **options: Any) -> pd.DataFrame:
+def read_records(path: Path, empty_columns: list[str], *,
+                 rules: Mapping[str, str] | None = None, **options: Any) -> pd.DataFrame:
     """The rows of a record file that parse, as pandas reads them (``options``); rows that do
     not are skipped and listed in ``frame.attrs["rejected"]`` as (line, reason)."""
     if not path.exists() or path.stat().st_size == 0:
         frame = pd.DataFrame(columns=empty_columns)
         frame.attrs["rejected"] = []
         return frame
-    checked = check_rows(path)
+    checked = check_rows(path, rules)
     text = io.StringIO()
     csv.writer(text, lineterminator="\n").writerows([checked.header, *checked.good])
     text.seek(0)
@@ -471,7 +546,7 @@ def rejected_path(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".csv") + REJECTED_SUFFIX)
 
 
-def set_aside(path: Path) -> str | None:
+def set_aside(path: Path, rules: Mapping[str, str] | None = None) -> str | None:
     """Move the rows of ``path`` that do not parse to its ``.rejected.csv`` file; one note.
 
     They are kept there (line, reason, the row as written), so nothing is lost, and they are
@@ -479,7 +554,7 @@ def set_aside(path: Path) -> str | None:
     """
     if not path.exists() or path.stat().st_size == 0:
         return None
-    checked = check_rows(path)
+    checked = check_rows(path, rules)
     if not checked.bad:
         return None
     aside = rejected_path(path)
@@ -520,12 +595,13 @@ def rejected_files(folder: str | os.PathLike) -> list[Path]:
     return found
 
 
-def tidy_records(path: Path, columns: list[str]) -> list[str]:
+def tidy_records(path: Path, columns: list[str],
+                 rules: Mapping[str, str] | None = None) -> list[str]:
     """Make an appended record file safe to read and append to; the notes on what was done.
 
-    Torn last line cut, columns of a newer kit added, rows that do not parse set aside.
+    Torn last line cut, rows that do not parse set aside, columns of a newer kit added.
     """
-    notes = [repair_tail(path, columns), add_new_columns(path, columns), set_aside(path)]
+    notes = [repair_tail(path, columns), set_aside(path, rules), add_new_columns(path, columns)]
     return [n for n in notes if n]
 
 
@@ -658,7 +734,8 @@ class CampaignRecorder:
 
     # --- writing -------------------------------------------------------------------------
     def add_simulation(self, record: Mapping[str, Any]) -> dict:
-        row = {k: record.get(k) for k in SIMULATION_FIELDS}
+        """Record one simulation (an impossible IE as the failure it is: :func:`possible_ie`)."""
+        row = possible_ie({k: record.get(k) for k in SIMULATION_FIELDS})
         self.simulations.append(row)
         append_row(self.out_dir / SIMULATIONS_FILE, SIMULATION_FIELDS, row, self.durable)
         return row

@@ -8,6 +8,15 @@ simulation task that crashes an hour into a run, or a molecule counted twice),
 so they are removed, but *always* reported: attached to the result as
 ``df.attrs["report"]`` and emitted as a :class:`SearchSpaceWarning`.
 
+What a molecule is, for the whole kit: **a search-space row, identified by its SMILES string**
+as the space spells it (surrounding whitespace stripped). The records, the ground-truth table,
+replays and the grader all key on that string, and the kit simulates from it. QM9 itself holds
+87 pairs of rows that RDKit reads as one molecule (``NC1=C(F)N=NC=C1F`` and
+``NC1=C(F)C=NN=C1F``): each is its own dataset entry with its own QM9 index and table row, so
+the built-in space keeps all 130,831. A user file follows the same rule: a repeated string is
+removed; a second spelling of a molecule RDKit already saw is kept and named in the report
+(``same_molecule``), so the same rows give the same space, whichever file they come from.
+
 Importing this module is cheap: pandas, numpy and RDKit are imported on first use.
 """
 
@@ -90,6 +99,8 @@ class SearchSpaceReport:
     invalid: list[RowIssue] = field(default_factory=list)
     empty: list[RowIssue] = field(default_factory=list)
     duplicates: list[RowIssue] = field(default_factory=list)
+    #: Rows kept although RDKit reads them as an earlier row's molecule (another spelling).
+    same_molecule: list[RowIssue] = field(default_factory=list)
     validated: bool = True
 
     @property
@@ -124,6 +135,13 @@ class SearchSpaceReport:
                     lines.append(f"    line {issue.line}: {issue.reason}")
             if len(issues) > max_examples:
                 lines.append(f"    ... and {len(issues) - max_examples} more")
+        if self.same_molecule:
+            lines.append(f"  kept {len(self.same_molecule)} row(s) that spell an earlier row's "
+                         "molecule differently (a row is its own entry, as in QM9):")
+            for issue in self.same_molecule[:max_examples]:
+                lines.append(f"    line {issue.line}: {issue.smiles!r} ({issue.reason})")
+            if len(self.same_molecule) > max_examples:
+                lines.append(f"    ... and {len(self.same_molecule) - max_examples} more")
         return "\n".join(lines)
 
 
@@ -169,6 +187,8 @@ def load_search_space(
     if report.has_issues:
         if on_invalid == "raise":
             raise SearchSpaceError(report.summary(), report)
+        warnings.warn(report.summary(), SearchSpaceWarning, stacklevel=2)
+    elif report.same_molecule:  # kept rows: said, never refused
         warnings.warn(report.summary(), SearchSpaceWarning, stacklevel=2)
     df.attrs["report"] = report
     return df
@@ -446,10 +466,12 @@ def _infer_column(values: pandas.Series) -> pandas.Series:
 def _validate(
     df: pandas.DataFrame, line_numbers: list[int], source: str, *, rdkit: bool
 ) -> tuple[pandas.DataFrame, SearchSpaceReport]:
-    """Split rows into kept and rejected; the first occurrence of a molecule is the one kept."""
+    """Split rows into kept and rejected; the first occurrence of a SMILES is the one kept
+    (the module's rule: a molecule is its string; RDKit-equal spellings are kept and noted)."""
     report = SearchSpaceReport(source, len(df), 0, validated=rdkit)
     keep: list[bool] = []
-    first_seen: dict[str, tuple[int, str]] = {}
+    first_seen: dict[str, int] = {}
+    first_form: dict[str, tuple[int, str]] = {}  # RDKit's canonical form -> first line, SMILES
     with quiet_rdkit() if rdkit else nullcontext():
         for line, raw in zip(line_numbers, df["smiles"].tolist(), strict=True):
             smi = raw.strip()
@@ -457,18 +479,23 @@ def _validate(
                 report.empty.append(RowIssue(line, raw, "empty SMILES"))
                 keep.append(False)
                 continue
-            key, problem = identify_smiles(smi, rdkit)
+            if smi in first_seen:
+                reason = f"same SMILES as line {first_seen[smi]}"
+                report.duplicates.append(RowIssue(line, raw, reason))
+                keep.append(False)
+                continue
+            form, problem = identify_smiles(smi, rdkit)
             if problem is not None:
                 report.invalid.append(RowIssue(line, raw, problem))
-            elif key in first_seen:
-                first_line, first_smi = first_seen[key]
-                reason = f"same molecule as line {first_line} ({first_smi!r})"
-                report.duplicates.append(RowIssue(line, raw, reason))
-            else:
-                first_seen[key] = (line, smi)
-                keep.append(True)
+                keep.append(False)
                 continue
-            keep.append(False)
+            first_seen[smi] = line
+            if form in first_form and rdkit:
+                first_line, first_smi = first_form[form]
+                report.same_molecule.append(RowIssue(
+                    line, raw, f"RDKit reads it as line {first_line}'s {first_smi!r}"))
+            first_form.setdefault(form, (line, smi))
+            keep.append(True)
     if report.has_issues:
         df = df.loc[keep].reset_index(drop=True)
     # Surrounding whitespace would otherwise reach the simulation tools verbatim.
@@ -478,7 +505,9 @@ def _validate(
 
 
 def identify_smiles(smi: str, rdkit: bool) -> tuple[str, str | None]:
-    """Return (duplicate key, why unusable or None); RDKit's own diagnosis where it has one."""
+    """Return (RDKit's canonical form, why unusable or None); RDKit's own diagnosis where it
+    has one. The form only names other spellings of a molecule: the kit's identity of a
+    molecule is its SMILES string (see the module docstring)."""
     if any(ch.isspace() for ch in smi):
         return smi, "contains whitespace (is the file space-separated?)"
     if not rdkit:

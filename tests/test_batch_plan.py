@@ -47,6 +47,21 @@ def test_a_torn_last_row_is_cut_off_before_anything_is_appended(tmp_path, capsys
     assert "torn last line" in capsys.readouterr().err
 
 
+def test_a_garbage_row_is_set_aside_naming_the_file_and_line(tmp_path, capsys):
+    """A row the plan cannot use once stopped every resume with "invalid literal for int()"."""
+    BatchPlan.open(tmp_path).add(0, ["C", "CC"])
+    path = tmp_path / PLAN_FILE
+    path.write_text(path.read_text() + "b?,2,CCO,,,planned,\n0,3,CCN,,,sideways,\n")
+    plan = BatchPlan.open(tmp_path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("note: ")
+    assert str(path) in err[0] and "line 4: batch 'b?' is not a number" in err[0]
+    assert plan.smiles(0) == ["C", "CC"]
+    kept = pd.read_csv(tmp_path / "batches.rejected.csv")
+    assert kept["line"].tolist() == [4, 5] and "sideways" in kept["reason"].iloc[1]
+    assert read_plan(tmp_path)["smiles"].tolist() == ["C", "CC"]
+
+
 # --- in the engine -----------------------------------------------------------------------------
 def _params(**extra) -> CampaignParameters:
     return CampaignParameters(**{"initial_training_count": 8, "max_training_count": 28,
@@ -208,3 +223,17 @@ def test_a_model_that_cannot_be_rebuilt_still_finishes_the_planned_batch(tmp_pat
     in_batch = set(sims.loc[sims["batch"] == batch, "smiles"])
     assert set(planned) <= in_batch  # what was planned is simulated in its batch all the same
     assert sims["smiles"].is_unique and (sims["status"] == "ok").sum() == 28
+
+
+def test_a_garbage_batches_row_is_quarantined_and_the_run_resumed(tmp_path, capsys):
+    _session(tmp_path, {}, ("submit", 15))  # stopped inside a batch
+    path = tmp_path / PLAN_FILE
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines) + "b?,7,C,,,planned,\n")
+    capsys.readouterr()
+    _session(tmp_path, {})
+    err = capsys.readouterr().err
+    assert f"{path}: moved 1 row" in err and f"line {len(lines) + 1}" in err
+    sims = rec.read_simulations(tmp_path)
+    assert (sims["status"] == "ok").sum() == 28 and sims["smiles"].is_unique
+    assert "b?,7,C" in (tmp_path / "batches.rejected.csv").read_text()

@@ -346,9 +346,9 @@ RUN_HELP = {
                         "(seeded, a molecule never changes sides; default 0)",
     "--arrival": "all (default) | waves:W,every:K: the search space arrives in W seeded waves, "
                  "one more every K successful simulations",
-    "--trust-tol": "trust checks (batch mode, needs --config local-mpi|polaris-mpi): a pick whose "
-                   "model value and cheap MPI check agree within this many eV gets no full "
-                   "simulation (default: no checks)",
+    "--trust-tol": "trust checks (batch mode, needs --config local-mpi|polaris-mpi; a replay "
+                   "runs them in-process on any config): a pick whose model value and cheap MPI "
+                   "check agree within this many eV gets no full simulation (default: no checks)",
     "--trust-streak": "stop after this many consecutive fully trusted batches",
     "--trust-ranks": "MPI ranks of each batch's cheap check",
     "--out": "output folder",
@@ -450,3 +450,131 @@ def test_an_unknown_model_or_option_is_one_line(tmp_path, spelling, said):
     line = _one_error_line(_run(tmp_path, "--model", spelling, "--out", str(out)))
     assert "model" in line and said in line
     assert not out.exists()
+
+
+# --- issue 30: every input a tester tried gets one line -------------------------------------
+def _garbage_model(run: Path, tmp: Path) -> str:
+    """A copy of the run whose model file is garbage, its JSON's checksum updated to match."""
+    import hashlib
+    import json
+    import shutil
+
+    copy = tmp / "garbage-model"
+    shutil.copytree(run, copy)
+    model = copy / "models" / "v0001.joblib"
+    model.write_bytes(b"\x80\x04\x95 not a pickle at all " * 8)
+    info_path = model.with_suffix(".json")
+    info = json.loads(info_path.read_text())
+    info["model_sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
+    info_path.write_text(json.dumps(info))
+    return str(copy / "models" / "v0001")
+
+
+def _run_copy(run: Path, tmp: Path, damage: str) -> str:
+    import shutil
+
+    copy = tmp / damage
+    shutil.copytree(run, copy)
+    if damage == "no-results":
+        (copy / rec.RESULTS_FILE).unlink()
+    elif damage == "empty-simulations":
+        (copy / rec.SIMULATIONS_FILE).write_text("")
+    return str(copy)
+
+
+def _sweep_file(tmp: Path, text: str) -> str:
+    path = tmp / "configs.txt"
+    path.write_text(text)
+    return str(path)
+
+
+WHY_INPUTS = {  # name: (argv given the replay run and a scratch folder, words of the error)
+    "predict --model ''": (lambda run, tmp: ["predict", "--model", "", "CCO"],
+                           "--model '' names no model version"),
+    "predict, garbage model with a matching checksum": (
+        lambda run, tmp: ["predict", "--model", _garbage_model(run, tmp), "CCO"],
+        "cannot be loaded as a model"),
+    "truth build --limit -1": (
+        lambda run, tmp: ["truth", "build", "--search-space", "truth:qm9:10", "--limit", "-1",
+                          "--quiet", "--out", str(tmp / "gt.csv")], "--limit -1"),
+    "truth build --config foo": (
+        lambda run, tmp: ["truth", "build", "--search-space", "truth:qm9:10", "--limit", "0",
+                          "--config", "foo", "--quiet", "--out", str(tmp / "gt.csv")],
+        "--config 'foo' is unknown; choose one of local"),
+    "truth status --out missing": (
+        lambda run, tmp: ["truth", "status", "--out", str(tmp / "nonexistent.csv")],
+        "nonexistent.csv not found"),
+    "run --engine foo (replay)": (
+        lambda run, tmp: ["run", *REPLAY, "--engine", "foo", "--out", str(tmp / "o")],
+        "engine 'foo' is unknown; choose one of xtb, tblite"),
+    "run --trust-streak 0": (
+        lambda run, tmp: ["run", *REPLAY, "--trust-streak", "0", "--out", str(tmp / "o")],
+        "trust_streak (0) must be at least 1"),
+    "run --trust-ranks 0": (
+        lambda run, tmp: ["run", *REPLAY, "--trust-ranks", "0", "--out", str(tmp / "o")],
+        "trust_ranks (0) must be at least 1"),
+    "run --model knn:": (
+        lambda run, tmp: ["run", *REPLAY, "--model", "knn:", "--out", str(tmp / "o")],
+        "model 'knn:': nothing after ':'"),
+    "run --model KNN": (
+        lambda run, tmp: ["run", *REPLAY, "--model", "KNN", "--out", str(tmp / "o")],
+        "model 'KNN' is unknown; choose one of knn"),
+    "run --acquisition GREEDY": (
+        lambda run, tmp: ["run", *REPLAY, "--acquisition", "GREEDY", "--out", str(tmp / "o")],
+        "acquisition 'GREEDY' is unknown; choose one of greedy"),
+    "run --seed 2**70": (
+        lambda run, tmp: ["run", *REPLAY, "--seed", "1180591620717411303424",
+                          "--out", str(tmp / "o")],
+        "seed (1180591620717411303424) must be a non-negative integer up to 4294967295"),
+    "figures --ground-truth missing": (
+        lambda run, tmp: ["figures", str(run), "--out", str(tmp / "f"), "--ground-truth",
+                          str(tmp / "nonexistent.csv")], "nonexistent.csv: no such file"),
+    "figures --ground-truth garbage": (
+        lambda run, tmp: ["figures", str(run), "--out", str(tmp / "f"), "--ground-truth",
+                          _sweep_file(tmp, "not,a\ntable,at all\n")],
+        "is not a ground-truth table"),
+    "figures, empty simulations.csv": (
+        lambda run, tmp: ["figures", _run_copy(run, tmp, "empty-simulations"),
+                          "--out", str(tmp / "f")], "holds no simulation"),
+    "figures, no results.json": (
+        lambda run, tmp: ["figures", _run_copy(run, tmp, "no-results"), "--out", str(tmp / "f")],
+        "no results.json"),
+    "sweep, a key twice on a line": (
+        lambda run, tmp: ["sweep", "--configs", _sweep_file(tmp, "batch_size=4 batch_size=8\n"),
+                          *REPLAY, "--quiet", "--out", str(tmp / "s")],
+        "line 1: batch_size is given twice"),
+    "sweep --rungs ''": (
+        lambda run, tmp: ["sweep", "--configs", _sweep_file(tmp, "batch_size=4\nbatch_size=8\n"),
+                          *REPLAY, "--rungs", "", "--quiet", "--out", str(tmp / "s")],
+        "rungs '' is empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(WHY_INPUTS))
+def test_each_input_a_tester_tried_is_one_error_line(replay_run, tmp_path, capsys, case):
+    make_argv, words = WHY_INPUTS[case]
+    argv = make_argv(replay_run, tmp_path)
+    capsys.readouterr()
+    code, err = _main(capsys, *argv)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert words in lines[0]
+    for made in ("o", "f", "s"):
+        assert not (tmp_path / made).exists()  # refused before anything is written
+
+
+def test_trust_checks_of_a_replay_on_the_local_config_run_and_say_how(tmp_path):
+    out = tmp_path / "run"
+    proc = _run(tmp_path, *REPLAY, "--trust-tol", "0.1", "--config", "local",
+                "--max-training-count", "12", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "trust checks" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: ") and "in this process" in notes[0]
+    assert (out / "checks.csv").is_file()
+
+
+def test_trust_checks_of_real_simulations_still_need_the_mpi_config(tmp_path):
+    line = _one_error_line(_run(tmp_path, "--trust-tol", "0.1", "--config", "local",
+                                "--out", str(tmp_path / "run")))
+    assert "use config='local-mpi'" in line

@@ -144,7 +144,7 @@ def test_disk_cache_reused_without_recomputing(cache_dir, monkeypatch):
         raise AssertionError("fingerprints were recomputed")
 
     ml.clear_memory_cache()
-    monkeypatch.setattr(ml, "_compute_fingerprints", boom)
+    monkeypatch.setattr(ml, "_compute_kinds", boom)
     second = ml.fingerprints(MOLECULES)
     np.testing.assert_array_equal(second, first)
     # A different parameter set is a different key, so it must compute (and hit boom).

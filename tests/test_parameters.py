@@ -59,3 +59,25 @@ def test_a_missing_search_space_file_is_named(tmp_path):
         CampaignParameters(search_space=str(missing)).validate()
     missing.write_text("smiles\nC\n")
     CampaignParameters(search_space=str(missing)).validate()  # once it exists it is fine
+
+
+@pytest.mark.parametrize(("values", "words"), [
+    ({"seed": 2**70}, "seed (1180591620717411303424) must be a non-negative integer up to 4294967295"),
+    ({"seed": -1}, "must be a non-negative integer up to"),
+    ({"trust_streak": 0}, "trust_streak (0) must be at least 1"),
+    ({"trust_ranks": 0}, "trust_ranks (0) must be at least 1"),
+    ({"engine": "foo"}, "engine 'foo' is unknown; choose one of xtb, tblite"),
+    ({"model": "KNN"}, "model 'KNN' is unknown; choose one of knn"),
+    ({"model": "knn:"}, "model 'knn:': nothing after ':'"),
+    ({"acquisition": "Greedy"}, "acquisition 'Greedy' is unknown; choose one of greedy"),
+])
+def test_values_no_campaign_can_use_are_one_line(values, words):
+    with pytest.raises(CampaignParameterError) as err:
+        CampaignParameters(**values).validate()
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("values", [{"seed": 2**32 - 1}, {"engine": "tblite"},
+                                    {"engine": "auto"}, {"model": "gp:mean=training"}])
+def test_the_edges_of_what_is_allowed_still_validate(values):
+    CampaignParameters(**values).validate()

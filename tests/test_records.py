@@ -108,7 +108,10 @@ GARBAGE = {
     _sim_line(smiles="C1CC", ie="12.5", status="ok"): "smiles 'C1CC' is not a molecule",
     _sim_line(smiles="CCN", ie="twelve", status="ok"): "ie 'twelve' is not a number",
     _sim_line(smiles="CCC", ie="", status="ok"): "status ok without a finite ie",
+    _sim_line(smiles="CCCO", ie="1e300", status="ok"): "not a possible ionization energy",
+    _sim_line(smiles="CCCN", ie="-3.5", status="ok"): "(outside 0-40 eV)",
     _sim_line(smiles="CCCC", ie="11.0", status="ok", batch="x"): "batch 'x' is not a number",
+    _sim_line(smiles="CC", ie="11.0", status="ok", error="x" * 200_000): "field larger than",
     _sim_line(smiles="CO\udcff", ie="11.0", status="ok"): "not UTF-8 text",
 }
 
@@ -122,7 +125,7 @@ def test_rows_that_do_not_parse_are_set_aside_and_never_counted(tmp_path, capsys
     recorder = CampaignRecorder.open(tmp_path)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
-    assert err[0].startswith("note: ") and "moved 7 rows" in err[0]
+    assert err[0].startswith("note: ") and f"moved {len(GARBAGE)} rows" in err[0]
     assert "simulations.rejected.csv" in err[0] and "delete" in err[0]
     assert [r["smiles"] for r in recorder.simulations] == ["O", "OC"]
     totals = rec.summarize(recorder, PARAMS, status="complete", environment={},
@@ -132,7 +135,7 @@ def test_rows_that_do_not_parse_are_set_aside_and_never_counted(tmp_path, capsys
     assert aside == []  # simulations.csv holds only the rows that parse now
     kept = pd.read_csv(tmp_path / "simulations.rejected.csv", keep_default_na=False,
                        encoding_errors="surrogateescape")
-    assert kept["line"].tolist() == [4, 5, 6, 7, 8, 9, 10]
+    assert kept["line"].tolist() == list(range(4, 4 + len(GARBAGE)))
     for reason, expected in zip(kept["reason"], GARBAGE.values(), strict=True):
         assert expected in reason
     assert kept["row"].iloc[0] == "abc,12"  # the row as it was written, to fix by hand
@@ -140,6 +143,40 @@ def test_rows_that_do_not_parse_are_set_aside_and_never_counted(tmp_path, capsys
 
     CampaignRecorder.open(tmp_path)  # the second resume has nothing left to say
     assert capsys.readouterr().err == ""
+
+
+def test_an_impossible_ie_is_never_the_best_result(tmp_path, capsys):
+    """1e300 eV once passed for a run's best molecule (with numpy overflow warnings)."""
+    _recorder_with_two(tmp_path)
+    with (tmp_path / rec.SIMULATIONS_FILE).open("a") as fh:
+        fh.write(_sim_line(smiles="CC", ie="1e300", status="ok"))
+    capsys.readouterr()
+    recorder = CampaignRecorder.open(tmp_path)
+    err = capsys.readouterr().err
+    assert "simulations.csv" in err and "line 4" in err and "1e+300 eV" in err
+    assert recorder.best()["smiles"] == "O" and len(recorder.simulations) == 2
+    kept = pd.read_csv(tmp_path / "simulations.rejected.csv")
+    assert kept["line"].tolist() == [4] and "1e300" in kept["row"].iloc[0]
+
+
+def test_a_simulation_returning_an_impossible_ie_is_recorded_as_a_failure(tmp_path, capsys):
+    recorder = _recorder_with_two(tmp_path)
+    row = recorder.add_simulation(_sim("CC", 55.0, 3.0))
+    assert row["status"] == "failed" and row["ie"] is None
+    assert row["error"].startswith("ImpossibleIE: 55 eV is not a possible ionization energy")
+    assert recorder.best()["smiles"] == "O"
+    capsys.readouterr()
+    again = CampaignRecorder.open(tmp_path)  # the row it wrote parses: nothing set aside
+    assert capsys.readouterr().err == "" and len(again.simulations) == 3
+
+
+@pytest.mark.parametrize("ie, problem", [("18.293", None), ("40", None), ("nan", None),
+                                         ("0", "outside"), ("40.5", "outside"),
+                                         ("inf", "outside"), ("-1e300", "outside")])
+def test_the_physical_range_of_an_ie_is_stated_once(ie, problem):
+    got = rec.row_problem(rec.SIMULATIONS_FILE, {"smiles": "C", "ie": ie, "status": "failed"})
+    assert (got is None) if problem is None else (problem in got and got.startswith("ie "))
+    assert rec.IE_RANGE_EV == (0.0, 40.0)
 
 
 def test_readers_skip_rows_that_do_not_parse_and_list_them(tmp_path):

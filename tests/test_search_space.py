@@ -25,7 +25,7 @@ MESSY_CSV = (
     "C1CC,broken ring\n"  # line 3: unparseable
     ",no smiles\n"  # line 4: empty
     "OC,methanol\n"  # line 5: good
-    "CO,methanol again\n"  # line 6: duplicate of line 5
+    "OC,methanol again\n"  # line 6: duplicate of line 5
 )
 
 
@@ -110,11 +110,11 @@ def test_messy_csv_report_lists_each_bad_row(messy_csv: Path):
     assert [(i.line, i.smiles) for i in report.invalid] == [(3, "C1CC")]
     assert "RDKit" in report.invalid[0].reason
     assert [(i.line, i.smiles) for i in report.empty] == [(4, "")]
-    assert [(i.line, i.smiles) for i in report.duplicates] == [(6, "CO")]
+    assert [(i.line, i.smiles) for i in report.duplicates] == [(6, "OC")]
     assert "line 5" in report.duplicates[0].reason
 
     summary = report.summary()
-    for expected in ("removed 3", "line 3", "'C1CC'", "line 4", "line 6", "'CO'"):
+    for expected in ("removed 3", "line 3", "'C1CC'", "line 4", "line 6", "'OC'"):
         assert expected in summary
 
 
@@ -213,6 +213,35 @@ def test_validate_false_still_reports_empty_and_exact_duplicates(tmp_path: Path)
     assert report.validated is False
     assert [i.line for i in report.empty] == [3]
     assert [i.line for i in report.duplicates] == [4]
+
+
+def test_a_molecule_is_its_smiles_string_in_every_space(tmp_path: Path):
+    """Issue 30: a user file of QM9's own rows kept 130,744 of them (RDKit reads 87 pairs as
+    one molecule) while the built-in space and its table keep all 130,831."""
+    path = write(tmp_path / "spellings.csv", "smiles\nOC\nCO\nOC\nNC1=C(F)N=NC=C1F\n"
+                                            "NC1=C(F)C=NN=C1F\n")
+    with pytest.warns(SearchSpaceWarning, match="spell an earlier row's molecule differently"):
+        df = load_search_space(path)
+    report = df.attrs["report"]
+    assert df["smiles"].tolist() == ["OC", "CO", "NC1=C(F)N=NC=C1F", "NC1=C(F)C=NN=C1F"]
+    assert [i.line for i in report.duplicates] == [4]  # the same string: removed
+    assert [(i.line, i.smiles) for i in report.same_molecule] == [(3, "CO"), (6, "NC1=C(F)C=NN=C1F")]
+    assert "line 2's 'OC'" in report.same_molecule[0].reason
+    spelled = write(tmp_path / "spelled.csv", "smiles\nOC\nCO\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert len(load_search_space(spelled, on_invalid="raise")) == 2  # kept rows never refuse
+
+
+def test_the_built_in_pairs_are_kept_by_the_same_rule_as_a_user_file(qm9, tmp_path: Path):
+    pairs = qm9[qm9["smiles"].isin(["NC1=C(F)N=NC=C1F", "NC1=C(F)C=NN=C1F"])]
+    assert len(pairs) == 2 and pairs["qm9_index"].is_unique  # two QM9 entries, one molecule
+    path = tmp_path / "qm9.csv"
+    qm9.iloc[:2000].to_csv(path, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mine = load_search_space(path)
+    assert mine["smiles"].tolist() == qm9["smiles"].iloc[:2000].tolist()
 
 
 def test_summary_truncates_examples():
@@ -322,3 +351,17 @@ def test_truth_qm9_n_beyond_what_a_partial_table_covers_is_refused(monkeypatch):
     assert len(load_search_space("truth:qm9:10")) == 10
     with pytest.raises(SearchSpaceError, match="covers only the first 10 molecules"):
         load_search_space("truth:qm9:11")
+
+
+@pytest.mark.parametrize(("space", "said"), [(["O", "C"], "covers 2 of 2"),
+                                             (["O", "N", "N"], "covers 1 of 2")])
+def test_coverage_counts_only_the_molecules_of_the_space(tmp_path: Path, space, said):
+    """A table with more molecules than the space once reported "covers 130,831 of 130,744"."""
+    from course_utils.campaign.simulators import replay_table
+
+    table = write(tmp_path / "gt.csv", "smiles,ie,status,error,seconds,engine\n"
+                                       "O,18.29,ok,,0.5,xtb\nC,14.0,ok,,0.5,xtb\nCC,13.0,ok,,0.5,xtb\n")
+    _, coverage = replay_table(str(tmp_path / "space.csv"), str(table), len(set(space)), space)
+    assert coverage == f"ground truth {said} molecules"
+    _, clamped = replay_table(str(tmp_path / "space.csv"), str(table), 2)  # no space given
+    assert clamped == "ground truth covers 2 of 2 molecules"

@@ -48,6 +48,20 @@ def test_rungs_grow_by_eta_up_to_the_full_budget():
     assert sw.plan_rungs(64, 4, rungs=[16, 64]) == (16, 64)
     assert sw.plan_rungs(64, 1) == (64,)
     assert sw.parse_rungs("16,32") == sw.parse_rungs("16:32") == (16, 32)
+    assert sw.parse_rungs(None) is None
+
+
+@pytest.mark.parametrize("text", ["", "  "])
+def test_empty_rungs_are_refused_not_read_as_none_given(text):
+    with pytest.raises(sw.SweepError, match="is empty: give increasing budgets"):
+        sw.parse_rungs(text)
+
+
+def test_a_name_given_twice_on_a_line_is_refused_naming_the_line(tmp_path):
+    path = tmp_path / "configs.txt"
+    path.write_text("batch_size=4\nmodel=knn acquisition=ucb model=gp\n")
+    with pytest.raises(sw.SweepError, match=r"line 2: model is given twice \(model=knn and model=gp\)"):
+        sw.read_configs(path)
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,31 @@ def test_a_torn_last_line_is_dropped_and_its_molecule_recomputed(
     assert "dropped a torn last line" in capfd.readouterr().err
 
 
+def test_garbage_rows_of_a_build_file_are_skipped_then_set_aside_and_recomputed(
+        parsl_after_build, eight_built, eight_space, tmp_path, capfd):
+    """``OC,1e300,ok`` once replaced methanol's real row (later rows win) for every reader."""
+    _, path = eight_built
+    out = tmp_path / "t.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith("N,")]  # N is to be recomputed
+    out.write_text("".join(kept) + "OC,1e300,ok,,0.5,xtb\nN,12.0,okay,,0.5,xtb\ngarbage\n")
+    written = out.read_bytes()
+    capfd.readouterr()
+    table = read_table(out)  # readers skip them, file untouched, one note naming file and line
+    assert table.set_index("smiles").loc["OC", "ie"] == pytest.approx(15.459, abs=0.01)
+    assert "N" not in set(table["smiles"]) and out.read_bytes() == written
+    assert [line for line, _ in table.attrs["rejected"]] == [9, 10, 11]
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{out}: skipped 3 rows" in err[0] and "line 9: ie 1e+300" in err[0]
+    report = build(eight_space, out)  # the next build sets them aside and recomputes N
+    assert (report.todo, report.computed) == (1, 1)
+    raw = raw_rows(out)
+    assert len(raw) == 8 and raw["smiles"].is_unique and (raw["ie"].dropna() < 40).all()
+    aside = (tmp_path / "t.rejected.csv").read_text()
+    assert "1e300" in aside and "okay" in aside and "garbage" in aside
+    assert "moved 3 rows" in capfd.readouterr().err
+
+
 def test_a_niced_build_lowers_its_process_and_its_session_group():
     code = ("import os; from course_utils.ground_truth.build import lower_priority; lower_priority(); "
             "print(os.nice(0)); g = '/proc/self/autogroup'; "

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import pandas as pd
+import pytest
 from truth_tools import SMILES, build, raw_rows, truth_cli
 
 from course_utils.ground_truth.pack import (
@@ -18,7 +20,13 @@ from course_utils.ground_truth.pack import (
     seconds_per_molecule,
     truth_status,
 )
-from course_utils.ground_truth.table import TRUTH_COLUMNS, packaged_provenance_name, read_table
+from course_utils.ground_truth.table import (
+    TRUTH_COLUMNS,
+    GroundTruthError,
+    package_data_dir,
+    packaged_provenance_name,
+    read_table,
+)
 
 
 def test_status_reports_coverage_failures_and_what_remains(eight_built, eight_space):
@@ -82,3 +90,49 @@ def test_shards_cover_the_space_exactly_once_and_pack_in_space_order(parsl_after
     assert table.read_bytes() == before
     again = json.loads((dest / packaged_provenance_name(str(eight_space))).read_text())
     assert len(again["builds"]) == 2
+
+
+def _package_files() -> dict[str, tuple[bytes, int]]:
+    """Every file of the installed package's data folder: its bytes and mtime."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(package_data_dir().iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("files", [["/nonexistent.csv"], []], ids=["named", "default"])
+def test_pack_with_a_missing_file_is_one_line_and_leaves_the_package_alone(tmp_path, files):
+    """`truth pack /nonexistent.csv` once exited 0 and rewrote the package's provenance file."""
+    before = _package_files()
+    proc = truth_cli("pack", *files, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: build file ") and "not found" in lines[0]
+    assert _package_files() == before
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_pack_writes_only_into_the_folder_given_and_never_into_the_package(eight_built,
+                                                                           eight_space, tmp_path):
+    _, path = eight_built
+    before = _package_files()
+    proc = truth_cli("pack", "--search-space", str(eight_space), "--out", str(tmp_path / "packed"),
+                     str(path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "packed").iterdir()) == [
+        f"{eight_space.name}_ground_truth.csv.gz", f"{eight_space.name}_ground_truth.provenance.json"]
+    assert _package_files() == before
+    with pytest.raises(GroundTruthError, match="inside the installed package"):
+        pack_ground_truth(str(eight_space), [path], dest_dir=package_data_dir())
+    assert _package_files() == before
+
+
+def test_the_default_build_file_of_a_path_named_space_is_not_that_space(tmp_path):
+    from course_utils.ground_truth.table import default_build_file
+
+    space = tmp_path / "mine.csv"
+    assert default_build_file(str(space)) == Path("outputs/ground_truth/mine.csv")
+    assert default_build_file("qm9") == Path("outputs/ground_truth/qm9.csv")
+
+
+def test_status_of_a_named_build_file_that_is_not_there_is_an_error(tmp_path):
+    with pytest.raises(GroundTruthError, match="nonexistent.csv not found"):
+        truth_status("qm9", tmp_path / "nonexistent.csv")

@@ -7,6 +7,10 @@ predicted IE (eV), ``planned`` (the batch's first picks, written together) or
 ``replacement`` (a pick taken later because a simulation of the batch failed), and the model's
 predicted std of the IE (eV; empty in folders of older kits).
 
+Rows that do not parse (``records.ROW_RULES["batches.csv"]``) are moved to
+``batches.rejected.csv`` when a run opens the folder, with a note naming the file and line, so
+one garbage row never stops a resume; the batch it belonged to is completed from the rest.
+
 A batch is complete once iterations.csv has its row (batch 0: once the initial batch has its
 successes). A run that was stopped inside a batch finds the batch's rows here and completes
 that batch, with the same model, before it picks the next one, so a resumed run simulates the
@@ -25,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.records import add_new_columns, append_row, read_run_csv, repair_tail
+from course_utils.records import append_row, read_records, tidy_records
 
 PLAN_FILE = "batches.csv"
 PLAN_FIELDS = ["batch", "order", "smiles", "model_version", "predicted_ie", "kind",
@@ -35,12 +39,10 @@ REPLACEMENT = "replacement"
 
 
 def read_plan(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """batches.csv of a run folder (an empty frame with its columns if there is none)."""
-    path = Path(run_dir) / PLAN_FILE
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=PLAN_FIELDS)
-    return read_run_csv(path, keep_default_na=False, na_values=[""],
-                     dtype={"smiles": str, "kind": str})
+    """The rows of batches.csv of a run folder that parse (an empty frame with its columns if
+    there is none); rows that do not are in ``frame.attrs["rejected"]``."""
+    return read_records(Path(run_dir) / PLAN_FILE, PLAN_FIELDS, keep_default_na=False,
+                        na_values=[""], dtype={"smiles": str, "kind": str})
 
 
 @dataclass
@@ -57,12 +59,12 @@ class BatchPlan:
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike) -> BatchPlan:
-        """Read the plan a previous session left; a torn last row (a killed writer) is cut off."""
+        """Read the plan a previous session left: a torn last row (a killed writer) is cut
+        off and rows that do not parse are set aside, each with a note (call it holding the
+        folder's lock: it rewrites the file)."""
         plan = cls(Path(run_dir))
-        for note in (repair_tail(plan.run_dir / PLAN_FILE, PLAN_FIELDS),
-                     add_new_columns(plan.run_dir / PLAN_FILE, PLAN_FIELDS)):
-            if note:
-                print(f"note: {note}", file=sys.stderr)
+        for note in tidy_records(plan.run_dir / PLAN_FILE, PLAN_FIELDS):
+            print(f"note: {note}", file=sys.stderr)
         for row in read_plan(run_dir).to_dict("records"):
             plan._keep(row)
         return plan

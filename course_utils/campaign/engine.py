@@ -190,7 +190,7 @@ class Campaign:
             self.model, self.simulator, self.models, space=self.space,
             chunks=p.score_chunks or self.workers, parameters=p.to_dict(), engine=self.engine,
             retrain=self.retrain_policy.text, wait=self.wait_bounded,
-            heldout=self._heldout())
+            heldout=self._heldout(), notify=self._notify, progress=self.progress)
         # --- the run's own state
         self._bar = None
         self._lost: Counter[str] = Counter()

@@ -41,6 +41,7 @@ from course_utils.records import (
     read_records,
     tidy_records,
 )
+from course_utils.resilience import error_message
 
 MODELS_DIR = "models"
 LINEAGE_FILE = "lineage.csv"
@@ -219,7 +220,16 @@ def load_model_version(path: str | os.PathLike) -> tuple[Any, dict]:
     if info.get("model_sha256") != _sha256(model_path):
         raise LineageError(f"{model_path} is not the model {json_path.name} recorded (its SHA-256 "
                            "differs): the model and its JSON disagree; refusing to predict")
-    return as_model(joblib.load(model_path)), info
+    try:  # a checksum only proves the JSON was updated with the file: not that it loads
+        model = as_model(joblib.load(model_path))
+    except Exception as err:  # noqa: BLE001 - unpickling garbage raises anything (KeyError: 110)
+        raise LineageError(f"{model_path} cannot be loaded as a model ({type(err).__name__}: "
+                           f"{error_message(err)}); "
+                           "refusing to predict") from None
+    if not callable(getattr(model, "predict", None)):
+        raise LineageError(f"{model_path} holds a {type(model).__name__}, not a model; "
+                           "refusing to predict")
+    return model, info
 
 
 def lineage_line(info: Mapping[str, Any]) -> str:

@@ -15,12 +15,18 @@ from course_utils.campaign.arrival import ArrivalError, parse_arrival
 from course_utils.campaign.retraining import RetrainPolicyError, parse_retrain_policy
 from course_utils.campaign.simulators import SIMULATORS, ground_truth_file_problem
 from course_utils.campaign.stopping import StopRuleError, parse_stop_rule
+from course_utils.chemistry import ENGINES
 from course_utils.configs import CONFIG_NAMES
 from course_utils.ml.registry import MODEL_REGISTRY, ModelError, parse_model
 
 ACQUISITIONS = ACQUISITION_REGISTRY.names
 MODES = ("batch", "streaming")
 N_NEIGHBORS = 4
+#: Seeds go to numpy, to the models' random_state (scikit-learn takes 0 to 2**32 - 1) and into
+#: results.json, whose readers may hold integers as doubles: one range for all of them.
+MAX_SEED = 2**32 - 1
+#: What ``engine`` may name (chemistry.resolve_engine; ``auto``: the first installed one).
+ENGINE_NAMES = (*ENGINES, "auto", "xtb-python")
 # Parameters that define *which* campaign a folder holds; the budget may grow on resume.
 RESUME_KEYS = ("initial_training_count", "batch_size", "seed", "acquisition", "model", "mode",
                "search_space", "ucb_kappa", "epsilon", "simulator", "valid_fraction", "arrival")
@@ -119,9 +125,9 @@ class CampaignParameters:
     #: Trust checks (:mod:`course_utils.campaign.trust`, batch mode): a pick whose model value and cheap
     #: MPI check agree within ``trust_tol`` eV is accepted without a full simulation; None: off.
     trust_tol: float | None = _param(
-        None, "trust checks (batch mode, needs --config local-mpi|polaris-mpi): a pick whose "
-              "model value and cheap MPI check agree within this many eV gets no full "
-              "simulation (default: no checks)")
+        None, "trust checks (batch mode, needs --config local-mpi|polaris-mpi; a replay runs "
+              "them in-process on any config): a pick whose model value and cheap MPI check "
+              "agree within this many eV gets no full simulation (default: no checks)")
     trust_streak: int = _param(3, "stop after this many consecutive fully trusted batches")
     trust_ranks: int = _param(2, "MPI ranks of each batch's cheap check")
 
@@ -146,10 +152,6 @@ class CampaignParameters:
         if (not isinstance(tol, int | float | np.integer | np.floating) or isinstance(tol, bool)
                 or not math.isfinite(tol) or tol < 0):
             fail(f"trust_tol ({tol!r}) must be a finite number of eV >= 0, or None (no checks)")
-        if self.trust_streak is None or self.trust_streak < 1:
-            fail(f"trust_streak ({self.trust_streak!r}) must be at least 1")
-        if self.trust_ranks is None or self.trust_ranks < 1:
-            fail(f"trust_ranks ({self.trust_ranks!r}) must be at least 1")
         if self.mode != "batch":
             fail("trust checks work batch by batch: use mode='batch' with trust_tol")
         if self.acquisition == "random":
@@ -158,6 +160,11 @@ class CampaignParameters:
         if self.simulator == "xtb" and not str(self.config).lower().endswith("-mpi"):
             fail(f"trust checks run the cheap fidelity as an MPI program: use config='local-mpi' "
                  f"(or 'polaris-mpi'), not {self.config!r}")
+        if self.simulator == "replay" and not str(self.config).lower().endswith("-mpi"):
+            self._note_once(f"trust checks with simulator='replay' compute the cheap fidelity "
+                            f"in this process, not as an MPI program, so config={self.config!r} "
+                            f"runs them (charged as {self.trust_ranks} ranks on the simulated "
+                            "clock); with simulator='xtb' they need config='local-mpi'")
 
     def validate(self, search_space_size: int | None = None) -> None:
         """Raise :class:`CampaignParameterError` with a one-line reason naming the parameters."""
@@ -183,8 +190,15 @@ class CampaignParameters:
             if (not isinstance(value, int | float | np.integer | np.floating)
                     or isinstance(value, bool) or not math.isfinite(value)):
                 fail(f"{name} ({value!r}) must be a finite number")
-        if self.seed < 0:
-            fail(f"seed ({self.seed}) must be a non-negative integer")
+        if not 0 <= self.seed <= MAX_SEED:
+            fail(f"seed ({self.seed}) must be a non-negative integer up to {MAX_SEED} "
+                 "(2**32 - 1)")
+        for name in ("trust_streak", "trust_ranks"):  # checked even while trust_tol is off
+            if getattr(self, name) is None or getattr(self, name) < 1:
+                fail(f"{name} ({getattr(self, name)!r}) must be at least 1")
+        if self.engine is not None and (not isinstance(self.engine, str) or self.engine.strip()
+                                        .lower() not in ENGINE_NAMES):
+            fail(f"engine {self.engine!r} is unknown; choose one of {', '.join(ENGINE_NAMES)}")
         if self.initial_training_count < N_NEIGHBORS:
             fail(f"initial_training_count ({self.initial_training_count}) must be at least "
                  f"{N_NEIGHBORS}: the model averages {N_NEIGHBORS} nearest neighbours")
@@ -197,9 +211,9 @@ class CampaignParameters:
         if search_space_size is not None and self.max_training_count > search_space_size:
             fail(f"max_training_count ({self.max_training_count}) is larger than the search "
                  f"space ({search_space_size} molecules)")
-        if self.acquisition not in ACQUISITIONS:
+        if self.acquisition not in ACQUISITIONS:  # exactly as listed, like model names
             fail(f"acquisition {self.acquisition!r} is unknown; choose one of "
-                 f"{', '.join(ACQUISITIONS)}")
+                 f"{', '.join(ACQUISITIONS)} (names are lower case)")
         if self.simulator not in SIMULATORS:
             fail(f"simulator {self.simulator!r} is unknown; choose one of {', '.join(SIMULATORS)}")
         if self.mode not in MODES:

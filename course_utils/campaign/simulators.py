@@ -233,16 +233,19 @@ def ground_truth_file_problem(path: str | Path) -> str | None:
             "truth build`, or none for the shipped table")
 
 
-def replay_table(space_name: str, path: str | None = None, space_size: int = 0
-                 ) -> tuple[pd.DataFrame, str]:
+def replay_table(space_name: str, path: str | None = None, space_size: int = 0,
+                 space: Sequence[str] | None = None) -> tuple[pd.DataFrame, str]:
     """The table that answers a replay: ``path`` (a ``truth build`` file) if given, else the
-    one shipped for ``space_name`` (``qm9``, or ``truth:qm9``, its covered part)."""
+    one shipped for ``space_name`` (``qm9``, or ``truth:qm9``, its covered part). Given the
+    ``space``, its coverage counts only the space's molecules the table holds."""
     if path is not None:
         problem = ground_truth_file_problem(path)
         if problem:
             raise GroundTruthError(problem)
         table = read_answerable(path)
-        return table, str(Coverage(len(table), space_size, str(path)))
+        coverage = (Coverage.of(table, space, str(path)) if space is not None
+                    else Coverage(min(len(table), space_size), space_size, str(path)))
+        return table, str(coverage)
 
     table = load_ground_truth(table_name(space_name))
     return table, str(table.attrs["coverage"])
@@ -272,7 +275,7 @@ def _xtb(*, engine: str | None, walltime: float, **_: Any) -> XtbSimulator:
 def _replay(*, workers: int, space: Iterable[str], space_name: str,
             ground_truth: str | None = None, **_: Any) -> ReplaySimulator:
     space = list(space)
-    table, coverage = replay_table(space_name, ground_truth, len(space))
+    table, coverage = replay_table(space_name, ground_truth, len(space), space)
     return ReplaySimulator(table, workers, space, coverage=coverage)
 
 

@@ -27,12 +27,20 @@ from course_utils.ground_truth.table import (
     FINAL_STATUSES,
     LOST,
     TRUTH_COLUMNS,
+    TRUTH_ROW_RULES,
     build_order,
     default_build_file,
     packaged_table_path,
     read_table,
 )
-from course_utils.records import acquire_run_lock, dumps_json, environment_info, repair_tail
+from course_utils.records import (
+    acquire_run_lock,
+    dumps_json,
+    environment_info,
+    possible_ie,
+    repair_tail,
+    set_aside,
+)
 from course_utils.resilience import is_timeout, one_line
 from course_utils.search_space import load_search_space
 
@@ -193,9 +201,10 @@ def _build(space: str, build_file: Path, name: str, *, config: str, workers: int
     from course_utils.apps import truth_record_app
 
     smiles = load_search_space(space)["smiles"].tolist()
-    note = repair_tail(build_file, TRUTH_COLUMNS)  # before reading: a torn row is not a result
-    if note:
-        print(note, file=sys.stderr)
+    # before reading, holding the file's lock: a torn row is not a result, a garbage row none
+    for note in (repair_tail(build_file, TRUTH_COLUMNS), set_aside(build_file, TRUTH_ROW_RULES)):
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     done = settled_smiles(space, build_file)
     todo = [s for s in build_order(smiles, shard) if s not in done]
     if limit is not None:
@@ -234,6 +243,7 @@ def _build(space: str, build_file: Path, name: str, *, config: str, workers: int
                         row = fut.result()
                     except Exception as err:  # noqa: BLE001 - hang or dead worker: keep going
                         row = _failure_row(smi, err, name)
+                    row = possible_ie(row)  # an impossible IE is a failure, never a table value
                     appender.write(row)
                     report.computed += 1
                     report.statuses[row["status"]] += 1

@@ -33,18 +33,36 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def pack_ground_truth(space: str = "qm9", build_files: Iterable[str | os.PathLike] = (),
-                      dest_dir: str | os.PathLike | None = None) -> Path:
-    """Merge build files into the shipped table (search-space order) and update its provenance.
+def pack_ground_truth(space: str, build_files: Iterable[str | os.PathLike],
+                      dest_dir: str | os.PathLike) -> Path:
+    """Merge build files with the shipped table into ``dest_dir`` (search-space order), with
+    its provenance: ``SPACE_ground_truth.csv.gz`` and ``.provenance.json``.
 
-    Settled rows win over ``lost`` ones; the shipped table keeps what earlier packs held.
+    The package's own files are only read: a table packed earlier into ``dest_dir`` (else the
+    shipped one) is the base, settled rows win over ``lost`` ones. Shipping the result is a
+    maintainer's copy into ``course_utils/data``, never a command's side effect.
+    Raises :class:`GroundTruthError` (one line) for a build file that is not there, or a
+    ``dest_dir`` inside the installed package, before anything is written.
     """
     import pandas as pd
 
-
-    dest = Path(dest_dir) if dest_dir is not None else package_data_dir()
+    build_files = [Path(f) for f in build_files]
+    if not build_files:
+        raise GroundTruthError("no build file to pack: give the files `truth build` wrote")
+    for f in build_files:
+        if not f.is_file():
+            raise GroundTruthError(f"build file {f} not found; give the files `truth build` wrote")
+    dest = Path(dest_dir)
+    package = package_data_dir().resolve()
+    if dest.resolve() == package or dest.resolve().is_relative_to(package):
+        raise GroundTruthError(
+            f"{dest} is inside the installed package ({package}); pack into a folder of yours "
+            "(--out) and copy the two files into course_utils/data by hand to ship them")
+    if dest.exists() and not dest.is_dir():
+        raise GroundTruthError(f"{dest} is a file, not a folder; give --out a folder")
     table = dest / packaged_table_name(space)
-    frames = [read_table(table)] + [read_table(Path(f)) for f in build_files]
+    base = table if table.exists() else package_data_dir() / packaged_table_name(space)
+    frames = [read_table(base)] + [read_table(f) for f in build_files]
     merged = pd.concat(frames, ignore_index=True)
     merged["_settled"] = merged["status"].isin(FINAL_STATUSES)
     merged = merged.sort_values("_settled", kind="stable").drop_duplicates("smiles", keep="last")
@@ -55,6 +73,7 @@ def pack_ground_truth(space: str = "qm9", build_files: Iterable[str | os.PathLik
         raise GroundTruthError(f"{len(unknown)} molecules are not in {space!r}, e.g. {unknown[0]}")
     merged = merged.assign(_pos=merged["smiles"].map(position)).sort_values("_pos")
     merged = merged.drop(columns="_pos")
+    dest.mkdir(parents=True, exist_ok=True)
     tmp = table.with_suffix(".tmp")
     merged.to_csv(tmp, index=False, float_format="%.6f", compression={"method": "gzip", "mtime": 0})
     os.replace(tmp, table)
@@ -65,7 +84,13 @@ def pack_ground_truth(space: str = "qm9", build_files: Iterable[str | os.PathLik
 def _write_provenance(space: str, dest: Path, table: pd.DataFrame,
                       build_files: Iterable[str | os.PathLike]) -> None:
     path = dest / packaged_provenance_name(space)
-    old = json.loads(path.read_text()) if path.exists() else {}
+    shipped = package_data_dir() / packaged_provenance_name(space)
+    source = path if path.exists() else shipped  # the package's own is read, never written
+    try:
+        old = json.loads(source.read_text()) if source.exists() else {}
+    except ValueError as err:
+        raise GroundTruthError(f"cannot read {source}: {err}") from None
+    old = old if isinstance(old, dict) else {}
     builds = old.get("builds", [])
     seen = {json.dumps(b, sort_keys=True) for b in builds}
     for f in build_files:
@@ -135,6 +160,9 @@ def truth_status(space: str = "qm9", build_file: str | os.PathLike | None = None
     """Coverage, failures by type and the compute still to do, as lines of text."""
     import pandas as pd
 
+    if build_file is not None and not Path(build_file).is_file():
+        raise GroundTruthError(f"build file {build_file} not found; give the file `truth build` "
+                               "wrote (--out), or leave --out out for the default one")
     build = Path(build_file) if build_file is not None else default_build_file(space)
     built = read_table(build)
     frames = [built]

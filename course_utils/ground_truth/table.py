@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,6 +32,11 @@ TRUTH_COLUMNS = ["smiles", "ie", "status", "error", "seconds", "engine"]
 FINAL_STATUSES = ("ok", "failed", "timeout")
 #: Status of a molecule whose worker died twice: infrastructure, so a resumed build retries it.
 LOST = "lost"
+#: What a build file's rows must hold (``records.row_problem`` kinds): a row that does not is
+#: skipped by readers and set aside by the next build, like a campaign's records. The SMILES is
+#: not parsed here (a build file has 130,000 rows); ``pack`` checks it belongs to the space.
+TRUTH_ROW_RULES = {"smiles": "text", "ie": "ie?", "status": "|".join((*FINAL_STATUSES, LOST)),
+                   "seconds": "float?"}
 BUILD_ORDER_SEED = 20241
 _DATA = "data"
 
@@ -50,8 +55,14 @@ def package_data_dir() -> Path:
 
 
 def default_build_file(space: str = "qm9") -> Path:
-    """Where a build appends its results unless told otherwise (not inside the package)."""
-    return Path("outputs") / "ground_truth" / f"{space}.csv"
+    """Where a build appends its results unless told otherwise: never inside the package, nor
+    the user's own space file (a path-named space joined whole would name that very file)."""
+    return Path("outputs") / "ground_truth" / f"{Path(space).stem}.csv"
+
+
+def default_pack_dir() -> Path:
+    """Where ``truth pack`` writes the merged table unless told otherwise: beside the builds."""
+    return Path("outputs") / "ground_truth"
 
 
 class GroundTruthError(ValueError):
@@ -68,6 +79,9 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     if source is None:
         return pd.DataFrame({c: pd.Series(dtype=float if c in ("ie", "seconds") else str)
                              for c in TRUTH_COLUMNS})
+    rejected: list[tuple[int, str]] = []
+    if path.suffix != ".gz":  # a build file anyone can edit (a packed table was checked)
+        source, rejected = _parsed_rows(path, source)
     try:
         df = pd.read_csv(source, dtype={"smiles": str, "status": str, "error": str, "engine": str},
                          keep_default_na=False, na_values={"ie": [""], "seconds": [""]})
@@ -79,7 +93,41 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     df = df[TRUTH_COLUMNS].drop_duplicates("smiles", keep="last")
     df["ie"] = pd.to_numeric(df["ie"], errors="coerce")
     df["seconds"] = pd.to_numeric(df["seconds"], errors="coerce")
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    df.attrs["rejected"] = rejected
+    return df
+
+
+def _parsed_rows(path: Path, source: Path | io.BytesIO) -> tuple[io.BytesIO, list[tuple[int, str]]]:
+    """The rows of a build file that parse (:data:`TRUTH_ROW_RULES`), and (line, reason) of
+    those that do not, with one note on stderr: a row such as ``C,1e300,ok`` would otherwise
+    replace the molecule's real one (later rows win). The file is left alone (its writer may
+    be running); ``truth build`` moves such rows to ``NAME.rejected.csv``."""
+    import csv
+    import sys
+
+    # deferred: records imports search_space, which imports this module
+    from course_utils.records import check_rows, rejected_path
+
+    data = source.getvalue() if isinstance(source, io.BytesIO) else path.read_bytes()
+    header = next(csv.reader(io.StringIO(data[:65536].decode("utf-8", "replace"))), [])
+    missing = [c for c in TRUTH_COLUMNS if c not in header]
+    if missing:
+        raise GroundTruthError(f"{path} is not a ground-truth table: missing columns {missing}")
+    try:
+        checked = check_rows(path, TRUTH_ROW_RULES, data=data)
+    except ValueError as err:
+        raise GroundTruthError(str(err)) from None
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([checked.header, *checked.good])
+    rejected = [(line, reason) for line, _fields, reason in checked.bad]
+    if rejected:
+        line, reason = rejected[0]
+        n = len(rejected)
+        print(f"note: {path}: skipped {n} row{'s' if n > 1 else ''} that do{'' if n > 1 else 'es'} "
+              f"not parse (line {line}: {reason}); the next `truth build` of it moves them to "
+              f"{rejected_path(path).name}", file=sys.stderr)
+    return io.BytesIO(text.getvalue().encode("utf-8")), rejected
 
 
 def _complete_rows(path: Path) -> Path | io.BytesIO | None:
@@ -130,6 +178,14 @@ class Coverage:
     covered: int
     total: int
     space: str = "qm9"
+
+    @classmethod
+    def of(cls, table: pd.DataFrame, space: Iterable[str], name: str) -> Coverage:
+        """How many molecules of ``space`` (SMILES strings: the kit's identity of a molecule,
+        see :mod:`course_utils.search_space`) have a row in ``table``: rows for molecules
+        outside the space are not counted, so it never says more are covered than there are."""
+        wanted = set(space)
+        return cls(len(wanted.intersection(table["smiles"])), len(wanted), name)
 
     @property
     def complete(self) -> bool:

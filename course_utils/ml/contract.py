@@ -10,10 +10,13 @@ than ``predict`` (the KNN, incrementally, in a replay) also keeps :class:`Scores
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from course_utils.ml.fingerprints import FingerprintKind
 
 
 @runtime_checkable
@@ -56,6 +59,14 @@ class ScoresWholeSpace(Protocol):
     """A model with a faster way to score a whole search space round after round."""
 
     def space_scorer(self, space: Sequence[str]) -> SpaceScorer: ...
+
+
+@runtime_checkable
+class ReadsFingerprints(Protocol):
+    """A model that reads fingerprints of every molecule it scores: the campaign computes
+    those of its search space once, before the first round, where everyone can see it."""
+
+    def fingerprint_kinds(self) -> list[FingerprintKind]: ...
 
 
 def prediction_table(model: Model, smiles: Sequence[str]) -> pd.DataFrame:

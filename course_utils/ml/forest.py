@@ -15,7 +15,12 @@ from typing import Any, Self
 import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 
-from course_utils.ml.fingerprints import as_smiles_list, count_fingerprints, dense_counts
+from course_utils.ml.fingerprints import (
+    FingerprintKind,
+    as_smiles_list,
+    count_fingerprints,
+    dense_counts,
+)
 from course_utils.ml.model_options import (
     check_fingerprint_options,
     check_int,
@@ -67,6 +72,10 @@ class ForestModel:
         return {"n_trees": self.n_trees, "max_features": self.max_features,
                 "min_samples_leaf": self.min_samples_leaf, "radius": self.radius,
                 "length": self.length, "random_state": self.random_state, "n_jobs": self.n_jobs}
+
+    def fingerprint_kinds(self) -> list[FingerprintKind]:
+        """The fingerprints it reads of every molecule it scores (prepared once per space)."""
+        return [FingerprintKind("counts", self.radius, self.length)]
 
     def fit(self, smiles: Sequence[str], ie: np.ndarray) -> Self:
         """Fit the forest, then keep only its flattened trees (small, fast to pickle)."""

@@ -18,7 +18,12 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
-from course_utils.ml.fingerprints import as_smiles_list, fingerprints, validate_fingerprint_params
+from course_utils.ml.fingerprints import (
+    FingerprintKind,
+    as_smiles_list,
+    fingerprints,
+    validate_fingerprint_params,
+)
 from course_utils.ml.neighbours import IncrementalNeighbours, check_packed, nearest
 from course_utils.search_space import position_index
 
@@ -208,6 +213,10 @@ class KNN:
 
     def options(self) -> dict[str, int]:
         return {"n_neighbors": self.n_neighbors, "radius": self.radius, "length": self.length}
+
+    def fingerprint_kinds(self) -> list[FingerprintKind]:
+        """The fingerprints it reads of every molecule it scores (prepared once per space)."""
+        return [FingerprintKind("bits", self.radius, self.length)]
 
     def space_scorer(self, space: Sequence[str]) -> KNNSpaceScorer:
         return KNNSpaceScorer(space, self)

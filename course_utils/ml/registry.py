@@ -48,12 +48,12 @@ def _number(value: str) -> float:
         raise ValueError("must be a number") from None
 
 
-@MODEL_REGISTRY.register("gp", spelling="gp[:radius=R,length=L,noise=EV,mean=fitted|training]",
-                         options={"radius": _whole, "length": _whole, "noise": _number,
-                                  "mean": str})
+@MODEL_REGISTRY.register(
+    "gp", spelling="gp[:radius=R,length=L,noise=EV,mean=fitted|training,kernel=tanimoto|minmax]",
+    options={"radius": _whole, "length": _whole, "noise": _number, "mean": str, "kernel": str})
 def _gp(radius: int = 2, length: int = 2048, noise: float | None = None,
-        mean: str = "fitted") -> TanimotoGP:
-    return TanimotoGP(radius=radius, length=length, noise=noise, mean=mean)
+        mean: str = "fitted", kernel: str = "tanimoto") -> TanimotoGP:
+    return TanimotoGP(radius=radius, length=length, noise=noise, mean=mean, kernel=kernel)
 
 
 @MODEL_REGISTRY.register("rf", spelling="rf[:n_trees=N,max_features=F,min_samples_leaf=M,...]",
@@ -73,10 +73,21 @@ MODEL_CHOICES = ("knn", "gp", "gp:mean=training", "rf")
 
 
 def parse_model(text: str) -> Model:
-    """The (unfitted) model ``text`` spells: ``knn`` or ``knn:k=4,radius=4,length=256``."""
+    """The (unfitted) model ``text`` spells: ``knn`` or ``knn:k=4,radius=4,length=256``.
+
+    The name is taken exactly as listed (``KNN`` is refused with the list, as acquisitions
+    are): a run's parameters, its resume check and the leaderboard then compare one spelling.
+    """
     if not isinstance(text, str) or not text.strip():
         raise ModelError(f"model must be one of {', '.join(MODEL_REGISTRY.spellings)}, "
                          f"got {text!r}")
+    head, colon, options = text.strip().partition(":")
+    if head.strip() not in MODEL_REGISTRY.names:
+        raise ModelError(f"model {text.strip()!r} is unknown; choose one of "
+                         f"{', '.join(MODEL_REGISTRY.spellings)} (names are lower case)")
+    if colon and not options.strip():
+        raise ModelError(f"model {text.strip()!r}: nothing after ':'; write {head.strip()} "
+                         f"alone or {MODEL_REGISTRY.spelling(head.strip())}")
     return _checked(lambda: MODEL_REGISTRY.make(text), f"model {text.strip()!r}")
 
 

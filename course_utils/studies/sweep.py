@@ -75,8 +75,11 @@ def read_configs(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 def parse_rungs(text: str | Sequence[int] | None) -> tuple[int, ...] | None:
     """``"16,32,64"`` (or ``16:32:64``, or a list) as rung budgets; None for none given."""
-    if text is None or text == "":
+    if text is None:
         return None
+    if isinstance(text, str) and not text.strip():
+        raise SweepError(f"rungs {text!r} is empty: give increasing budgets such as 16,32,64, "
+                         "or leave it out for rungs from eta")
     words = text.replace(":", ",").split(",") if isinstance(text, str) else list(text)
     try:
         return tuple(int(str(w).strip()) for w in words)

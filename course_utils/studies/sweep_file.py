@@ -44,11 +44,14 @@ def read_sweep(path: str | os.PathLike) -> list[dict[str, str]]:
 
 
 def parse_assignments(words: Sequence[str]) -> dict[str, str]:
-    """``["a=1", "b=x"]`` as ``{"a": "1", "b": "x"}``; a word without ``name=`` is refused."""
+    """``["a=1", "b=x"]`` as ``{"a": "1", "b": "x"}``; a word without ``name=``, or a name
+    given twice, is refused."""
     out = {}
     for word in words:
         name, sep, value = word.partition("=")
         if not sep or not _NAME.match(name):
             raise SweepFileError(f"expected name=value, got {word!r}")
+        if name in out:  # the last one winning unseen would run another configuration
+            raise SweepFileError(f"{name} is given twice ({name}={out[name]} and {word})")
         out[name] = value
     return out
