@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -97,6 +98,7 @@ def test_the_campaign_figure_carries_its_ground_truth_as_text(replay_run):
                                    f"{evaluation['coverage']['text']}; "
                                    f"global best {best['ie']:.3f} eV ({best['smiles']})")
     assert "seed 2" in text["Title"] and "REPLAY" in text["Title"]
+    assert "knn + greedy" in text["Title"]  # the model and the acquisition, by name
     assert "Software" not in text
 
 
@@ -219,3 +221,157 @@ def test_a_path_that_is_not_a_run_stops_with_one_line(tmp_path):
         assert proc.returncode == 2
         assert len(proc.stderr.strip().splitlines()) == 1 and str(bad) in proc.stderr
         assert not (tmp_path / "out").exists()
+
+
+# --- the titles name the model ---------------------------------------------------------------
+def test_every_campaign_title_names_the_model_and_the_acquisition():
+    base = {"initial_training_count": 8, "max_training_count": 24, "batch_size": 4, "seed": 0,
+            "mode": "batch"}
+    assert figures._campaign_title({**base, "model": "gp:mean=training", "acquisition": "ei"}
+                                   ).startswith("gp:mean=training + ei (batch)")
+    assert "knn + ucb" in figures._campaign_title({**base, "acquisition": "ucb"})  # old records
+    assert "random search" in figures._campaign_title({**base, "model": "gp",
+                                                       "acquisition": "random"})
+
+
+def test_the_model_error_figure_names_the_model(replay_run, tmp_path, monkeypatch):
+    run, _ = replay_run
+    titles = []
+    save = figure_style.save
+    monkeypatch.setattr(figure_style, "save", lambda fig, path, **kw: (
+        titles.append(fig.axes[0].get_title()), save(fig, path, **kw))[1])
+    assert figures.plot_model_error(run, tmp_path / "e.png").is_file()
+    assert titles[0].startswith("Model error per iteration, knn + greedy")
+
+
+# --- comparison figures: small multiples ------------------------------------------------------
+def _curves(strategies: list[str], seeds: int = 4, budget: int = 40) -> pd.DataFrame:
+    """Fabricated replay curves: each strategy climbs at its own rate, with seed noise."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, strategy in enumerate(strategies):
+        for seed in range(seeds):
+            ie = 13.0 + rng.normal(0, 0.8, budget) + np.linspace(0, 0.1 * k, budget)
+            rows.append(pd.DataFrame({
+                "strategy": strategy, "seed": seed, "n": np.arange(1, budget + 1),
+                "smiles": [f"S{k}-{seed}-{i}" for i in range(budget)], "ie": ie,
+                "best_ie": np.maximum.accumulate(ie),
+                "top100_recall_so_far": np.linspace(0, 0.01 * (k + 1), budget),
+                "elapsed_s": np.arange(budget, dtype=float)}))
+    curves = pd.concat(rows, ignore_index=True)
+    curves.attrs = {"search_space": "fabricated"}
+    return curves
+
+
+def _marks():
+    from course_utils.studies.comparison import Yardsticks
+
+    top = [f"T{i}" for i in range(100)]
+    return Yardsticks("fabricated", "ground truth covers 9 of 9 molecules", True, 9, "T0", 17.5,
+                      {1: 17.5, 10: 16.9, 100: 16.0},
+                      {1: frozenset(top[:1]), 10: frozenset(top[:10]), 100: frozenset(top)})
+
+
+def _drawn(monkeypatch) -> list:
+    figs = []
+    save = figure_style.save
+
+    def capture(fig, path, **kw):
+        fig.canvas.draw()  # lay out, so that legend and axes have their final boxes
+        figs.append((fig, [ax.get_window_extent() for ax in fig.axes if ax.get_visible()],
+                     [leg.get_window_extent() for leg in fig.legends]))
+        return save(fig, path, **kw)
+
+    monkeypatch.setattr(figure_style, "save", capture)
+    return figs
+
+
+def _line_colors(ax) -> list[str]:
+    from matplotlib.colors import to_hex
+
+    return [to_hex(line.get_color()) for line in ax.get_lines()
+            if line.get_linestyle() == "-" and len(line.get_xdata()) > 2]
+
+
+def test_the_model_grid_has_a_panel_per_model_and_a_colour_per_acquisition(tmp_path, monkeypatch):
+    from course_utils.studies.comparison import panels_by_model, plot_comparison
+
+    models, acquisitions = ["knn", "gp", "gp:mean=training", "rf"], ["greedy", "ucb", "ei",
+                                                                     "thompson"]
+    curves = _curves([f"{m} {a}" for m in models for a in acquisitions] + ["random"])
+    figs = _drawn(monkeypatch)
+    path = plot_comparison(curves, tmp_path / "grid.png", marks=_marks(),
+                           panels=panels_by_model(curves["strategy"].unique(), models))
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    fig, boxes, legends = figs[0]
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == [f"{m} (4 seeds)" for m in models]
+    per_panel = [_line_colors(ax) for ax in panels]
+    for colors in per_panel:
+        assert len(colors) == len(set(colors)) == len(acquisitions)  # distinct within a panel
+    assert all(colors == per_panel[0] for colors in per_panel)  # one colour per acquisition
+    # random search is drawn in every panel, in grey, dashed
+    assert all(any(line.get_linestyle() == "--" and line.get_label().startswith("random")
+                   for line in ax.get_lines()) for ax in panels)
+    # one legend for the figure, outside every panel
+    assert not any(ax.get_legend() for ax in fig.axes) and len(legends) == 1
+    assert not any(legends[0].overlaps(box) for box in boxes)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:4] == acquisitions and any("global best 17.50 eV" in t for t in labels)
+    # the y axis fits the data and the yardsticks, not a fixed range
+    low, high = panels[0].get_ylim()
+    assert low > curves["best_ie"].min() - 0.5 and high < 17.5 + 0.5
+    assert "REPLAY of 'fabricated'" in fig._suptitle.get_text()
+
+
+def test_one_strategy_per_panel_shades_its_band_over_random_s(tmp_path, monkeypatch):
+    from matplotlib.collections import PolyCollection
+
+    from course_utils.studies.comparison import plot_comparison
+
+    strategies = ["greedy", "ucb kappa=0.5", "ucb kappa=2", "epsilon-greedy 0.1", "random"]
+    curves = _curves(strategies)
+    figs = _drawn(monkeypatch)
+    plot_comparison(curves, tmp_path / "c.png", marks=_marks(), column="top100_recall_so_far")
+    fig, boxes, legends = figs[0]
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == [f"{s} (4 seeds)" for s in strategies[:-1]]
+    for ax in panels:  # its own band and random's
+        assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2
+    colors = [_line_colors(ax)[0] for ax in panels]
+    assert len(set(colors)) == len(colors)
+    assert not any(legends[0].overlaps(box) for box in boxes)
+    assert panels[0].get_ylim()[0] == 0 and panels[0].get_ylabel().startswith("top-100 recall")
+    with pytest.raises(ValueError, match="column"):
+        plot_comparison(curves, tmp_path / "x.png", marks=_marks(), column="ie")
+    with pytest.raises(ValueError, match="do not hold"):
+        plot_comparison(curves, tmp_path / "x.png", marks=_marks(), panels={"pi": ("a", "b")})
+
+
+def test_colours_are_distinct_and_fixed_ones_are_kept():
+    names = [f"s{i}" for i in range(8)]
+    assert len(set(figure_style.colors(names).values())) == 8
+    fixed = figure_style.colors(["random", "a", "b"], fixed={"random": "0.45"})
+    assert fixed["random"] == "0.45" and len(set(fixed.values())) == 3
+
+
+# --- the models' figures ----------------------------------------------------------------------
+def test_calibration_curves_that_coincide_both_stay_visible(tmp_path, monkeypatch):
+    from course_utils.figures.models import gaussian_coverage, plot_calibration
+
+    z = np.linspace(0, 3, 31)
+    share = gaussian_coverage(z)
+    coverage = pd.concat([pd.DataFrame({"model": m, "size": 200, "z": z, "share": s})
+                          for m, s in [("knn", share * 0.8), ("gp", share),
+                                       ("gp:mean=training", share + 0.002), ("rf", share * 0.9)]])
+    figs = _drawn(monkeypatch)
+    plot_calibration(coverage, tmp_path / "cal.png")
+    ax = figs[0][0].axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    same = lines["gp:mean=training (on gp's curve)"]
+    gp = lines["gp"]
+    assert (same.get_linestyle(), same.get_marker()) != (gp.get_linestyle(), gp.get_marker())
+    assert same.get_color() != gp.get_color()
+    assert "knn" in lines and "rf" in lines  # apart from the others: no note
+    styles = {(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in lines.values()}
+    assert len(styles) == len(lines)

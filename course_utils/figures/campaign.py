@@ -225,7 +225,9 @@ def plot_model_error(run_dir: str | os.PathLike, path: str | os.PathLike) -> Pat
         ax.set_ylabel("model error: MAE on the new simulations (eV)")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.set_title(f"Model error per iteration (last {data['mae'].iloc[-1]:.3f} eV, "
+        parameters = _parameters(Path(run_dir))
+        named = f", {strategy_name(parameters)}" if parameters else ""
+        ax.set_title(f"Model error per iteration{named} (last {data['mae'].iloc[-1]:.3f} eV, "
                      f"mean {data['mae'].mean():.3f} eV)", fontsize=10)
         return figure_style.save(fig, path)
 
@@ -410,9 +412,18 @@ def _campaign_title(p: dict[str, Any]) -> str:
         return "ML-in-the-loop campaign"
     replay = ("REPLAY from the ground-truth table (simulated clock), "
               if p.get("simulator") == "replay" else "")
-    return (f"{replay}{p.get('acquisition')} / {p.get('mode')}: initial "
+    return (f"{replay}{strategy_name(p)} ({p.get('mode')}): initial "
             f"{p.get('initial_training_count')}, max {p.get('max_training_count')}, "
             f"batch {p.get('batch_size')}, seed {p.get('seed')}")
+
+
+def strategy_name(p: dict[str, Any]) -> str:
+    """``"<model> + <acquisition>"`` (``"knn + greedy"``), as every campaign figure's title
+    names it; random search names no model, since none picks."""
+    acquisition = p.get("acquisition") or "greedy"
+    if acquisition == "random":
+        return "random search"
+    return f"{p.get('model') or 'knn'} + {acquisition}"
 
 
 def plot_campaign_copy(run_dir: Path, path: Path) -> Path | None:

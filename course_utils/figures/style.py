@@ -30,6 +30,30 @@ IE_LABEL = "best simulated IE so far (eV)"
 RC: dict[str, Any] = {"font.family": FONT, "font.sans-serif": [FONT],
                       "svg.hashsalt": "course_utils", "path.simplify": True,
                       "figure.dpi": DPI, "savefig.dpi": DPI}
+#: Colours that stay apart for colour-blind readers too (Okabe & Ito), in the order series get
+#: them; ten matplotlib defaults were not enough for 16 strategies, and repeats confused them.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000",
+           "#F0E442")
+#: The baseline every strategy must beat is drawn in grey, the same in every figure.
+REFERENCE_COLOR = "0.45"
+#: One colour per model in every figure of the models (learning curves, calibration).
+MODEL_COLORS = {"mean": REFERENCE_COLOR, "knn": "#0072B2", "gp": "#E69F00",
+                "gp:mean=training": "#CC79A7", "rf": "#009E73"}
+
+
+def colors(names: list[str], *, fixed: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A colour per name: ``fixed`` ones first, the others from :data:`PALETTE` in order (colours
+    repeat only past its eight)."""
+    fixed = dict(fixed or {})
+    free = [c for c in PALETTE if c not in fixed.values()] or list(PALETTE)
+    out, i = {}, 0
+    for name in names:
+        if name in fixed:
+            out[name] = fixed[name]
+        else:
+            out[name] = free[i % len(free)]
+            i += 1
+    return out
 
 
 def pyplot() -> Any:
