@@ -14,7 +14,7 @@ no file the student hands in can prove it. What can be checked is that it is *po
 
 A claim below a floor is implausible: the run is not ranked, with the numbers. What it cannot
 catch: records whose every clock was rewritten consistently on a scale no faster than
-``MAX_SPEEDUP`` allows; the README's grading section says so.
+``MAX_SPEEDUP`` allows; docs/grading.md says so.
 """
 
 from __future__ import annotations

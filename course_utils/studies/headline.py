@@ -135,7 +135,7 @@ def write_shipped_replays(curves: pd.DataFrame, settings: Mapping[str, Any],
 
 def beats_random(curves: pd.DataFrame) -> pd.DataFrame:
     """Per strategy over its seeds: runs whose best beat random search's median best, runs
-    that reached the table's top 10, and the median best (eV); what the README quotes."""
+    that reached the table's top 10, and the median best (eV); what the README and docs/models.md quote."""
     marks = yardsticks(curves.attrs.get("search_space", "qm9"), curves.attrs.get("ground_truth"))
     best = curves.groupby(["strategy", "seed"], sort=False)["best_ie"].max()
     random_median = float(best.loc[RANDOM].median()) if RANDOM in best.index else np.nan
