@@ -194,9 +194,9 @@ def _check_clock_rate(sims: pd.DataFrame, durations: pd.Series) -> None:
 def check_submissions_after_models(sims: pd.DataFrame, plan: pd.DataFrame,
                                    lineage: pd.DataFrame) -> None:
     """A molecule a model picked was submitted after that model was saved: lineage.csv dates
-    each version (wall clock, whole seconds), batches.csv names the version that picked each
-    molecule, simulations.csv says when it was submitted. A clock rescaled in one file only
-    puts submissions before the models that chose them."""
+    each version (wall clock, to the millisecond; older kits: whole seconds), batches.csv names
+    the version that picked each molecule, simulations.csv says when it was submitted. A clock
+    rescaled in one file only puts submissions before the models that chose them."""
     if plan.empty or "submit_time" not in sims.columns:
         return
     saved = {}

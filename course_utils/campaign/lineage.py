@@ -170,7 +170,7 @@ class ModelRegistry:
         joblib.dump(model, tmp)
         os.replace(tmp, model_path)
         info = {"version": version, "name": name,
-                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 **dict(meta), "model_file": f"{MODELS_DIR}/{name}.joblib",
                 "model_sha256": _sha256(model_path)}
         atomic_write_json(self.models_dir / f"{name}.json", info)
