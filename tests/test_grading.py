@@ -36,6 +36,18 @@ def class_folder(parsl_local, small_space, tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def long_run(parsl_local, small_space, tmp_path_factory) -> Path:
+    """One real run long enough (about ten seconds of simulation) that a clock halved by hand
+    falls well outside the grader's slack, whatever the machine's speed: on the class's
+    eight-simulation runs a halved clock is within a fraction of a second of the honest one."""
+    root = tmp_path_factory.mktemp("long")
+    run_campaign({"initial_training_count": 8, "max_training_count": 24, "batch_size": 4,
+                  "seed": 4, "search_space": str(small_space), "workers": 2},
+                 root / "alice", progress=False)
+    return root
+
+
 def _copy(class_folder: Path, tmp_path: Path, *names: str) -> Path:
     root = tmp_path / "submissions"
     for name in names:
@@ -370,11 +382,11 @@ def _halve_times(out: Path, clocks: bool) -> None:
 
 
 @pytest.mark.parametrize("clocks", [False, True], ids=["elapsed", "every-clock"])
-def test_halved_times_are_implausible_and_not_ranked(class_folder, tmp_path, clocks):
+def test_halved_times_are_implausible_and_not_ranked(long_run, tmp_path, clocks):
     """Forgery 2: every time halved consistently in simulations.csv and results.json, so the
     copy would outrank the honest original on time. Its files disagree with the others (the
     workers' timestamps, or the model versions' save times in lineage.csv)."""
-    root = _copy(class_folder, tmp_path, "alice")
+    root = _copy(long_run, tmp_path, "alice")
     (root / "alice").rename(root / "honest")
     forged = tmp_path / "forged" / "alice"
     shutil.copytree(root / "honest", forged)
