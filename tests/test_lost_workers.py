@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from course_utils import records as rec
+from course_utils.campaign.engine import Campaign
 from course_utils.campaign.lost_workers import WorkerWatch, is_worker_lost, worker_losses
 from course_utils.search_space import sample_smiles
 
@@ -147,7 +148,12 @@ def _finish(proc: subprocess.Popen, out: Path, restarts: int | None) -> pd.DataF
         assert err.count("died and Parsl did not report it") == restarts, err[-3000:]
     sims = rec.read_simulations(out)
     slow = sims[sims["smiles"] == SLOW]
-    assert slow["status"].tolist() == ["lost", "ok"], slow  # retried, and then it worked
+    statuses = slow["status"].tolist()
+    if restarts is None:  # Parsl's own replacement of the block may race ours: a second loss
+        assert statuses[-1] == "ok" and 1 <= statuses.count("lost") <= Campaign.LOST_RETRIES, slow
+        assert statuses.count("lost") == len(statuses) - 1, slow
+    else:
+        assert statuses == ["lost", "ok"], slow  # retried, and then it worked
     assert not (sims["status"] == "failed").any()
     return slow
 
