@@ -341,13 +341,13 @@ def test_truth_qm9_n_is_a_fixed_covered_prefix_of_the_build_order():
 
 def test_truth_qm9_n_beyond_what_a_partial_table_covers_is_refused(monkeypatch):
     """While a table is built, N may only reach the first molecule of the order it lacks."""
-    from course_utils import search_space
+    from course_utils.ground_truth import shipped
     from course_utils.ground_truth import table as gt
 
     table = gt.shipped_table("qm9")
     lacking = gt.build_order(load_search_space("qm9")["smiles"].tolist())[10]
     partial = table[table["smiles"] != lacking]
-    monkeypatch.setattr(search_space, "shipped_table", lambda space: partial)
+    monkeypatch.setattr(shipped, "shipped_table", lambda space: partial)
     assert len(load_search_space("truth:qm9:10")) == 10
     with pytest.raises(SearchSpaceError, match="covers only the first 10 molecules"):
         load_search_space("truth:qm9:11")
