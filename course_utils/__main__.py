@@ -19,7 +19,7 @@ from course_utils.campaign.lineage import LINEAGE_FILE, LineageError, lineage_li
 from course_utils.campaign.parameters import CampaignNote, CampaignParameterError, CampaignParameters
 from course_utils.campaign.trust import CHECKS_FILE
 from course_utils.configs import CONFIG_NAMES
-from course_utils.figures.campaign import figures_main
+from course_utils.figures.command import figures_main
 from course_utils.grading import grade_main
 from course_utils.ground_truth.build import build_ground_truth, lower_priority, parse_shard
 from course_utils.ground_truth.pack import pack_ground_truth, truth_status
