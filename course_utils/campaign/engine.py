@@ -1,6 +1,6 @@
 """The active-learning campaign: the model picks molecules, Parsl simulates them, it retrains.
 
-Same steps as notebook 3: a seeded random initial batch; then train the KNN model on every
+Same steps as notebook 3: a seeded random initial batch; then train the model (KNN by default) on every
 successful simulation, score the whole search space, pick the best molecules never run before,
 simulate them; until ``max_training_count`` simulations have succeeded. Failed simulations are
 recorded with their error and replaced by new molecules, never by ones already tried.
@@ -59,7 +59,6 @@ from course_utils.campaign.outputs import (
 from course_utils.campaign.parameters import (
     ACQUISITIONS,
     MODES,
-    N_NEIGHBORS,
     RESUME_KEYS,
     CampaignParameterError,
     CampaignParameters,
@@ -605,7 +604,8 @@ class Campaign:
                           "molecules)")
             rows = self.simulate_batch(0, self.initial_candidates(n_ok=0),
                                        p.initial_training_count)
-        while len(self.training_data()) < N_NEIGHBORS and self.n_ok < p.max_training_count:
+        while (len(self.training_data()) < self.model.min_training
+               and self.n_ok < p.max_training_count):
             known = len(self._batch_rows(0))
             ok = sum(r["status"] == rec.STATUS_OK for r in self._batch_rows(0))
             rows = self.simulate_batch(0, self.initial_candidates(), ok + 1)

@@ -1,7 +1,7 @@
 """The trust-check part: a cheap calculation beside the model decides where the full one is needed.
 
 For each batch of picks the campaign runs two futures at the same time: the model's prediction
-of the picks and the cheap fidelity of the picks (one MPI task, :mod:`course_utils.campaign.mpi_cheap`).
+of the picks and the cheap fidelity of the picks (one MPI task, :mod:`course_utils.mpi_cheap`).
 A pick whose two values agree within ``trust_tol`` eV is *trusted*: the model's value is
 accepted and no full simulation runs for it. The others get the full simulation, which also
 trains the next model. After ``trust_streak`` consecutive batches in which every pick was
