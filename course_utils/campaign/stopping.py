@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from course_utils.campaign.parts import Registry
-from course_utils.records import running_best
+from course_utils.records.summary import running_best
 
 RULES = ("budget", "converged", "predicted")
 SPELLINGS = ("budget", "converged:window=W,delta=D[,top=K]", "predicted:delta=D[,min_points=M]")
