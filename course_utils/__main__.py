@@ -30,7 +30,8 @@ from course_utils.ground_truth.table import (
     packaged_table_path,
     read_table,
 )
-from course_utils.records import FolderInUseError, ResumeMismatchError
+from course_utils.records.lock import FolderInUseError
+from course_utils.records.recorder import ResumeMismatchError
 from course_utils.resilience import error_message
 from course_utils.resilience import fail as _fail
 from course_utils.search_space import SearchSpaceError

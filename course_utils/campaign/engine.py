@@ -165,12 +165,11 @@ class Campaign:
                 p.simulator, engine=p.engine, walltime=p.simulation_walltime,
                 workers=self.workers, space=self.space, space_name=str(p.search_space),
                 ground_truth=p.ground_truth)
-            self.recorder.durable = self.simulator.needs_parsl
+            ledger = self.recorder.ledger  # appends every record file of the run, one flag:
+            ledger.durable = self.simulator.needs_parsl  # a replay (ms a row) skips the fsync
             self.engine = self.simulator.engine
-            self.models = ModelRegistry.open(self.out_dir)  # versions go on after the last one
-            self.models.durable = self.recorder.durable
-            self.plan = BatchPlan.open(self.out_dir)  # what each batch simulates (batch mode)
-            self.plan.durable = self.recorder.durable
+            self.models = ModelRegistry.open(self.out_dir, ledger)  # versions go on after the last one
+            self.plan = BatchPlan.open(self.out_dir, ledger)  # what each batch simulates (batch mode)
         except BaseException:
             self.release_lock()  # a campaign that cannot start must not keep the folder
             raise
@@ -181,9 +180,8 @@ class Campaign:
         self.stop_rule = parse_stop_rule(p.stop)  # when the search is done
         self.arrival = parse_arrival(p.arrival)
         self.trust = (None if p.trust_tol is None else
-                      TrustLedger.open(self.out_dir, p.trust_tol, p.trust_streak, p.trust_ranks))
-        if self.trust is not None:
-            self.trust.durable = self.recorder.durable
+                      TrustLedger.open(self.out_dir, p.trust_tol, p.trust_streak, p.trust_ranks,
+                                       self.recorder.ledger))
         self.split = ValidationSplit(p.valid_fraction, p.seed)
         self.keeper = ModelKeeper(
             self.model, self.simulator, self.models, space=self.space,

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.records import running_best
+from course_utils.records.summary import running_best
 from course_utils.registry import Registry
 from course_utils.status import STOPPED_EARLY as STOPPED_EARLY  # re-exported: status names' home
 from course_utils.status import is_finished_status as is_finished_status  # as above
