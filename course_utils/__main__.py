@@ -17,10 +17,9 @@ from course_utils import records as rec
 from course_utils.campaign.engine import CampaignInterrupted, run_campaign
 from course_utils.campaign.lineage import LINEAGE_FILE, LineageError, lineage_line, predict_with_version
 from course_utils.campaign.parameters import CampaignNote, CampaignParameterError, CampaignParameters
-from course_utils.campaign.stopping import is_finished_status
 from course_utils.campaign.trust import CHECKS_FILE
 from course_utils.configs import CONFIG_NAMES
-from course_utils.figures.campaign import figures_main
+from course_utils.figures.command import figures_main
 from course_utils.grading import grade_main
 from course_utils.ground_truth.build import build_ground_truth, lower_priority, parse_shard
 from course_utils.ground_truth.pack import pack_ground_truth, truth_status
@@ -31,10 +30,12 @@ from course_utils.ground_truth.table import (
     packaged_table_path,
     read_table,
 )
-from course_utils.records import FolderInUseError, ResumeMismatchError
+from course_utils.records.lock import FolderInUseError
+from course_utils.records.recorder import ResumeMismatchError
 from course_utils.resilience import error_message
 from course_utils.resilience import fail as _fail
 from course_utils.search_space import SearchSpaceError
+from course_utils.status import is_finished_status, is_stopped_early
 from course_utils.studies.sweep import sweep_main
 
 
@@ -325,7 +326,7 @@ def _run(args: argparse.Namespace) -> int:
     written = existing_outputs(args.out)
     print(f"outputs in {args.out}/: {', '.join(written)}" if written
           else f"no output files in {args.out}/")
-    if result.results["status"].startswith("stopped early"):
+    if is_stopped_early(result.results["status"]):
         print(result.results["message"])
     return 0 if is_finished_status(result.results["status"]) else 1
 

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 from parsl import bash_app, python_app
 
-from course_utils.campaign.mpi_cheap import read_results as read_cheap_results
 from course_utils.chemistry import compute_vertical, molecule_row
 from course_utils.configs import EXECUTOR_LABEL, MPI_EXECUTOR_LABEL, MPI_OPTIONS_ENV, thread_exports
 from course_utils.ml.contract import Model, prediction_table
 from course_utils.ml.knn import run_model, train_model
+from course_utils.mpi_cheap import read_results as read_cheap_results
 
 #: Seconds a single simulation may run before Parsl raises ``AppTimeout`` (typical: < 2 s).
 SIMULATION_WALLTIME = 300.0
@@ -187,7 +187,7 @@ def _cheap_mpi(
     stdout: str | None = None,
     stderr: str | None = None,
 ) -> str:
-    """Command line of :mod:`course_utils.campaign.mpi_cheap` on the task's ranks.
+    """Command line of :mod:`course_utils.mpi_cheap` on the task's ranks.
 
     Runs on the worker: the SMILES are written beside ``out_file`` there (``<out_file>.smiles``),
     where the ranks read them. ``python`` is an interpreter path (default: the worker's), so
@@ -201,7 +201,7 @@ def _cheap_mpi(
     engine_option = f" --engine {shlex.quote(engine)}" if engine else ""
     return (f"{thread_exports(1)}\n"
             f"$PARSL_MPI_PREFIX ${{{MPI_OPTIONS_ENV}:-}} {shlex.quote(python or sys.executable)} "
-            f"-m course_utils.campaign.mpi_cheap --input {shlex.quote(str(listing))} "
+            f"-m course_utils.mpi_cheap --input {shlex.quote(str(listing))} "
             f"--out {shlex.quote(str(out))}{engine_option}")
 
 

@@ -24,7 +24,7 @@ from parsl.executors import HighThroughputExecutor, MPIExecutor
 from parsl.launchers import MpiExecLauncher, SimpleLauncher
 from parsl.providers import LocalProvider, PBSProProvider
 
-from course_utils.ml.fingerprints import default_cache_dir
+from course_utils.cache import default_cache_dir
 from course_utils.parsl_guard import interchange_command, watch_token, worker_launch_command
 
 CONFIG_NAMES = ("local", "polaris", "local-mpi", "polaris-mpi")

@@ -16,13 +16,13 @@ import pandas as pd
 from course_utils import records as rec
 from course_utils.campaign.batch_plan import read_plan
 from course_utils.campaign.lineage import read_lineage
-from course_utils.campaign.stopping import is_finished_status
 from course_utils.chemistry import ChemistryError, EngineUnavailableError, compute_vertical
 from course_utils.grading_board import PARAMETER_COLUMNS
 from course_utils.grading_time import check_submissions_after_models, check_time, machine_text
 from course_utils.ground_truth.evaluation import TABLE_TOLERANCE_EV, evaluate_run, table_lookups
 from course_utils.ground_truth.shipped import load_ground_truth, truth_of_space
 from course_utils.ground_truth.table import GroundTruthError, table_name
+from course_utils.status import is_finished_status, is_stopped_early
 
 #: Two IEs closer than this (eV) are the same number written twice (CSV and JSON round trips).
 SAME_VALUE_EV = 1e-6
@@ -117,7 +117,7 @@ def check_records(results: dict[str, Any], sims: pd.DataFrame) -> dict[str, Any]
     if results.get("replayed") or params.get("simulator") == "replay":
         raise BrokenSubmission("replayed run: its simulations were answered from the ground-truth "
                                "table, not computed; hand in a real run")
-    stopped_early = is_finished_status(status) and status != "complete"
+    stopped_early = is_stopped_early(status)
     if not is_finished_status(status):
         raise BrokenSubmission(f"unfinished run (status {status!r}): {len(ok)} of {budget} "
                                "successful simulations")

@@ -28,7 +28,7 @@ import io
 import os
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, NamedTuple
 
 from course_utils.chemistry import identify_smiles, quiet_rdkit
-from course_utils.ground_truth.table import Coverage, build_order, shipped_table
 
 if TYPE_CHECKING:
     import pandas
@@ -50,6 +49,7 @@ __all__ = [
     "SearchSpaceWarning",
     "iter_unseen",
     "load_search_space",
+    "register_space_source",
     "sample_smiles",
 ]
 
@@ -58,6 +58,18 @@ _QM9_RESOURCE = "qm9_search_space.csv.gz"
 _TAB_SUFFIXES = {".tsv", ".tab"}
 _SNIFF_DELIMITERS = ",\t;|"
 _MAX_EXAMPLES = 5
+
+#: Spaces spelled ``<prefix>:<spec>`` that a module above this one reads (``truth:`` from
+#: :mod:`course_utils.ground_truth.shipped`, which registers it on import): the search space
+#: stays on the ground floor and never imports the ground truth.
+_SPACE_SOURCES: dict[str, Callable[[str], tuple[pandas.DataFrame, SearchSpaceReport]]] = {}
+_SPACE_SOURCE_HOMES = {"truth": "course_utils.ground_truth.shipped"}
+
+
+def register_space_source(prefix: str,
+                          loader: Callable[[str], tuple[pandas.DataFrame, SearchSpaceReport]]) -> None:
+    """``load_search_space("<prefix>:<spec>")`` calls ``loader(spec)`` for (frame, report)."""
+    _SPACE_SOURCES[prefix] = loader
 
 _qm9_cache: pandas.DataFrame | None = None
 _qm9_lock = threading.Lock()
@@ -163,8 +175,8 @@ def load_search_space(
     if on_invalid not in ("report", "raise"):
         raise ValueError(f"on_invalid must be 'report' or 'raise', not {on_invalid!r}")
 
-    if isinstance(source, str) and source.startswith("truth:"):
-        df, report = _covered_by_truth(source.removeprefix("truth:"))
+    if isinstance(source, str) and source.partition(":")[0] in _SPACE_SOURCE_HOMES:
+        df, report = _from_source(source)
     elif isinstance(source, str) and source == "qm9":
         df = _load_qm9().copy()
         if validate:
@@ -298,37 +310,12 @@ def _load_qm9() -> pandas.DataFrame:
         return _qm9_cache
 
 
-def _covered_by_truth(spec: str) -> tuple[pandas.DataFrame, SearchSpaceReport]:
-    """The molecules of a space that the ground-truth table covers, in the space's order:
-    a search space that replay can answer completely while the table is being built.
-
-    ``qm9`` grows with the table; ``qm9:N`` is the first N molecules of the table's fixed
-    build order, the same set forever once covered, so runs on it stay reproducible.
-    """
-    space, _, count = spec.partition(":")
-    table = shipped_table(space)
-    full = load_search_space(space)
-    coverage = Coverage(len(table), len(full), space)
-    keep = set(table["smiles"])
-    if count:
-        n = int(count) if count.isdigit() else 0
-        if n < 1:
-            raise SearchSpaceError(f"'truth:{spec}': N in truth:{space}:N must be a whole "
-                                   "number >= 1")
-        if n > len(full):
-            raise SearchSpaceError(f"'truth:{spec}': {space} has only {len(full):,} molecules; "
-                                   f"use N <= {len(full)}")
-        first = build_order(full["smiles"].tolist())[:n]
-        covered = next((i for i, s in enumerate(first) if s not in keep), len(first))
-        if covered < len(first):
-            raise SearchSpaceError(
-                f"'truth:{spec}': the ground-truth table covers only the first {covered:,} "
-                f"molecules of its build order ({coverage}); use N <= {covered}")
-        keep = set(first)
-    df = full[full["smiles"].isin(keep)].reset_index(drop=True)
-    df.attrs.clear()
-    label = f"'truth:{spec}' ({coverage})"
-    return df, SearchSpaceReport(label, len(df), len(df), validated=False)
+def _from_source(source: str) -> tuple[pandas.DataFrame, SearchSpaceReport]:
+    prefix, _, spec = source.partition(":")
+    if prefix not in _SPACE_SOURCES:
+        raise SearchSpaceError(f"{source!r}: {prefix}: spaces are read by "
+                               f"{_SPACE_SOURCE_HOMES[prefix]}; import it first")
+    return _SPACE_SOURCES[prefix](spec)
 
 
 def _smiles_pool(search_space: pandas.DataFrame | Sequence[str]) -> list[str]:

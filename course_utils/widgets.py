@@ -32,7 +32,7 @@ from course_utils.campaign.parameters import (
     CampaignParameters,
 )
 from course_utils.grading import HAND_IN_LABEL
-from course_utils.ml.registry import MODEL_CHOICES
+from course_utils.ml.registry import MODEL_CHOICES, parse_model
 from course_utils.resilience import (
     CampaignInterrupted,
     interrupts_stop,
@@ -194,7 +194,9 @@ class HomeworkPanel:
                                  description=name, style=style, layout=layout,
                                  continuous_update=False, readout_format=".2f")
 
-        self.initial = slider("initial_training_count", 4, max_budget - 1,
+        # The fewest molecules any offered model learns from; Run checks the chosen model's own.
+        least = min(parse_model(name).min_training for name in MODEL_CHOICES)
+        self.initial = slider("initial_training_count", least, max_budget - 1,
                               defaults.initial_training_count)
         self.maximum = slider("max_training_count", 5, max_budget, defaults.max_training_count)
         self.batch = slider("batch_size", 1, 64, defaults.batch_size)

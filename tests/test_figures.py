@@ -17,6 +17,7 @@ from PIL import Image
 from course_utils import records as rec
 from course_utils.campaign.engine import run_campaign
 from course_utils.figures import campaign as figures
+from course_utils.figures import command as figures_command
 from course_utils.figures import style as figure_style
 
 PER_RUN = [figures.CAMPAIGN_PNG, figures.MODEL_ERROR_PNG, figures.UTILIZATION_PNG,
@@ -81,7 +82,7 @@ def test_figures_twice_give_byte_identical_files(replay_run, tmp_path):
 def test_the_regenerated_campaign_figure_is_the_run_s_own(replay_run, tmp_path):
     """One function draws the campaign figure at the end of a run and from the records."""
     run, table = replay_run
-    figures.make_figures([run], tmp_path / "out", truth=table)
+    figures_command.make_figures([run], tmp_path / "out", truth=table)
     regenerated = tmp_path / "out" / run.name / figures.CAMPAIGN_PNG
     assert regenerated.read_bytes() == (run / rec.PLOT_FILE).read_bytes()
 
@@ -142,7 +143,7 @@ def test_leaderboard_of_runs_that_rank(replay_run, tmp_path):
     for column in ("submit_time", "start_time", "end_time"):
         sims[column] += saved + 1
     sims.to_csv(real / rec.SIMULATIONS_FILE, index=False)
-    reports = [figures.make_figures([run, real], tmp_path / out, truth=table)
+    reports = [figures_command.make_figures([run, real], tmp_path / out, truth=table)
                for out in ("a", "b")]
     board_a, board_b = (tmp_path / out / figures.LEADERBOARD_PNG for out in ("a", "b"))
     assert reports[0].written["leaderboard"] == [board_a]
@@ -206,7 +207,7 @@ def test_utilization_timeline_rows_and_value(tmp_path, monkeypatch):
 
 def test_fabricated_run_without_model_or_truth_skips_with_notes(tmp_path):
     run = _fabricated_run(tmp_path / "fab")
-    report = figures.make_figures([run], tmp_path / "out", truth=None)
+    report = figures_command.make_figures([run], tmp_path / "out", truth=None)
     names = [p.name for p in report.written["fab"]]
     assert names == [figures.CAMPAIGN_PNG, figures.UTILIZATION_PNG]
     text = report.format()

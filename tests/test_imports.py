@@ -2,8 +2,8 @@
 
 Parsed with `ast`, never imported, so the test is fast and sees imports
 inside functions too. Modules are named by their dotted path inside the
-package (`records`, `campaign.engine`, `ml.knn`); a package's `__init__.py`
-is a module too (`__init__`, `campaign.__init__`). Four rules keep the
+package (`records.ledger`, `campaign.engine`, `ml.knn`); a package's `__init__.py`
+is a module too (`__init__`, `campaign.__init__`). Five rules keep the
 engine's parts honest:
 
 - no import cycle between `course_utils` modules (a cycle is what forces
@@ -20,7 +20,11 @@ engine's parts honest:
   cheap ones belong at the top of the module;
 - modules inside the package take a name from its home module, never
   through a subpackage's lazy exports (those are for notebooks and users),
-  so the graph a reader sees is the graph that runs.
+  so the graph a reader sees is the graph that runs;
+- imports point down the layers of DESIGN.md section 7 (`LAYERS`, lowest
+  first), never up, inside functions too (a deferred import still makes the
+  lower module depend on the higher one); a package's `__init__` that Python
+  runs on the way is not counted (the faces import lazily).
 
 Every rule is also run on a small fake package with one offence, so each
 check is seen to fail when it should.
@@ -39,6 +43,26 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 
 # Cycles known and not yet broken, each as the sorted modules of its component. Keep it empty.
 KNOWN_CYCLES: list[list[str]] = []
+
+# The layers, lowest first; a module may import its own layer and those below. A pattern ending
+# in ".*" is a subpackage (its modules and its `__init__`). A module named exactly wins over a
+# pattern, so `campaign.stopping` is a part while the rest of `campaign` is above it.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("ground floor", ("__init__", "chemistry", "search_space", "configs", "parsl_guard", "apps",
+                      "mpi_cheap", "resilience", "registry", "cache", "status")),
+    ("files and measurements", ("records", "records.*", "ground_truth.*", "figures.*")),
+    ("parts", ("ml.*", "campaign.parts", "campaign.simulators", "campaign.acquisition",
+               "campaign.retraining", "campaign.arrival", "campaign.stopping", "campaign.trust")),
+    ("campaign", ("campaign.*",)),
+    ("entry points", ("__main__", "widgets", "grading", "grading_*", "polaris.*", "studies.*",
+                      "figures.command")),
+]
+
+# Upward imports known and not yet removed: "importer -> imported", each with why. Keep it empty.
+KNOWN_UPWARD: dict[str, str] = {
+    "apps -> ml.contract": "the model apps wrap the models (train_app, fit_app, predict_app)",
+    "apps -> ml.knn": "as above: train_app and score_app wrap the tutorial's KNN",
+}
 
 
 @dataclass(frozen=True)
@@ -338,6 +362,44 @@ def undeferred_imports(package: Package) -> list[str]:
     ]
 
 
+def layer_of(module_id: str, layers: list[tuple[str, tuple[str, ...]]] = LAYERS) -> int | None:
+    """Index in `layers` of the module's name, else of the first pattern naming it (None: none)."""
+    for index, (_, patterns) in enumerate(layers):
+        if module_id in patterns:
+            return index
+    for index, (_, patterns) in enumerate(layers):
+        for pattern in patterns:
+            if pattern.endswith(".*"):
+                if module_id.startswith(pattern[:-1]):
+                    return index
+            elif pattern.endswith("*"):
+                if module_id.startswith(pattern[:-1]) and "." not in module_id:
+                    return index
+            elif module_id == pattern:
+                return index
+    return None
+
+
+def modules_without_layer(package: Package) -> list[str]:
+    return [m for m in sorted(package.files) if layer_of(m) is None]
+
+
+def upward_imports(package: Package, known: dict[str, str] | None = None) -> list[str]:
+    """`importer:line imports target (layer a above layer b)` for each import pointing up."""
+    known = KNOWN_UPWARD if known is None else known
+    offences = []
+    for imp in all_imports(package):
+        here = layer_of(imp.module)
+        for target in imp.targets:
+            there = layer_of(target)
+            if (here is None or there is None or there <= here or target.endswith("__init__")
+                    or f"{imp.module} -> {target}" in known):
+                continue
+            offences.append(f"{imp.module}:{imp.line} imports {target} "
+                            f"({LAYERS[there][0]} is above {LAYERS[here][0]})")
+    return offences
+
+
 def imports_through_init(package: Package) -> list[str]:
     return [
         f"{imp.module}:{imp.line} takes {name} through {sub}.__init__ (import it from {home})"
@@ -359,7 +421,7 @@ def test_the_parser_sees_the_package(course_utils: Package) -> None:
     assert {"__init__", "campaign.__init__", "campaign.engine", "ml.knn"} <= set(course_utils.files)
     assert course_utils.exports["campaign"]["Campaign"] == "campaign.engine"
     graph = import_graph(course_utils)
-    assert "records" in graph["campaign.engine"]
+    assert "records.__init__" in graph["campaign.engine"]  # `from course_utils import records`
     assert "figures.style" in graph["studies.sweep"]  # `from course_utils.figures import style`
     assert "__init__" in graph["campaign.__init__"]  # lazy_exports lives in the top __init__
 
@@ -391,6 +453,31 @@ def test_imports_inside_functions_say_why(course_utils: Package) -> None:
 def test_modules_import_names_from_their_home(course_utils: Package) -> None:
     offences = imports_through_init(course_utils)
     assert offences == [], "\n".join(offences)
+
+
+def test_every_module_has_a_layer(course_utils: Package) -> None:
+    assert modules_without_layer(course_utils) == [], "add each new module to LAYERS"
+
+
+def test_imports_point_down_the_layers(course_utils: Package) -> None:
+    offences = upward_imports(course_utils)
+    assert offences == [], "imports pointing up the layers:\n" + "\n".join(offences)
+
+
+def test_known_upward_imports_are_still_there(course_utils: Package) -> None:
+    """An allow-listed upward import that has been removed must leave the list."""
+    edges = {f"{imp.module} -> {t}" for imp in all_imports(course_utils) for t in imp.targets}
+    assert [k for k in KNOWN_UPWARD if k not in edges] == []
+
+
+def test_the_named_upward_imports_are_gone(course_utils: Package) -> None:
+    """Issue 31: the models, grading, the search space, configs and apps depend on nothing above."""
+    graph = import_graph(course_utils)  # imports inside functions included
+    for module, forbidden in (("ml.", "campaign."), ("grading", "campaign.stopping"),
+                              ("search_space", "ground_truth."), ("configs", "ml."),
+                              ("apps", "campaign.")):
+        for importer in (m for m in graph if m.startswith(module)):
+            assert not [t for t in graph[importer] if t.startswith(forbidden)], (importer, forbidden)
 
 
 # --- each rule fails on a fake package with one offence -----------------------------------------
@@ -432,6 +519,13 @@ BAD_PACKAGES = {
     "name through a subpackage __init__": (imports_through_init, {
         "top.py": "from course_utils.sub import Thing\n",
     }),
+    # the ground floor reaching up to the campaign, even from inside a function
+    "upward import": (lambda package: upward_imports(package, known={}), {
+        "chemistry.py": ("def f():\n    # deferred: measured heavy import\n"
+                         "    from course_utils.campaign.engine import run\n    return run\n"),
+        "campaign/__init__.py": "",
+        "campaign/engine.py": "def run():\n    pass\n",
+    }),
 }
 
 
@@ -458,8 +552,9 @@ def test_a_clean_fake_package_passes(tmp_path: Path) -> None:
             "    from course_utils.sub.thing import Thing as T\n    return T, Thing, thing\n"
         ),
     })
-    for rule in (cycles, private_imports, undeferred_imports, imports_through_init):
-        assert rule(package) == [], rule.__name__
+    for rule in (cycles, private_imports, undeferred_imports, imports_through_init,
+                 lambda p: upward_imports(p, known={})):
+        assert rule(package) == [], rule
 
 
 def test_an_annotation_only_import_is_not_a_cycle(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from course_utils import mpi_cheap
 from course_utils.apps import _cheap_mpi, mpi_resource_spec
-from course_utils.campaign import mpi_cheap
 from course_utils.chemistry import compute_vertical
 
 GOOD = ["C", "CC", "O", "CO", "N"]
@@ -124,18 +124,18 @@ def test_resource_spec_and_command_line(tmp_path):
     assert (out.parent / "r.csv.smiles").read_text() == "C\nO\n"
     assert "export OMP_NUM_THREADS=1" in command
     assert ("$PARSL_MPI_PREFIX ${COURSE_UTILS_MPI_OPTIONS:-} '/opt/py thon' "
-            "-m course_utils.campaign.mpi_cheap") in command
+            "-m course_utils.mpi_cheap") in command
     assert f"--out '{out}' --engine tblite" in command
 
 
 # --- the real program under MPICH's mpiexec ---------------------------------------------------
 def _mpirun(ranks: int, smiles: list[str], folder: Path) -> pd.DataFrame:
-    """``mpiexec -n ranks python -m course_utils.campaign.mpi_cheap``; a hang kills its group."""
+    """``mpiexec -n ranks python -m course_utils.mpi_cheap``; a hang kills its group."""
     listing, out = folder / f"in{ranks}.smiles", folder / f"out{ranks}.csv"
     listing.write_text("".join(f"{s}\n" for s in smiles))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COURSE_UTILS_XTB_THREADS": "1"}
     proc = subprocess.Popen([MPIEXEC, "-n", str(ranks), sys.executable, "-m",
-                             "course_utils.campaign.mpi_cheap", "--input", str(listing),
+                             "course_utils.mpi_cheap", "--input", str(listing),
                              "--out", str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

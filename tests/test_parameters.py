@@ -81,3 +81,12 @@ def test_values_no_campaign_can_use_are_one_line(values, words):
                                     {"engine": "auto"}, {"model": "gp:mean=training"}])
 def test_the_edges_of_what_is_allowed_still_validate(values):
     CampaignParameters(**values).validate()
+
+
+@pytest.mark.parametrize(("model", "least"), [("knn", 4), ("knn:k=6", 6), ("gp", 2), ("rf", 2)])
+def test_the_initial_batch_must_reach_what_the_model_needs(model, least):
+    """The model says its own minimum (``min_training``); the campaign knows nothing of KNN."""
+    CampaignParameters(model=model, initial_training_count=least, max_training_count=20).validate()
+    with pytest.raises(CampaignParameterError, match=f"must be at least {least}: the model"):
+        CampaignParameters(model=model, initial_training_count=least - 1,
+                           max_training_count=20).validate()

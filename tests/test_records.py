@@ -23,6 +23,7 @@ from course_utils.records import (
     ResumeMismatchError,
     acquire_run_lock,
 )
+from course_utils.records import lock as run_lock
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {"seed": 1, "batch_size": 2, "max_training_count": 8}
@@ -194,6 +195,66 @@ def test_readers_skip_rows_that_do_not_parse_and_list_them(tmp_path):
     assert its["iteration"].tolist() == [1]
     assert its.attrs["rejected"] == [(3, "iteration 'two' is not a number")]
     assert (tmp_path / rec.SIMULATIONS_FILE).read_bytes() == before  # reading changes nothing
+
+
+# --- one append-only ledger for every record file of a run -----------------------------------
+def _fsynced(monkeypatch) -> list[str]:
+    """The names of the files fsynced from now on."""
+    names: list[str] = []
+    real = os.fsync
+
+    def spy(fd):
+        names.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return names
+
+
+def _write_one_row_each(tmp_path: Path, ledger: rec.Ledger, n: int) -> None:
+    from course_utils.campaign.batch_plan import BatchPlan
+    from course_utils.campaign.lineage import ModelRegistry
+    from course_utils.campaign.trust import TrustLedger
+
+    plan, models = BatchPlan.open(tmp_path, ledger), ModelRegistry.open(tmp_path, ledger)
+    checks = TrustLedger.open(tmp_path, 0.2, 2, 2, ledger)
+    assert plan.ledger is models.ledger is checks.ledger is ledger
+    smiles = ["O", "N", "C"][n]
+    plan.add(1, [smiles])
+    models.save({"a stand-in model": n}, {"data_version": n})
+    checks.record([{"iteration": n, "smiles": smiles, "cheap_status": "ok", "trusted": False}], [])
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names fds through /proc")
+def test_one_ledger_and_one_durable_flag_for_every_record_file(tmp_path, monkeypatch):
+    recorder = CampaignRecorder.open(tmp_path)
+    fsynced = _fsynced(monkeypatch)
+    recorder.ledger.durable = False  # a replay: recomputed in milliseconds
+    _write_one_row_each(tmp_path, recorder.ledger, 0)
+    recorder.add_simulation(_sim("O", 18.293, 1.0))
+    assert fsynced == []
+    recorder.ledger.durable = True  # a real run: each row on disk before the run goes on
+    _write_one_row_each(tmp_path, recorder.ledger, 1)
+    recorder.add_simulation(_sim("N", 14.0, 2.0))
+    assert sorted(fsynced) == ["batches.csv", "checks.csv", "lineage.csv", "simulations.csv"]
+    with pytest.raises(ValueError, match="cannot record into"):
+        _write_one_row_each(tmp_path / "elsewhere", recorder.ledger, 2)
+
+
+def test_each_record_file_declares_its_rules_with_its_owner():
+    from course_utils.campaign import batch_plan, lineage, trust
+
+    owned = {rec.SIMULATIONS_FILE: rec.SIMULATIONS, rec.ITERATIONS_FILE: rec.ITERATIONS,
+             lineage.LINEAGE_FILE: lineage.LINEAGE, trust.CHECKS_FILE: trust.CHECKS,
+             batch_plan.PLAN_FILE: batch_plan.PLAN}
+    for name, file in owned.items():
+        assert file.name == name and rec.ROW_RULES[name] == file.rules
+    source = "".join(p.read_text() for p in (REPO / "course_utils" / "records").glob("*.py"))
+    assert all(f'"{name}"' not in source for name in ("lineage.csv", "checks.csv", "batches.csv"))
+    with pytest.raises(ValueError, match="declared twice"):
+        rec.RecordFile(lineage.LINEAGE_FILE, lineage.LINEAGE_FIELDS, {"version": "text"})
+    assert rec.row_problem(lineage.LINEAGE_FILE, {"version": "x", "data_version": "1"}) == (
+        "version 'x' is not a number")
 
 
 # --- strict JSON -----------------------------------------------------------------------------
@@ -402,14 +463,14 @@ def test_same_process_may_take_its_lock_again_and_others_after_release(tmp_path,
 
 def test_a_lost_handle_of_this_process_does_not_lock_it_out(tmp_path):
     first = acquire_run_lock(tmp_path)
-    rec._HELD.clear()  # what importlib.reload(records) in a notebook leaves behind
+    run_lock._HELD.clear()  # what importlib.reload(records) in a notebook leaves behind
     try:
         second = acquire_run_lock(tmp_path)
         assert second.held
         second.release()
     finally:
         first.release()
-    assert first.fd is None and not rec._HELD
+    assert first.fd is None and not run_lock._HELD
 
 
 def _no_flock(fd, operation):
@@ -418,7 +479,7 @@ def _no_flock(fd, operation):
 
 def test_without_flock_a_live_pid_on_this_host_still_blocks(holder, monkeypatch):
     proc, out = holder
-    monkeypatch.setattr(rec.fcntl, "flock", _no_flock)
+    monkeypatch.setattr(run_lock.fcntl, "flock", _no_flock)
     with pytest.raises(FolderInUseError, match=f"PID {proc.pid}"):
         acquire_run_lock(out)
     proc.kill()

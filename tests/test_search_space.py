@@ -341,13 +341,13 @@ def test_truth_qm9_n_is_a_fixed_covered_prefix_of_the_build_order():
 
 def test_truth_qm9_n_beyond_what_a_partial_table_covers_is_refused(monkeypatch):
     """While a table is built, N may only reach the first molecule of the order it lacks."""
-    from course_utils import search_space
+    from course_utils.ground_truth import shipped
     from course_utils.ground_truth import table as gt
 
     table = gt.shipped_table("qm9")
     lacking = gt.build_order(load_search_space("qm9")["smiles"].tolist())[10]
     partial = table[table["smiles"] != lacking]
-    monkeypatch.setattr(search_space, "shipped_table", lambda space: partial)
+    monkeypatch.setattr(shipped, "shipped_table", lambda space: partial)
     assert len(load_search_space("truth:qm9:10")) == 10
     with pytest.raises(SearchSpaceError, match="covers only the first 10 molecules"):
         load_search_space("truth:qm9:11")
@@ -365,3 +365,20 @@ def test_coverage_counts_only_the_molecules_of_the_space(tmp_path: Path, space, 
     assert coverage == f"ground truth {said} molecules"
     _, clamped = replay_table(str(tmp_path / "space.csv"), str(table), 2)  # no space given
     assert clamped == "ground truth covers 2 of 2 molecules"
+
+
+def test_truth_spaces_are_read_by_the_ground_truth_not_the_search_space():
+    """search_space (ground floor) reads ``truth:`` spaces through a hook ground_truth.shipped
+    fills on import; alone it says which module to import, in one line."""
+    import subprocess
+    import sys
+
+    code = ("from course_utils.search_space import load_search_space, SearchSpaceError\n"
+            "try:\n    load_search_space('truth:qm9:5')\n"
+            "except SearchSpaceError as err:\n    print(err)\n"
+            "import course_utils.ground_truth.shipped\n"
+            "print(len(load_search_space('truth:qm9:5')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [
+        "'truth:qm9:5': truth: spaces are read by course_utils.ground_truth.shipped; import it first",
+        "5"]

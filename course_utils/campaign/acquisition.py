@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from course_utils.campaign.parts import RankingContext, Registry
+from course_utils.campaign.parts import RankingContext
+from course_utils.registry import Registry
 
 
 class AcquisitionError(ValueError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from course_utils.campaign.parts import Registry
+from course_utils.registry import Registry
 
 
 class ArrivalError(ValueError):

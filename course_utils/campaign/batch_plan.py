@@ -7,7 +7,7 @@ predicted IE (eV), ``planned`` (the batch's first picks, written together) or
 ``replacement`` (a pick taken later because a simulation of the batch failed), and the model's
 predicted std of the IE (eV; empty in folders of older kits).
 
-Rows that do not parse (``records.ROW_RULES["batches.csv"]``) are moved to
+Rows that do not parse (the rules of :data:`PLAN`) are moved to
 ``batches.rejected.csv`` when a run opens the folder, with a note naming the file and line, so
 one garbage row never stops a resume; the batch it belonged to is completed from the rest.
 
@@ -29,20 +29,25 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.records import append_row, read_records, tidy_records
+from course_utils.records.ledger import Ledger, RecordFile
 
 PLAN_FILE = "batches.csv"
 PLAN_FIELDS = ["batch", "order", "smiles", "model_version", "predicted_ie", "kind",
                "predicted_std"]  # added later: new columns go at the end
 PLANNED = "planned"
 REPLACEMENT = "replacement"
+#: batches.csv: its columns, what they must hold (a row that does not is set aside), how it is read.
+PLAN = RecordFile(
+    PLAN_FILE, PLAN_FIELDS,
+    {"batch": "int", "order": "int", "smiles": "smiles", "model_version": "int?",
+     "predicted_ie": "float?", "kind": f"{PLANNED}|{REPLACEMENT}", "predicted_std": "float?"},
+    {"keep_default_na": False, "na_values": [""], "dtype": {"smiles": str, "kind": str}})
 
 
 def read_plan(run_dir: str | os.PathLike) -> pd.DataFrame:
     """The rows of batches.csv of a run folder that parse (an empty frame with its columns if
     there is none); rows that do not are in ``frame.attrs["rejected"]``."""
-    return read_records(Path(run_dir) / PLAN_FILE, PLAN_FIELDS, keep_default_na=False,
-                        na_values=[""], dtype={"smiles": str, "kind": str})
+    return PLAN.read(run_dir)
 
 
 @dataclass
@@ -50,20 +55,21 @@ class BatchPlan:
     """The planned batches of one run folder, appended to as batches are planned."""
 
     run_dir: Path
+    #: Appends the rows (the run's ledger: one ``durable`` flag for all its records).
+    ledger: Ledger
     rows: list[dict] = field(default_factory=list)
-    #: fsync each row; a replay (recomputed in milliseconds) skips it.
-    durable: bool = True
     #: Each batch's molecules and model version, looked up once per batch and per replacement.
     _smiles: dict[int, list[str]] = field(default_factory=dict, repr=False)
     _version: dict[int, int | None] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike) -> BatchPlan:
+    def open(cls, run_dir: str | os.PathLike, ledger: Ledger | None = None) -> BatchPlan:
         """Read the plan a previous session left: a torn last row (a killed writer) is cut
         off and rows that do not parse are set aside, each with a note (call it holding the
-        folder's lock: it rewrites the file)."""
-        plan = cls(Path(run_dir))
-        for note in tidy_records(plan.run_dir / PLAN_FILE, PLAN_FIELDS):
+        folder's lock: it rewrites the file). New rows go through ``ledger`` (the run's, else
+        this folder's own)."""
+        plan = cls(Path(run_dir), Ledger.of(run_dir, ledger))
+        for note in plan.ledger.tidy(PLAN):
             print(f"note: {note}", file=sys.stderr)
         for row in read_plan(run_dir).to_dict("records"):
             plan._keep(row)
@@ -96,7 +102,7 @@ class BatchPlan:
             row = {"batch": batch, "order": order, "smiles": s, "model_version": model_version,
                    "predicted_ie": predicted.get(s, math.nan) if predicted is not None else None,
                    "kind": kind, "predicted_std": _std_of(predicted, s)}
-            append_row(self.run_dir / PLAN_FILE, PLAN_FIELDS, row, self.durable)
+            self.ledger.append(PLAN, row)
             self._keep(row)
             added.append(row)
             order += 1

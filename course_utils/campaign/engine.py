@@ -1,6 +1,6 @@
 """The active-learning campaign: the model picks molecules, Parsl simulates them, it retrains.
 
-Same steps as notebook 3: a seeded random initial batch; then train the KNN model on every
+Same steps as notebook 3: a seeded random initial batch; then train the model (KNN by default) on every
 successful simulation, score the whole search space, pick the best molecules never run before,
 simulate them; until ``max_training_count`` simulations have succeeded. Failed simulations are
 recorded with their error and replaced by new molecules, never by ones already tried.
@@ -59,7 +59,6 @@ from course_utils.campaign.outputs import (
 from course_utils.campaign.parameters import (
     ACQUISITIONS,
     MODES,
-    N_NEIGHBORS,
     RESUME_KEYS,
     CampaignParameterError,
     CampaignParameters,
@@ -166,12 +165,11 @@ class Campaign:
                 p.simulator, engine=p.engine, walltime=p.simulation_walltime,
                 workers=self.workers, space=self.space, space_name=str(p.search_space),
                 ground_truth=p.ground_truth)
-            self.recorder.durable = self.simulator.needs_parsl
+            ledger = self.recorder.ledger  # appends every record file of the run, one flag:
+            ledger.durable = self.simulator.needs_parsl  # a replay (ms a row) skips the fsync
             self.engine = self.simulator.engine
-            self.models = ModelRegistry.open(self.out_dir)  # versions go on after the last one
-            self.models.durable = self.recorder.durable
-            self.plan = BatchPlan.open(self.out_dir)  # what each batch simulates (batch mode)
-            self.plan.durable = self.recorder.durable
+            self.models = ModelRegistry.open(self.out_dir, ledger)  # versions go on after the last one
+            self.plan = BatchPlan.open(self.out_dir, ledger)  # what each batch simulates (batch mode)
         except BaseException:
             self.release_lock()  # a campaign that cannot start must not keep the folder
             raise
@@ -182,9 +180,8 @@ class Campaign:
         self.stop_rule = parse_stop_rule(p.stop)  # when the search is done
         self.arrival = parse_arrival(p.arrival)
         self.trust = (None if p.trust_tol is None else
-                      TrustLedger.open(self.out_dir, p.trust_tol, p.trust_streak, p.trust_ranks))
-        if self.trust is not None:
-            self.trust.durable = self.recorder.durable
+                      TrustLedger.open(self.out_dir, p.trust_tol, p.trust_streak, p.trust_ranks,
+                                       self.recorder.ledger))
         self.split = ValidationSplit(p.valid_fraction, p.seed)
         self.keeper = ModelKeeper(
             self.model, self.simulator, self.models, space=self.space,
@@ -605,7 +602,8 @@ class Campaign:
                           "molecules)")
             rows = self.simulate_batch(0, self.initial_candidates(n_ok=0),
                                        p.initial_training_count)
-        while len(self.training_data()) < N_NEIGHBORS and self.n_ok < p.max_training_count:
+        while (len(self.training_data()) < self.model.min_training
+               and self.n_ok < p.max_training_count):
             known = len(self._batch_rows(0))
             ok = sum(r["status"] == rec.STATUS_OK for r in self._batch_rows(0))
             rows = self.simulate_batch(0, self.initial_candidates(), ok + 1)

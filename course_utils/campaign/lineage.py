@@ -33,14 +33,9 @@ from typing import Any
 import pandas as pd
 
 from course_utils.ml.registry import as_model
-from course_utils.records import (
-    STATUS_FAILED,
-    STATUS_TIMEOUT,
-    append_row,
-    atomic_write_json,
-    read_records,
-    tidy_records,
-)
+from course_utils.records.jsonfiles import atomic_write_json
+from course_utils.records.ledger import Ledger, RecordFile
+from course_utils.records.rows import STATUS_FAILED, STATUS_TIMEOUT
 from course_utils.resilience import error_message
 
 MODELS_DIR = "models"
@@ -50,6 +45,15 @@ LINEAGE_FIELDS = [
     "valid_mae_ev", "valid_r2", "failed_since_previous", "train_time_s", "model_file",
     "valid_within_1sd", "valid_within_2sd",  # added later: new columns go at the end
 ]
+#: lineage.csv: its columns, what they must hold (a row that does not is set aside), how it is read.
+LINEAGE = RecordFile(
+    LINEAGE_FILE, LINEAGE_FIELDS,
+    {"version": "int", "data_version": "int",  # what a resume reads back
+     "train_size": "int?", "valid_size": "int?",
+     "valid_mae_ev": "float?", "valid_r2": "float?", "failed_since_previous": "int?",
+     "train_time_s": "float?", "model_file": "text?", "valid_within_1sd": "float?",
+     "valid_within_2sd": "float?"},
+    {"keep_default_na": False, "na_values": [""], "dtype": {"trigger": str}})
 _NAME = re.compile(r"^v(\d{4,})\.(joblib|json)$")
 
 
@@ -80,8 +84,7 @@ def _sha256(path: Path) -> str:
 
 def read_lineage(run_dir: str | os.PathLike) -> pd.DataFrame:
     """lineage.csv of a run folder (an empty frame with its columns if there is none)."""
-    return read_records(Path(run_dir) / LINEAGE_FILE, LINEAGE_FIELDS, keep_default_na=False,
-                        na_values=[""], dtype={"trigger": str})
+    return LINEAGE.read(run_dir)
 
 
 @dataclass
@@ -89,11 +92,11 @@ class ModelRegistry:
     """The model versions of one run folder."""
 
     run_dir: Path
+    #: Appends the lineage rows (the run's ledger: one ``durable`` flag for all its records).
+    ledger: Ledger
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     next_version: int = 1
-    #: fsync each lineage row; a replay (recomputed in milliseconds) skips it.
-    durable: bool = True
 
     @property
     def models_dir(self) -> Path:
@@ -104,9 +107,10 @@ class ModelRegistry:
         return self.rows[-1] if self.rows else None
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike) -> ModelRegistry:
-        """Read the versions a previous session left, repairing what a crash can leave."""
-        registry = cls(Path(run_dir))
+    def open(cls, run_dir: str | os.PathLike, ledger: Ledger | None = None) -> ModelRegistry:
+        """Read the versions a previous session left, repairing what a crash can leave;
+        rows are appended through ``ledger`` (the run's, else one of this folder's own)."""
+        registry = cls(Path(run_dir), Ledger.of(run_dir, ledger))
         registry._reconcile()
         for note in registry.notes:
             print(f"note: {note}", file=sys.stderr)
@@ -114,7 +118,7 @@ class ModelRegistry:
 
     def _reconcile(self) -> None:
         # A torn or garbage row (a kill mid-append) must not block the resume: cut or set aside.
-        self.notes += tidy_records(self.run_dir / LINEAGE_FILE, LINEAGE_FIELDS)
+        self.notes += self.ledger.tidy(LINEAGE)
         files: dict[int, set[str]] = {}
         if self.models_dir.is_dir():
             for path in self.models_dir.iterdir():
@@ -156,7 +160,7 @@ class ModelRegistry:
         return True
 
     def _append(self, row: Mapping[str, Any]) -> None:
-        append_row(self.run_dir / LINEAGE_FILE, LINEAGE_FIELDS, row, self.durable)
+        self.ledger.append(LINEAGE, row)
 
     def save(self, model: Any, meta: Mapping[str, Any]) -> dict:
         """Save the next version: model file, then its JSON, then its lineage row."""

@@ -21,7 +21,6 @@ from course_utils.ml.registry import MODEL_REGISTRY, ModelError, parse_model
 
 ACQUISITIONS = ACQUISITION_REGISTRY.names
 MODES = ("batch", "streaming")
-N_NEIGHBORS = 4
 #: Seeds go to numpy, to the models' random_state (scikit-learn takes 0 to 2**32 - 1) and into
 #: results.json, whose readers may hold integers as doubles: one range for all of them.
 MAX_SEED = 2**32 - 1
@@ -199,9 +198,6 @@ class CampaignParameters:
         if self.engine is not None and (not isinstance(self.engine, str) or self.engine.strip()
                                         .lower() not in ENGINE_NAMES):
             fail(f"engine {self.engine!r} is unknown; choose one of {', '.join(ENGINE_NAMES)}")
-        if self.initial_training_count < N_NEIGHBORS:
-            fail(f"initial_training_count ({self.initial_training_count}) must be at least "
-                 f"{N_NEIGHBORS}: the model averages {N_NEIGHBORS} nearest neighbours")
         if self.initial_training_count >= self.max_training_count:
             fail(f"initial_training_count ({self.initial_training_count}) must be smaller than "
                  f"max_training_count ({self.max_training_count}), or no model-guided "
@@ -243,12 +239,18 @@ class CampaignParameters:
             fail(f"retrain_after ({self.retrain_after}) and retrain ({self.retrain!r}) both say "
                  "when to retrain; use retrain='count:N' alone")
         for name, parse, error in (("retrain", lambda t: parse_retrain_policy(t), RetrainPolicyError),
-                                   ("arrival", parse_arrival, ArrivalError),
-                                   ("model", parse_model, ModelError)):
+                                   ("arrival", parse_arrival, ArrivalError)):
             try:
                 parse(getattr(self, name))
             except error as err:
                 fail(str(err))
+        try:
+            least = parse_model(self.model).min_training
+        except ModelError as err:
+            fail(str(err))
+        if self.initial_training_count < least:  # the model says what it needs to learn at all
+            fail(f"initial_training_count ({self.initial_training_count}) must be at least "
+                 f"{least}: the model {self.model!r} needs {least} training molecules")
         if not isinstance(self.stop, str):
             fail(f"stop must be a string such as 'budget' or 'converged:window=3,delta=0.01', "
                  f"got {self.stop!r}")

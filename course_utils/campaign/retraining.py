@@ -24,8 +24,8 @@ import hashlib
 import math
 from dataclasses import dataclass, replace
 
-from course_utils.campaign.parts import Registry
 from course_utils.ml.calibration import calibration
+from course_utils.registry import Registry
 
 
 class RetrainPolicyError(ValueError):

@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from course_utils.campaign.mpi_cheap import evaluate_share, gather_frame, write_atomic
-from course_utils.campaign.parts import Registry, Simulator
+from course_utils.campaign.parts import Simulator
 from course_utils.chemistry import resolve_engine
 from course_utils.ground_truth.shipped import load_ground_truth, truth_of_space
 from course_utils.ground_truth.table import (
@@ -36,6 +35,8 @@ from course_utils.ground_truth.table import (
     table_name,
 )
 from course_utils.ml.contract import Model, ScoresWholeSpace, SpaceScorer, prediction_table
+from course_utils.mpi_cheap import evaluate_share, gather_frame, write_atomic
+from course_utils.registry import Registry
 
 
 class ReplayMissingError(LookupError):

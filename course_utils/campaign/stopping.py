@@ -29,26 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.campaign.parts import Registry
-from course_utils.records import running_best
+from course_utils.records.summary import running_best
+from course_utils.registry import Registry
+from course_utils.status import STOPPED_EARLY as STOPPED_EARLY  # re-exported: status names' home
+from course_utils.status import is_finished_status as is_finished_status  # as above
+from course_utils.status import stopped_early_status as stopped_early_status  # as above
 
 RULES = ("budget", "converged", "predicted")
 SPELLINGS = ("budget", "converged:window=W,delta=D[,top=K]", "predicted:delta=D[,min_points=M]")
-#: Status of a run a rule ended: finished, not an error (``stopped early (converged)``).
-STOPPED_EARLY = "stopped early"
 
 
 class StopRuleError(ValueError):
     """A stop rule that cannot be read; the message is one line naming the bad part."""
-
-
-def stopped_early_status(rule: str) -> str:
-    return f"{STOPPED_EARLY} ({rule})"
-
-
-def is_finished_status(status: Any) -> bool:
-    """A finished run: it met its budget (``complete``) or a stop rule ended it."""
-    return isinstance(status, str) and (status == "complete" or status.startswith(STOPPED_EARLY))
 
 
 # --- what a rule sees and what it says ---------------------------------------------------------

@@ -1,7 +1,7 @@
 """The trust-check part: a cheap calculation beside the model decides where the full one is needed.
 
 For each batch of picks the campaign runs two futures at the same time: the model's prediction
-of the picks and the cheap fidelity of the picks (one MPI task, :mod:`course_utils.campaign.mpi_cheap`).
+of the picks and the cheap fidelity of the picks (one MPI task, :mod:`course_utils.mpi_cheap`).
 A pick whose two values agree within ``trust_tol`` eV is *trusted*: the model's value is
 accepted and no full simulation runs for it. The others get the full simulation, which also
 trains the next model. After ``trust_streak`` consecutive batches in which every pick was
@@ -23,13 +23,22 @@ from typing import Any
 
 import pandas as pd
 
-from course_utils.records import append_row, read_records, tidy_records
+from course_utils.records.ledger import Ledger, RecordFile
 
 CHECKS_FILE = "checks.csv"
 CHECK_FIELDS = [
     "iteration", "smiles", "model_ie", "model_spread", "cheap_ie", "cheap_status", "cheap_error",
     "difference_ev", "trusted", "full_ie", "full_status", "cheap_seconds", "model_version",
 ]
+#: checks.csv: its columns, what they must hold (a row that does not is set aside), how it is read.
+CHECKS = RecordFile(
+    CHECKS_FILE, CHECK_FIELDS,
+    {"iteration": "int", "smiles": "smiles", "model_ie": "float?", "model_spread": "float?",
+     "cheap_ie": "ie?", "cheap_status": "text", "difference_ev": "float?",
+     "trusted": "bool", "full_ie": "ie?", "full_status": "status?",
+     "cheap_seconds": "float?", "model_version": "int?"},
+    {"keep_default_na": False, "na_values": [""],
+     "dtype": {"smiles": str, "cheap_error": str, "cheap_status": str, "full_status": str}})
 #: Status of a run the trust streak ended (finished, like a stop rule's).
 TRUST_RULE = "trust"
 
@@ -42,9 +51,7 @@ def is_trusted(model_ie: float, cheap_ie: float, tol: float) -> bool:
 
 
 def read_checks(run_dir: str | os.PathLike) -> pd.DataFrame:
-    return read_records(Path(run_dir) / CHECKS_FILE, CHECK_FIELDS, keep_default_na=False,
-                        na_values=[""], dtype={"smiles": str, "cheap_error": str,
-                                               "cheap_status": str, "full_status": str})
+    return CHECKS.read(run_dir)
 
 
 def trailing_streak(checks: Sequence[Mapping[str, Any]]) -> int:
@@ -74,22 +81,24 @@ class TrustLedger:
     tol: float
     streak_needed: int
     ranks: int
+    #: Appends the checks (the run's ledger: one ``durable`` flag for all its records).
+    ledger: Ledger
     rows: list[dict] = field(default_factory=list)
     #: Picks the model's value was accepted for: tried, never simulated in full. Kept with
     #: ``rows`` (the campaign asks for it on every candidate it considers).
     trusted_smiles: set[str] = field(default_factory=set)
-    #: fsync each check; a replay (recomputed in seconds) skips it.
-    durable: bool = True
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike, tol: float, streak: int, ranks: int
-             ) -> TrustLedger:
-        ledger = cls(Path(run_dir), tol, streak, ranks)
-        for note in tidy_records(ledger.run_dir / CHECKS_FILE, CHECK_FIELDS):
+    def open(cls, run_dir: str | os.PathLike, tol: float, streak: int, ranks: int,
+             ledger: Ledger | None = None) -> TrustLedger:
+        """The checks a previous session left (torn or bad rows cut or set aside, with a
+        note); new ones are appended through ``ledger`` (the run's, else this folder's own)."""
+        checks = cls(Path(run_dir), tol, streak, ranks, Ledger.of(run_dir, ledger))
+        for note in checks.ledger.tidy(CHECKS):
             print(f"note: {note}", file=sys.stderr)
-        ledger.rows = read_checks(run_dir).to_dict("records")
-        ledger.trusted_smiles = {r["smiles"] for r in ledger.rows if truthy(r["trusted"])}
-        return ledger
+        checks.rows = read_checks(run_dir).to_dict("records")
+        checks.trusted_smiles = {r["smiles"] for r in checks.rows if truthy(r["trusted"])}
+        return checks
 
     @property
     def streak(self) -> int:
@@ -126,7 +135,7 @@ class TrustLedger:
             if done is not None:
                 row["full_ie"] = float(done["ie"]) if done["status"] == "ok" else math.nan
                 row["full_status"] = done["status"]
-            append_row(self.run_dir / CHECKS_FILE, CHECK_FIELDS, row, self.durable)
+            self.ledger.append(CHECKS, row)
             self.rows.append(row)
             if row["trusted"]:
                 self.trusted_smiles.add(row["smiles"])

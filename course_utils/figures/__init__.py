@@ -1,7 +1,8 @@
 """Every figure of a run, drawn from its records in one style (``style``).
 
-``campaign``: the campaign figure, utilization, model error, IE distribution, the leaderboard,
-and ``make_figures`` (``python -m course_utils figures``) to regenerate them from run folders.
+``campaign``: the campaign figure, utilization, model error, IE distribution; ``models``: the
+models' learning curves and calibration; ``command``: ``make_figures`` (``python -m course_utils
+figures``), which regenerates them and the grader's leaderboard from run folders.
 """
 
 from course_utils import lazy_exports
@@ -9,5 +10,5 @@ from course_utils import lazy_exports
 __all__ = ["make_figures", "plot_campaign", "plot_utilization"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "make_figures": "campaign", "plot_campaign": "campaign", "plot_utilization": "campaign",
+    "make_figures": "command", "plot_campaign": "campaign", "plot_utilization": "campaign",
 })

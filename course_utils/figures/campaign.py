@@ -4,7 +4,8 @@
 ``DIR/<run-label>/`` ``campaign.png``, ``model_error.png``, ``utilization.png`` and
 ``ie_distribution.png``, and for the set of runs ``DIR/leaderboard.png``. A figure that the
 records cannot support (no model error recorded, no ground-truth table, no ranked run) is
-skipped with a one-line note instead of being drawn empty.
+skipped with a one-line note instead of being drawn empty. The command, which also draws the
+grader's leaderboard, is :mod:`course_utils.figures.command`.
 
 The same records give byte-identical PNGs (:mod:`course_utils.figures.style`: the Agg backend,
 a fixed font and dpi, no ``Software`` or date text chunk) and titles hold no timestamps or
@@ -17,7 +18,7 @@ and the leaderboard's best line then change with it.)
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -27,12 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from course_utils import grading
 from course_utils import records as rec
 from course_utils.figures import style as figure_style
 from course_utils.ground_truth.shipped import load_ground_truth
 from course_utils.ground_truth.table import GroundTruthError, read_table
-from course_utils.resilience import fail
 
 CAMPAIGN_PNG = "campaign.png"
 MODEL_ERROR_PNG = "model_error.png"
@@ -432,90 +431,3 @@ def plot_campaign_copy(run_dir: Path, path: Path) -> Path | None:
     if not (sims["status"] == rec.STATUS_OK).any():
         return None
     return plot_campaign(run_dir, filename=Path(path).resolve())
-
-
-# --- the leaderboard ---------------------------------------------------------------------
-def plot_leaderboard_of(run_dirs: Sequence[Path], labels: Sequence[str], path: Path,
-                        truth: pd.DataFrame | None) -> tuple[Path | None, list[str]]:
-    """The grader's leaderboard figure (verify=False) of the runs; None if nothing ranks."""
-    subs = [grading.Submission(label=label, run_dir=run_dir)
-            for run_dir, label in zip(run_dirs, labels, strict=True)]
-    for sub in subs:
-        grading.check_submission(sub, verify=False, truth=truth)
-    board = grading.leaderboard(subs)
-    not_ranked = [f"{s.label} not ranked: {s.problem}" for s in subs if not s.ranked]
-    if board.empty:
-        return None, not_ranked
-    return grading.plot_leaderboard(subs, board, path, truth=truth), not_ranked
-
-
-# --- everything --------------------------------------------------------------------------
-def check_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """The paths as run folders; :class:`FiguresError` (one line) for the first that is not."""
-    run_dirs = []
-    for given in paths:
-        path = Path(given)
-        if not path.exists():
-            raise FiguresError(f"{given}: no such file or folder")
-        if not rec.is_run_folder(path):
-            raise FiguresError(f"{given}: not a run folder (no {rec.SIMULATIONS_FILE})")
-        if not (path / rec.SIMULATIONS_FILE).is_file():
-            raise FiguresError(f"{given}: no simulations to draw yet (no {rec.SIMULATIONS_FILE})")
-        run_dirs.append(path)
-    if not run_dirs:
-        raise FiguresError("no run folder given")
-    return run_dirs
-
-
-def make_figures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
-                 truth: str | os.PathLike | pd.DataFrame | None = "qm9") -> FiguresReport:
-    """Regenerate every figure of the runs in ``paths`` into ``out_dir`` from their records.
-
-    ``truth``: the ground-truth table for the IE distribution and the leaderboard's best line
-    (a frame, a table file, or a shipped space's name; None for none).
-    Raises :class:`FiguresError` before writing anything if a path is not a run folder.
-    """
-    run_dirs = check_run_dirs(paths)
-    out = Path(out_dir)
-    table = load_truth(truth)
-    labels = run_labels(run_dirs)
-    report = FiguresReport(out)
-    if table is None:
-        report.notes.append("no ground-truth table: IE distributions skipped")
-    for run_dir, label in zip(run_dirs, labels, strict=True):
-        folder = out / label
-        folder.mkdir(parents=True, exist_ok=True)
-        written = report.written.setdefault(label, [])
-        drawn = plot_campaign_copy(run_dir, folder / CAMPAIGN_PNG)
-        if drawn:
-            written.append(drawn)
-        else:
-            report.notes.append(f"{label}: no successful simulation, campaign plot skipped")
-        drawn = plot_model_error(run_dir, folder / MODEL_ERROR_PNG)
-        if drawn:
-            written.append(drawn)
-        else:
-            report.notes.append(f"{label}: no model error recorded, model_error.png skipped")
-        written.append(plot_utilization(run_dir, folder / UTILIZATION_PNG))
-        drawn = plot_ie_distribution(run_dir, folder / IE_DISTRIBUTION_PNG, table)
-        if drawn:
-            written.append(drawn)
-    board, not_ranked = plot_leaderboard_of(run_dirs, labels, out / LEADERBOARD_PNG, table)
-    if board:
-        report.written["leaderboard"] = [board]
-        report.notes += [note[:300] for note in not_ranked]
-    else:
-        reasons = "; ".join(not_ranked)
-        report.notes.append(f"leaderboard skipped: no run ranks ({reasons})"[:400])
-    return report
-
-
-def figures_main(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                 truth: str | os.PathLike | None = "qm9") -> int:
-    """CLI entry: write the figures and print where; 2 with one line if a path is not a run."""
-    try:
-        report = make_figures(paths, out_dir, truth=truth)
-    except (FiguresError, ValueError, OSError) as err:
-        return fail(err)
-    print(report.format())
-    return 0

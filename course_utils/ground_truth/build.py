@@ -33,14 +33,11 @@ from course_utils.ground_truth.table import (
     packaged_table_path,
     read_table,
 )
-from course_utils.records import (
-    acquire_run_lock,
-    dumps_json,
-    environment_info,
-    possible_ie,
-    repair_tail,
-    set_aside,
-)
+from course_utils.records.jsonfiles import dumps_json
+from course_utils.records.ledger import repair_tail, set_aside
+from course_utils.records.lock import acquire_run_lock
+from course_utils.records.rows import possible_ie
+from course_utils.records.summary import environment_info
 from course_utils.resilience import is_timeout, one_line
 from course_utils.search_space import load_search_space
 

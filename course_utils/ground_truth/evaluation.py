@@ -24,7 +24,8 @@ import pandas as pd
 
 from course_utils.ground_truth.shipped import load_ground_truth
 from course_utils.ground_truth.table import LOST, Coverage, GroundTruthError, derived
-from course_utils.records import PARAMETERS_FILE, RESULTS_FILE, load_json_object, read_simulations
+from course_utils.records.jsonfiles import load_json_object
+from course_utils.records.recorder import PARAMETERS_FILE, RESULTS_FILE, read_simulations
 
 DEFAULT_KS = (1, 10, 100)
 MAX_MISSING_EXAMPLES = 5

@@ -26,7 +26,7 @@ from course_utils.ground_truth.table import (
     packaged_table_path,
     read_table,
 )
-from course_utils.records import dumps_json
+from course_utils.records.jsonfiles import dumps_json
 from course_utils.search_space import load_search_space
 
 if TYPE_CHECKING:

@@ -107,7 +107,8 @@ def _parsed_rows(path: Path, source: Path | io.BytesIO) -> tuple[io.BytesIO, lis
     import sys
 
     # deferred: records imports search_space, which imports this module
-    from course_utils.records import check_rows, rejected_path
+    from course_utils.records.ledger import rejected_path
+    from course_utils.records.rows import check_rows  # deferred: as the line above
 
     data = source.getvalue() if isinstance(source, io.BytesIO) else path.read_bytes()
     header = next(csv.reader(io.StringIO(data[:65536].decode("utf-8", "replace"))), [])

@@ -25,6 +25,8 @@ class Model(Protocol):
 
     #: Registry name, e.g. ``"knn"``.
     name: str
+    #: Fewest training molecules ``fit`` accepts: the campaign's initial batch reaches it.
+    min_training: int
 
     def fit(self, smiles: Sequence[str], ie: np.ndarray) -> Self:
         """Learn from ``smiles`` and their IEs; returns the model itself."""

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from course_utils.cache import default_cache_dir
 from course_utils.chemistry import InvalidSmilesError
 
 __all__ = [
@@ -85,16 +86,6 @@ def invalid_smiles(smiles: object, position: int) -> InvalidSmilesError:
 
 
 # ----------------------------------------------------------------------------- caching
-
-
-def default_cache_dir() -> Path:
-    """Resolve the cache directory at call time so env changes (tests, notebooks) apply."""
-    env = os.environ.get("COURSE_UTILS_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "course_utils"
 
 
 def clear_memory_cache() -> None:

@@ -51,6 +51,7 @@ class ForestModel:
     """
 
     name = "rf"
+    min_training = 2  # a mean and a spread need two molecules
 
     def __init__(self, n_trees: int = DEFAULTS["n_trees"],
                  max_features: float = DEFAULTS["max_features"],
@@ -80,7 +81,7 @@ class ForestModel:
     def fit(self, smiles: Sequence[str], ie: np.ndarray) -> Self:
         """Fit the forest, then keep only its flattened trees (small, fast to pickle)."""
         smiles = as_smiles_list(smiles)
-        y = check_training_data(self.name, smiles, ie, 2)
+        y = check_training_data(self.name, smiles, ie, self.min_training)
         features = dense_counts(count_fingerprints(smiles, radius=self.radius,
                                                    length=self.length), self.length)
         forest = RandomForestRegressor(

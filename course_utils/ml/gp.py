@@ -97,6 +97,7 @@ class TanimotoGP:
     """
 
     name = "gp"
+    min_training = 2  # a mean and a spread need two molecules
     #: :meth:`sample` draws ``N(mean, std)`` of :meth:`predict`: a caller holding the
     #: predictions (Thompson sampling over a scored search space) draws them without rescoring.
     marginal_samples = True
@@ -128,7 +129,7 @@ class TanimotoGP:
         from course_utils.ml.tanimoto import expand_counts, minmax_encoding, tanimoto_kernel
 
         smiles = as_smiles_list(smiles)
-        y = check_training_data(self.name, smiles, ie, 2)
+        y = check_training_data(self.name, smiles, ie, self.min_training)
         if self.kernel_name == "minmax":
             entries = count_fingerprints(smiles, radius=self.radius, length=self.length)
             self.encoding = minmax_encoding(entries, self.length)

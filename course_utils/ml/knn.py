@@ -184,6 +184,11 @@ class KNN:
         self.n_neighbors, self.radius, self.length = n_neighbors, radius, length
         self.fitted: KNNModel | None = None
 
+    @property
+    def min_training(self) -> int:
+        """Its prediction averages ``n_neighbors`` neighbours: it needs that many to learn."""
+        return self.n_neighbors
+
     @classmethod
     def from_fitted(cls, fitted: KNNModel) -> KNN:
         """The part around a bare fitted model (versions saved before model parts existed)."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from course_utils.campaign.parts import Registry
 from course_utils.ml.contract import Model
 from course_utils.ml.forest import DEFAULTS as FOREST_DEFAULTS
 from course_utils.ml.forest import ForestModel
 from course_utils.ml.gp import TanimotoGP
 from course_utils.ml.knn import KNN, KNNModel
+from course_utils.registry import Registry
 
 __all__ = ["MODELS", "MODEL_CHOICES", "MODEL_REGISTRY", "ModelError", "as_model", "make_model", "parse_model"]
 

@@ -42,9 +42,9 @@ from typing import Any
 import pandas as pd
 
 from course_utils import records as rec
-from course_utils.campaign.stopping import is_finished_status
 from course_utils.figures import style as figure_style
 from course_utils.resilience import error_message, fail
+from course_utils.status import is_finished_status
 from course_utils.studies.comparison import warm
 from course_utils.studies.sweep_file import SweepFileError, parse_value, read_sweep
 

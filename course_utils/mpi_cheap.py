@@ -1,6 +1,6 @@
 """Cheap-fidelity ionization energies of many molecules as one MPI program.
 
-    mpiexec -n 4 python -m course_utils.campaign.mpi_cheap --input smiles.txt --out result.csv
+    mpiexec -n 4 python -m course_utils.mpi_cheap --input smiles.txt --out result.csv
 
 One Parsl task (see :func:`course_utils.apps.cheap_mpi_app`) screens a whole list on many ranks,
 as an HPC code would, instead of one task per molecule. The input has one SMILES per line. Every
@@ -178,7 +178,7 @@ def run(input_file: str | os.PathLike, out: str | os.PathLike, engine: str | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.campaign.mpi_cheap",
+    parser = argparse.ArgumentParser(prog="python -m course_utils.mpi_cheap",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--input", required=True, help="text file, one SMILES per line")
     parser.add_argument("--out", required=True, help="result CSV (written by rank 0)")
