@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import pandas as pd
 import psutil
+import pytest
+
+from course_utils import records as rec
+from course_utils.search_space import sample_smiles
+
+#: A molecule xTB takes ~17 s on (QM9's take < 3 s): the one simulation still running late.
+SLOW = "C1CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC1"
+MOLECULES = ["O", "C", "CC", "OC", "N", SLOW]
 
 PARSL_MARKERS = ("process_worker_pool", "parsl_guard", "parsl: HTEX interchange", "interchange.py")
 
@@ -79,3 +91,30 @@ def run_processes(pid: int) -> dict[int, float]:
             found[proc.info["pid"]] = proc.info["create_time"]
             found.update(descendants(proc.info["pid"]))
     return found
+
+
+def start_slow_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """A real CLI run on 2 workers whose initial batch holds the slow molecule: once the four
+    others are done, it is the only simulation running."""
+    space = tmp_path / "space.csv"
+    pd.DataFrame({"smiles": MOLECULES}).to_csv(space, index=False)
+    seed = next(s for s in range(50) if SLOW in sample_smiles(MOLECULES, 5, seed=s))
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "course_utils", "run", "--initial-training-count", "5",
+         "--max-training-count", "6", "--batch-size", "1", "--workers", "2", "--quiet",
+         "--seed", str(seed), "--search-space", str(space), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        sims = rec.read_simulations(out) if (out / rec.SIMULATIONS_FILE).exists() else None
+        if sims is not None and (sims["status"] == "ok").sum() >= 4:
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended early: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("the first four simulations did not finish in 240 s")
+    assert SLOW not in set(rec.read_simulations(out)["smiles"])
+    return proc, out

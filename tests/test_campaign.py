@@ -304,27 +304,10 @@ def _kill_busy_workers(pid: int) -> int:
     return killed
 
 
-SLOW = "C1CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC1"  # ~17 s of xTB; QM9 molecules take < 3 s
-
-
 def test_worker_killed_mid_simulation_is_retried_not_failed(tmp_path):
-    space = tmp_path / "space.csv"
-    molecules = ["O", "C", "CC", "OC", "N", SLOW]
-    pd.DataFrame({"smiles": molecules}).to_csv(space, index=False)
-    # A seed whose initial random batch holds the slow molecule: it is running once 4 are done.
-    seed = next(s for s in range(50) if SLOW in sample_smiles(molecules, 5, seed=s))
-    out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "course_utils", "run", "--initial-training-count", "5",
-         "--max-training-count", "6", "--batch-size", "1", "--workers", "2", "--quiet",
-         "--seed", str(seed), "--search-space", str(space), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while time.time() < deadline:  # every molecule runs; the slow one is the last to finish
-        sims = rec.read_simulations(out) if (out / rec.SIMULATIONS_FILE).exists() else None
-        if sims is not None and (sims["status"] == "ok").sum() >= 4:
-            break
-        time.sleep(0.1)
+    from process_tools import SLOW, start_slow_run
+
+    proc, out = start_slow_run(tmp_path)  # the slow molecule is the one still running
     time.sleep(2.0)
     assert SLOW not in set(rec.read_simulations(out)["smiles"])
     assert _kill_busy_workers(proc.pid) >= 1

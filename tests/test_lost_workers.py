@@ -8,7 +8,6 @@ benchmarks: before, a worker that died while idle stalled the run until the wall
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -16,14 +15,12 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+from process_tools import SLOW, start_slow_run
 
 from course_utils import records as rec
 from course_utils.campaign.engine import Campaign
 from course_utils.campaign.lost_workers import WorkerWatch, is_worker_lost, worker_losses
-from course_utils.search_space import sample_smiles
 
-SLOW = "C1CCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC1"  # ~17 s of xTB; QM9 molecules take < 3 s
-MOLECULES = ["O", "C", "CC", "OC", "N", SLOW]
 #: From the kill to the ``lost`` record: about 2-5 s measured; generous for a loaded machine.
 NOTICED_WITHIN_S = 15.0
 
@@ -66,33 +63,6 @@ def test_without_parsl_nothing_is_watched():
     watch = WorkerWatch()
     watch.poll()
     assert watch.stuck() is None
-
-
-def _start_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    """A real CLI run on 2 workers whose initial batch holds the slow molecule: once the four
-    others are done, it is the only simulation running."""
-    space = tmp_path / "space.csv"
-    pd.DataFrame({"smiles": MOLECULES}).to_csv(space, index=False)
-    seed = next(s for s in range(50) if SLOW in sample_smiles(MOLECULES, 5, seed=s))
-    out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "course_utils", "run", "--initial-training-count", "5",
-         "--max-training-count", "6", "--batch-size", "1", "--workers", "2", "--quiet",
-         "--seed", str(seed), "--search-space", str(space), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        sims = rec.read_simulations(out) if (out / rec.SIMULATIONS_FILE).exists() else None
-        if sims is not None and (sims["status"] == "ok").sum() >= 4:
-            break
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended early: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("the first four simulations did not finish in 240 s")
-    assert SLOW not in set(rec.read_simulations(out)["smiles"])
-    return proc, out
 
 
 def _pool_children(run: subprocess.Popen, out: Path) -> tuple[psutil.Process, list[psutil.Process]]:
@@ -166,7 +136,7 @@ def _report(what: str, killed_at: float, lost_at: float, slow: pd.DataFrame) -> 
 
 
 def test_worker_killed_while_simulating_is_lost_and_retried_in_seconds(tmp_path):
-    proc, out = _start_run(tmp_path)
+    proc, out = start_slow_run(tmp_path)
     busy = _pool_children(proc, out)[1][0]  # the one simulating the slow molecule
     killed_at = time.time()
     busy.kill()
@@ -184,7 +154,7 @@ def test_idle_worker_killed_does_not_stall_the_run(tmp_path, victim):
     manager dies): Parsl reports nothing and the pool never runs another task. The campaign
     notices the death, replaces the pool, and runs what it held again (here the slow
     molecule, running on the other worker of that pool)."""
-    proc, out = _start_run(tmp_path)
+    proc, out = start_slow_run(tmp_path)
     manager, workers = _pool_children(proc, out)
     killed_at = time.time()
     (workers[-1] if victim == "idle worker" else manager).kill()
@@ -200,7 +170,7 @@ def test_worker_pool_killed_is_noticed_before_parsl_s_heartbeat_threshold(tmp_pa
     ManagerLost only after heartbeat_threshold (30 s here)."""
     from process_tools import run_processes
 
-    proc, out = _start_run(tmp_path)
+    proc, out = start_slow_run(tmp_path)
     pools = [psutil.Process(pid) for pid in run_processes(proc.pid)
              if any("process_worker_pool" in part for part in psutil.Process(pid).cmdline()[:3])]
     assert len(pools) == 1
