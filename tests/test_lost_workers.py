@@ -23,6 +23,8 @@ from course_utils.campaign.lost_workers import WorkerWatch, is_worker_lost, work
 
 #: From the kill to the ``lost`` record: about 2-5 s measured; generous for a loaded machine.
 NOTICED_WITHIN_S = 15.0
+#: From the kill to the end of a run that nothing stalled (the slow molecule takes ~17 s).
+STALL_FREE_S = 120.0
 
 
 def test_parsl_s_worker_lost_is_recognised_also_when_wrapped():
@@ -95,8 +97,10 @@ def _pool_children(run: subprocess.Popen, out: Path) -> tuple[psutil.Process, li
     return manager, sorted(workers, key=lambda w: -used[w.pid])
 
 
-def _wait_for_lost(out: Path, proc: subprocess.Popen, timeout: float = 300) -> float:
-    """Wall-clock time at which the slow molecule's ``lost`` record appeared."""
+def _wait_for_lost(out: Path, proc: subprocess.Popen, timeout: float = 300,
+                   required: bool = True) -> float | None:
+    """Wall-clock time at which the slow molecule's ``lost`` record appeared (None if the run
+    ended without one and ``required`` is False)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         sims = rec.read_simulations(out)
@@ -105,6 +109,8 @@ def _wait_for_lost(out: Path, proc: subprocess.Popen, timeout: float = 300) -> f
         if proc.poll() is not None:
             break
         time.sleep(0.1)
+    if not required and proc.poll() is not None:
+        return None
     pytest.fail("the slow molecule was never recorded lost")
 
 
@@ -153,12 +159,23 @@ def test_idle_worker_killed_does_not_stall_the_run(tmp_path, victim):
     """An idle worker dies holding its pool's task queue (or the pool's multiprocessing
     manager dies): Parsl reports nothing and the pool never runs another task. The campaign
     notices the death, replaces the pool, and runs what it held again (here the slow
-    molecule, running on the other worker of that pool)."""
+    molecule, running on the other worker of that pool). Not every such kill stops the pool
+    (seen in CI: the run went on and the slow molecule finished); then the run must end
+    without a stall and without a lost or failed simulation."""
     proc, out = start_slow_run(tmp_path)
     manager, workers = _pool_children(proc, out)
     killed_at = time.time()
     (workers[-1] if victim == "idle worker" else manager).kill()
-    lost_at = _wait_for_lost(out, proc)
+    lost_at = _wait_for_lost(out, proc, required=False)
+    if lost_at is None:  # the pool kept working (the process held no lock when it died)
+        ended_at = time.time()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "Traceback" not in err, err[-3000:]
+        sims = rec.read_simulations(out)
+        assert sims.loc[sims["smiles"] == SLOW, "status"].tolist() == ["ok"]
+        assert not sims["status"].isin(["failed", "lost"]).any()
+        assert ended_at - killed_at < STALL_FREE_S  # no walltime stall (it used to be 330 s)
+        return
     slow = _finish(proc, out, restarts=1)
     assert lost_at - killed_at < NOTICED_WITHIN_S
     assert "its pool stopped taking tasks" in slow.iloc[0]["error"]
