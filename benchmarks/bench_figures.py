@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser.add_argument("--repeat", type=int, default=5, help="draws per figure (default 5)")
     args = parser.parse_args(argv)
 
-    from course_utils.campaign.engine import run_campaign
+    from course_utils.campaign.runner import run_campaign
     from course_utils.figures import campaign as figures
     from course_utils.ground_truth.shipped import load_ground_truth
 

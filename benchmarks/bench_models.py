@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from course_utils.campaign.engine import run_campaign
+from course_utils.campaign.runner import run_campaign
 from course_utils.ground_truth import load_ground_truth
 from course_utils.ml.fingerprints import count_fingerprints, fingerprints
 from course_utils.ml.forest import ForestModel

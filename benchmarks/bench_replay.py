@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         help="timing only: replay all of QM9, drawing the values the table lacks")
     args = parser.parse_args(argv)
 
-    from course_utils.campaign.engine import run_campaign
+    from course_utils.campaign.runner import run_campaign
     from course_utils.ground_truth.shipped import load_ground_truth
 
     table = load_ground_truth("qm9")

@@ -14,9 +14,9 @@ from types import UnionType
 from typing import Any, get_args, get_type_hints
 
 from course_utils import records as rec
-from course_utils.campaign.engine import CampaignInterrupted, run_campaign
 from course_utils.campaign.lineage import LINEAGE_FILE, LineageError, lineage_line, predict_with_version
 from course_utils.campaign.parameters import CampaignNote, CampaignParameterError, CampaignParameters
+from course_utils.campaign.runner import CampaignInterrupted, run_campaign
 from course_utils.campaign.trust import CHECKS_FILE
 from course_utils.configs import CONFIG_NAMES
 from course_utils.figures.command import figures_main

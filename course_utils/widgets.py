@@ -23,7 +23,6 @@ from typing import Any
 import pandas as pd
 
 from course_utils import records as rec
-from course_utils.campaign.engine import CampaignResult
 from course_utils.campaign.parameters import (
     ACQUISITIONS,
     MODES,
@@ -31,6 +30,7 @@ from course_utils.campaign.parameters import (
     CampaignParameterError,
     CampaignParameters,
 )
+from course_utils.campaign.runner import CampaignResult
 from course_utils.grading import HAND_IN_LABEL
 from course_utils.ml.registry import MODEL_CHOICES, parse_model
 from course_utils.resilience import (

@@ -32,7 +32,7 @@ from typing import Any
 
 from course_utils import records as rec
 from course_utils.campaign import simulators
-from course_utils.campaign.engine import run_campaign
+from course_utils.campaign.runner import run_campaign
 
 SPACE = "truth:qm9:4000"
 BASE = {"initial_training_count": 10, "max_training_count": 40, "batch_size": 6,

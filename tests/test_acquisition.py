@@ -15,9 +15,9 @@ from course_utils.campaign.acquisition import (
     posterior_draws,
     rank_candidates,
 )
-from course_utils.campaign.engine import run_campaign
 from course_utils.campaign.parameters import ACQUISITIONS
 from course_utils.campaign.parts import RankingContext
+from course_utils.campaign.runner import run_campaign
 from course_utils.ml.forest import ForestModel
 
 #: Best simulated IE 15.0 eV. a: sure and below; b: likely above; c: sure above; d: far below

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from course_utils.campaign.arrival import ArrivalError, parse_arrival
-from course_utils.campaign.engine import run_campaign
+from course_utils.campaign.runner import run_campaign
 
 
 def test_all_is_one_wave():

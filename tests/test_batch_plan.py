@@ -15,8 +15,8 @@ import pytest
 
 from course_utils import records as rec
 from course_utils.campaign.batch_plan import PLAN_FIELDS, PLAN_FILE, BatchPlan, read_plan
-from course_utils.campaign.engine import Campaign, CampaignInterrupted, CampaignParameters
 from course_utils.campaign.lineage import read_lineage
+from course_utils.campaign.runner import Campaign, CampaignInterrupted, CampaignParameters
 
 
 # --- the file ----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 
 from course_utils import records as rec
 from course_utils.campaign.acquisition import best_first, rank_candidates
-from course_utils.campaign.engine import (
+from course_utils.campaign.runner import (
     Campaign,
     CampaignInterrupted,
     CampaignParameterError,
@@ -223,7 +223,7 @@ def test_max_failures_is_not_overshot_by_simulations_in_flight(parsl_local, tmp_
 
 
 def _pend(campaign, smiles, err=None, age=0.0):
-    from course_utils.campaign.engine import _Pending
+    from course_utils.campaign.runner import _Pending
 
     future: Future = Future()
     if err is not None:

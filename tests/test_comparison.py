@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_utils.campaign.engine import run_campaign
+from course_utils.campaign.runner import run_campaign
 from course_utils.studies.comparison import (
     CURVE_COLUMNS,
     Yardsticks,

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from course_utils import records as rec
-from course_utils.campaign.engine import run_campaign
+from course_utils.campaign.runner import run_campaign
 from course_utils.figures import campaign as figures
 from course_utils.figures import command as figures_command
 from course_utils.figures import style as figure_style

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from course_utils import records as rec
-from course_utils.campaign.engine import run_campaign
+from course_utils.campaign.runner import run_campaign
 from course_utils.grading import curve_label, format_report, grade, notebook_error
 
 REPO = Path(__file__).resolve().parents[1]

@@ -172,7 +172,7 @@ def test_panel_shows_and_run_button_works_under_jupyter_server(jupyter_kernel, t
 
 PANEL = """
 import threading, time
-from course_utils.campaign.engine import CampaignParameters, run_campaign
+from course_utils.campaign.runner import CampaignParameters, run_campaign
 from course_utils.widgets import HomeworkPanel
 
 delay = [0.15]  # seconds per progress update: a replay slow enough to be stopped

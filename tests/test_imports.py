@@ -2,14 +2,14 @@
 
 Parsed with `ast`, never imported, so the test is fast and sees imports
 inside functions too. Modules are named by their dotted path inside the
-package (`records.ledger`, `campaign.engine`, `ml.knn`); a package's `__init__.py`
+package (`records.ledger`, `campaign.runner`, `ml.knn`); a package's `__init__.py`
 is a module too (`__init__`, `campaign.__init__`). Five rules keep the
 engine's parts honest:
 
 - no import cycle between `course_utils` modules (a cycle is what forces
   the imports-inside-functions that hide it). Imports under
   `if TYPE_CHECKING:` never run (annotations only) and are not edges. `from course_utils.campaign
-  import engine` imports `campaign.engine`; a name taken through a
+  import engine` imports `campaign.runner`; a name taken through a
   subpackage's lazy exports (`course_utils.lazy_exports`) imports its home
   module; importing a submodule also runs its packages' `__init__`s;
 - no private name (`_x`) taken from another `course_utils` module: a shared
@@ -69,7 +69,7 @@ KNOWN_UPWARD: dict[str, str] = {
 class Import:
     """One `import`/`from ... import` statement naming course_utils modules."""
 
-    module: str  # importing module, e.g. "campaign.engine"
+    module: str  # importing module, e.g. "campaign.runner"
     targets: tuple[str, ...]  # course_utils modules it runs (its packages' __init__s included)
     names: tuple[tuple[str, str], ...]  # (home module, name) pairs imported
     through_init: tuple[tuple[str, str, str], ...]  # (subpackage, name, home) via lazy exports
@@ -418,10 +418,10 @@ def course_utils() -> Package:
 
 def test_the_parser_sees_the_package(course_utils: Package) -> None:
     assert len(course_utils.files) > 40
-    assert {"__init__", "campaign.__init__", "campaign.engine", "ml.knn"} <= set(course_utils.files)
-    assert course_utils.exports["campaign"]["Campaign"] == "campaign.engine"
+    assert {"__init__", "campaign.__init__", "campaign.runner", "ml.knn"} <= set(course_utils.files)
+    assert course_utils.exports["campaign"]["Campaign"] == "campaign.runner"
     graph = import_graph(course_utils)
-    assert "records.__init__" in graph["campaign.engine"]  # `from course_utils import records`
+    assert "records.__init__" in graph["campaign.runner"]  # `from course_utils import records`
     assert "figures.style" in graph["studies.sweep"]  # `from course_utils.figures import style`
     assert "__init__" in graph["campaign.__init__"]  # lazy_exports lives in the top __init__
 
@@ -522,9 +522,9 @@ BAD_PACKAGES = {
     # the ground floor reaching up to the campaign, even from inside a function
     "upward import": (lambda package: upward_imports(package, known={}), {
         "chemistry.py": ("def f():\n    # deferred: measured heavy import\n"
-                         "    from course_utils.campaign.engine import run\n    return run\n"),
+                         "    from course_utils.campaign.runner import run\n    return run\n"),
         "campaign/__init__.py": "",
-        "campaign/engine.py": "def run():\n    pass\n",
+        "campaign/runner.py": "def run():\n    pass\n",
     }),
 }
 

@@ -44,7 +44,7 @@ def _start(env=None):
 
 def _campaign_code(space, out, budget):
     return (
-        "from course_utils.campaign.engine import run_campaign\n"
+        "from course_utils.campaign.runner import run_campaign\n"
         f"r = run_campaign(dict(initial_training_count=4, max_training_count={budget}, "
         f"batch_size=2, seed=4, workers=2, search_space={str(space)!r}), {str(out)!r}, "
         "progress=False)\n"

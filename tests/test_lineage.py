@@ -12,16 +12,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from course_utils.campaign.engine import Campaign, CampaignInterrupted, CampaignParameters, run_campaign
 from course_utils.campaign.lineage import (
     LINEAGE_FIELDS,
     LineageError,
-    ModelRegistry,
+    ModelLineage,
     load_model_version,
     predict_with_version,
     read_lineage,
     training_hash,
 )
+from course_utils.campaign.runner import Campaign, CampaignInterrupted, CampaignParameters, run_campaign
 from course_utils.ml.knn import train_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def test_training_hash_is_the_content_of_the_training_set():
 
 
 def test_failed_labels_since_the_previous_version_are_kept(tmp_path):
-    registry = ModelRegistry.open(tmp_path)
+    registry = ModelLineage.open(tmp_path)
     failed = [{"smiles": "C1C#C1", "status": "failed", "error": "EmbeddingError: no 3D"}]
     info = registry.save(train_model(TRAINING), {"failed_since_previous": failed,
                                                 "data_version": 7})
@@ -206,7 +206,7 @@ def test_lineage_that_lists_missing_files_is_reported_and_never_reused(tmp_path)
     n = len(read_lineage(tmp_path))
     for ext in ("joblib", "json"):
         (tmp_path / "models" / f"v{n:04d}.{ext}").unlink()
-    registry = ModelRegistry.open(tmp_path)
+    registry = ModelLineage.open(tmp_path)
     assert any(f"lists v{n:04d} but its model files" in note for note in registry.notes)
     assert registry.next_version == n + 1
 

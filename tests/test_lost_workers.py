@@ -18,8 +18,8 @@ import pytest
 from process_tools import SLOW, start_slow_run
 
 from course_utils import records as rec
-from course_utils.campaign.engine import Campaign
 from course_utils.campaign.lost_workers import WorkerWatch, is_worker_lost, worker_losses
+from course_utils.campaign.runner import Campaign
 
 #: From the kill to the ``lost`` record: about 2-5 s measured; generous for a loaded machine.
 NOTICED_WITHIN_S = 15.0

@@ -13,8 +13,8 @@ import pytest
 from jupyter_client import kernelspec
 
 from course_utils import records as rec
-from course_utils.campaign.engine import run_campaign
 from course_utils.campaign.parameters import ACQUISITIONS
+from course_utils.campaign.runner import run_campaign
 from course_utils.grading import HAND_IN_LABEL, find_submissions
 from course_utils.ml.registry import MODEL_CHOICES
 from course_utils.studies.headline import DEFAULT_CAMPAIGN

@@ -32,7 +32,7 @@ def test_a_command_line_run_records_its_workers_and_machine(tmp_path):
 
 
 def test_a_run_given_workers_records_that_count(tmp_path):
-    from course_utils.campaign.engine import run_campaign
+    from course_utils.campaign.runner import run_campaign
 
     result = run_campaign({"simulator": "replay", "search_space": "truth:qm9:200", "workers": 3,
                            "initial_training_count": 6, "max_training_count": 8,

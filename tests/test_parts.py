@@ -10,7 +10,6 @@ import pytest
 
 from course_utils.campaign.acquisition import ACQUISITION_REGISTRY, make_acquisition
 from course_utils.campaign.arrival import ARRIVAL_REGISTRY, Arrival, ArrivalError
-from course_utils.campaign.engine import Campaign
 from course_utils.campaign.parameters import CampaignParameters
 from course_utils.campaign.parts import (
     Acquisition,
@@ -22,6 +21,7 @@ from course_utils.campaign.parts import (
 )
 from course_utils.campaign.parts import Arrival as ArrivalContract
 from course_utils.campaign.retraining import RETRAIN_REGISTRY, RetrainPolicyError
+from course_utils.campaign.runner import Campaign
 from course_utils.campaign.simulators import SIMULATOR_REGISTRY, make_simulator
 from course_utils.campaign.stopping import STOP_RULE_REGISTRY, ConvergedRule, StopRuleError
 from course_utils.campaign.trust import TrustLedger

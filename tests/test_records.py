@@ -213,10 +213,10 @@ def _fsynced(monkeypatch) -> list[str]:
 
 def _write_one_row_each(tmp_path: Path, ledger: rec.Ledger, n: int) -> None:
     from course_utils.campaign.batch_plan import BatchPlan
-    from course_utils.campaign.lineage import ModelRegistry
+    from course_utils.campaign.lineage import ModelLineage
     from course_utils.campaign.trust import TrustLedger
 
-    plan, models = BatchPlan.open(tmp_path, ledger), ModelRegistry.open(tmp_path, ledger)
+    plan, models = BatchPlan.open(tmp_path, ledger), ModelLineage.open(tmp_path, ledger)
     checks = TrustLedger.open(tmp_path, 0.2, 2, 2, ledger)
     assert plan.ledger is models.ledger is checks.ledger is ledger
     smiles = ["O", "N", "C"][n]
@@ -299,7 +299,7 @@ def _replay_params(space: Path, truth: Path, **extra) -> dict:
 
 
 def test_every_json_file_the_kit_writes_is_strict(tmp_path):
-    from course_utils.campaign.engine import run_campaign
+    from course_utils.campaign.runner import run_campaign
     from course_utils.grading import grade
     from course_utils.studies import sweep as sw
 
@@ -328,7 +328,7 @@ def test_every_json_file_the_kit_writes_is_strict(tmp_path):
 
 # --- temporary files of a killed save ---------------------------------------------------------
 def test_a_resume_removes_temporary_files_of_a_killed_save(tmp_path, capsys):
-    from course_utils.campaign.engine import run_campaign
+    from course_utils.campaign.runner import run_campaign
 
     space, truth = _replay_space(tmp_path)
     run = tmp_path / "run"
@@ -490,7 +490,7 @@ def test_without_flock_a_live_pid_on_this_host_still_blocks(holder, monkeypatch)
 
 
 def test_campaign_holds_the_lock_until_release(small_space, tmp_path):
-    from course_utils.campaign.engine import Campaign, CampaignParameters
+    from course_utils.campaign.runner import Campaign, CampaignParameters
 
     params = CampaignParameters(initial_training_count=4, max_training_count=6,
                                 search_space=str(small_space))

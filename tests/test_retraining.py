@@ -8,7 +8,6 @@ import math
 import pandas as pd
 import pytest
 
-from course_utils.campaign.engine import run_campaign
 from course_utils.campaign.lineage import read_lineage
 from course_utils.campaign.parameters import CampaignParameterError, CampaignParameters
 from course_utils.campaign.retraining import (
@@ -17,6 +16,7 @@ from course_utils.campaign.retraining import (
     parse_retrain_policy,
     validation_metrics,
 )
+from course_utils.campaign.runner import run_campaign
 
 
 # --- parsing and the trigger -------------------------------------------------------------------

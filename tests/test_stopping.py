@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from course_utils import records as rec
-from course_utils.campaign.engine import run_campaign
 from course_utils.campaign.parameters import RESUME_KEYS, CampaignParameterError, CampaignParameters
+from course_utils.campaign.runner import run_campaign
 from course_utils.campaign.stopping import (
     BudgetRule,
     ConvergedRule,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from course_utils import records as rec
-from course_utils.campaign.engine import run_campaign
+from course_utils.campaign.runner import run_campaign
 from course_utils.studies.comparison import Yardsticks
 from course_utils.studies.stopping_study import (
     OUTCOME_COLUMNS,

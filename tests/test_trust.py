@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from course_utils.campaign.engine import Campaign, CampaignParameters, run_campaign
 from course_utils.campaign.parameters import CampaignParameterError
+from course_utils.campaign.runner import Campaign, CampaignParameters, run_campaign
 from course_utils.campaign.trust import TrustLedger, is_trusted, read_checks, trailing_streak
 
 

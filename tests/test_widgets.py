@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from course_utils import records as rec
-from course_utils.campaign.engine import (
+from course_utils.campaign.parameters import ACQUISITIONS
+from course_utils.campaign.runner import (
     CampaignInterrupted,
     CampaignParameters,
     CampaignResult,
     run_campaign,
 )
-from course_utils.campaign.parameters import ACQUISITIONS
 from course_utils.ml.registry import MODEL_CHOICES, MODELS, parse_model
 from course_utils.widgets import (
     PANEL_WIDTH_PX,

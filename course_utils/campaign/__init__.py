@@ -17,8 +17,8 @@ __all__ = ["ACQUISITIONS", "MODES", "Campaign", "CampaignInterrupted", "Campaign
            "CampaignParameters", "CampaignResult", "run_campaign"]
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "Campaign": "engine", "CampaignResult": "engine", "run_campaign": "engine",
+    "Campaign": "runner", "CampaignResult": "runner", "run_campaign": "runner",
     "CampaignParameters": "parameters", "CampaignParameterError": "parameters",
     "ACQUISITIONS": "parameters", "MODES": "parameters",
-    "CampaignInterrupted": "engine",
+    "CampaignInterrupted": "runner",
 })

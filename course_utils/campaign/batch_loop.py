@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: the engine imports this module
-    from course_utils.campaign.engine import Campaign
+    from course_utils.campaign.runner import Campaign
 
 
 def run_batches(campaign: Campaign) -> None:

@@ -11,7 +11,7 @@ In a run folder:
   lineage.csv          one row per version, for pandas and for people
 
 A version is saved in that order (model, JSON, lineage row), each step atomic, so a crash leaves
-at worst a model without its JSON or a JSON without its lineage row. :meth:`ModelRegistry.open`
+at worst a model without its JSON or a JSON without its lineage row. :meth:`ModelLineage.open`
 repairs those and reports any other disagreement (a torn lineage row is cut off, one that does
 not parse is moved to lineage.rejected.csv); numbering always goes on after the highest version
 seen anywhere, so no number is ever used twice.
@@ -88,7 +88,7 @@ def read_lineage(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 @dataclass
-class ModelRegistry:
+class ModelLineage:
     """The model versions of one run folder."""
 
     run_dir: Path
@@ -107,7 +107,7 @@ class ModelRegistry:
         return self.rows[-1] if self.rows else None
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike, ledger: Ledger | None = None) -> ModelRegistry:
+    def open(cls, run_dir: str | os.PathLike, ledger: Ledger | None = None) -> ModelLineage:
         """Read the versions a previous session left, repairing what a crash can leave;
         rows are appended through ``ledger`` (the run's, else one of this folder's own)."""
         registry = cls(Path(run_dir), Ledger.of(run_dir, ledger))

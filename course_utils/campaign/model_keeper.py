@@ -27,7 +27,7 @@ import pandas as pd
 
 from course_utils import records as rec
 from course_utils.apps import SmilesBlock, chunked
-from course_utils.campaign.lineage import ModelRegistry, failed_labels, training_hash, version_name
+from course_utils.campaign.lineage import ModelLineage, failed_labels, training_hash, version_name
 from course_utils.campaign.parts import Simulator
 from course_utils.ground_truth.evaluation import HeldOutSample
 from course_utils.ml.calibration import Calibration, calibration
@@ -119,7 +119,7 @@ class ModelKeeper:
     #: Seconds a scoring round may take before it counts as lost (typical: well under 10 s).
     SCORING_TIMEOUT_S = 600.0
 
-    def __init__(self, model: Model, simulator: Simulator, lineage: ModelRegistry, *,
+    def __init__(self, model: Model, simulator: Simulator, lineage: ModelLineage, *,
                  space: Sequence[str], chunks: int, parameters: Mapping[str, Any], engine: str,
                  retrain: str, wait: Callable[[list[Future], float], None],
                  heldout: HeldOutSample | None = None,

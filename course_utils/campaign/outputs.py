@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from course_utils import records as rec
-from course_utils.campaign.lineage import ModelRegistry
+from course_utils.campaign.lineage import ModelLineage
 from course_utils.campaign.simulators import measured_table
 from course_utils.figures.campaign import plot_campaign, write_run_utilization
 from course_utils.ground_truth.evaluation import evaluate_run
@@ -44,7 +44,7 @@ def evaluation_of(out_dir: Path, space: str, ground_truth: str | None, space_siz
     return evaluate_run(rec.read_simulations(out_dir), truth, space_size=space_size)
 
 
-def models_block(lineage: ModelRegistry, *, retrain: str, valid_fraction: float, arrival: str
+def models_block(lineage: ModelLineage, *, retrain: str, valid_fraction: float, arrival: str
                  ) -> dict[str, Any]:
     """results.json's ``models``: the retrain policy and the versions saved (lineage.csv)."""
     last = lineage.last

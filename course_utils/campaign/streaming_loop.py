@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from course_utils.campaign.model_keeper import Predicted
 
 if TYPE_CHECKING:  # annotations only: the engine imports this module
-    from course_utils.campaign.engine import Campaign
+    from course_utils.campaign.runner import Campaign
 
 
 def run_streaming(campaign: Campaign) -> None:

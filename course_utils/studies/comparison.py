@@ -168,8 +168,8 @@ class _Job:
 
 def _replay_one(job: _Job) -> pd.DataFrame:
     """One replayed campaign -> its curve (module level: it runs in worker processes)."""
-    # deferred: engine imports Parsl (+0.7 s on top of this module, measured)
-    from course_utils.campaign.engine import run_campaign
+    # deferred: the runner imports Parsl (+0.7 s on top of this module, measured)
+    from course_utils.campaign.runner import run_campaign
 
     _fresh_folder(Path(job.out_dir))
     result = run_campaign(dict(job.parameters), job.out_dir, progress=False, plot=False)

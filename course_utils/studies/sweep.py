@@ -309,11 +309,11 @@ def _parsl_for(parameters: Sequence[Mapping[str, Any]], out: Path,
 
 def _run_to(parameters: Mapping[str, Any], budget: int, folder: Path) -> dict[str, Any]:
     """Run (or resume) one configuration's campaign up to ``budget``; what it found."""
-    # deferred: engine imports Parsl (+0.7 s, measured)
-    from course_utils.campaign.engine import run_campaign
-
     # deferred: parameters imports Parsl through configs (+0.7 s, measured)
     from course_utils.campaign.parameters import CampaignNote
+
+    # deferred: the runner imports Parsl (+0.7 s, measured)
+    from course_utils.campaign.runner import run_campaign
 
     values = {**parameters, "max_training_count": budget}
     try:

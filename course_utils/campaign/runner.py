@@ -46,7 +46,7 @@ from course_utils.campaign.acquisition import make_acquisition
 from course_utils.campaign.arrival import parse_arrival
 from course_utils.campaign.batch_loop import run_batches
 from course_utils.campaign.batch_plan import PLANNED, REPLACEMENT, BatchPlan
-from course_utils.campaign.lineage import ModelRegistry
+from course_utils.campaign.lineage import ModelLineage
 from course_utils.campaign.lost_workers import Death, WorkerWatch
 from course_utils.campaign.model_keeper import ModelKeeper, Predicted, TrainingRound
 from course_utils.campaign.outputs import (
@@ -168,7 +168,7 @@ class Campaign:
             ledger = self.recorder.ledger  # appends every record file of the run, one flag:
             ledger.durable = self.simulator.needs_parsl  # a replay (ms a row) skips the fsync
             self.engine = self.simulator.engine
-            self.models = ModelRegistry.open(self.out_dir, ledger)  # versions go on after the last one
+            self.models = ModelLineage.open(self.out_dir, ledger)  # versions go on after the last one
             self.plan = BatchPlan.open(self.out_dir, ledger)  # what each batch simulates (batch mode)
         except BaseException:
             self.release_lock()  # a campaign that cannot start must not keep the folder
