@@ -9,7 +9,10 @@ arrive in any order), every iteration (training size, new successes, model versi
 and the final status and best molecule. Replays (instant, deterministic) cover both modes,
 every acquisition, retraining, waves, trust checks and stop rules; ``--real`` adds batch runs
 with real xTB through Parsl (batch mode: its picks do not depend on when results arrive).
-Timings are left out on purpose: they are the only thing allowed to differ.
+Timings are left out on purpose: they are the only thing allowed to differ. Each record also
+keeps the run's last message and ``stopping`` block, and for the runs in ``FIGURE_RUNS`` the
+pixels (SHA-256) of four figures regenerated from its records: the campaign plot, the
+utilization timeline, the model's error and the IE distribution.
 
 A replay charges the measured seconds of each training and scoring to its simulated clock, so
 on a loaded machine a streaming replay sees its simulations finish in another order around a
@@ -65,6 +68,8 @@ REAL: dict[str, dict[str, Any]] = {
 
 
 MODEL_COST_S = 0.05
+#: Runs whose figures are regenerated from their records and compared pixel by pixel.
+FIGURE_RUNS = ("batch-greedy-seed0", "streaming-ucb-seed3", "batch-trust", "batch-converged")
 
 
 @contextmanager
@@ -92,6 +97,9 @@ def record(name: str, overrides: dict[str, Any], root: Path) -> dict[str, Any]:
     sims = rec.read_simulations(out)
     iters = rec.read_iterations(out)
     best = result.results.get("best") or {}
+    extra = {"message": result.results["message"], "stopping": result.results.get("stopping")}
+    if name in FIGURE_RUNS:
+        extra["figures"] = figure_pixels(out)
     rows = [[r.smiles, int(r.batch), r.status, None if r.ie != r.ie else round(float(r.ie), 6)]
             for r in sims.itertuples()]
     if parameters["simulator"] != "replay":  # real results arrive in any order within a batch
@@ -105,7 +113,36 @@ def record(name: str, overrides: dict[str, Any], root: Path) -> dict[str, Any]:
                        for r in iters.itertuples()],
         "status": result.results["status"],
         "best": [best.get("smiles"), round(float(best["ie"]), 6) if best else None],
+        **extra,
     }
+
+
+def figure_pixels(run_dir: Path) -> dict[str, str | None]:
+    """SHA-256 of the pixels of four figures drawn again from ``run_dir``'s records."""
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+
+    from course_utils.figures.campaign import (
+        load_truth,
+        plot_campaign,
+        plot_ie_distribution,
+        plot_model_error,
+        plot_utilization,
+    )
+
+    folder = run_dir / "figures-again"
+    folder.mkdir(exist_ok=True)
+    drawn = {
+        "campaign": plot_campaign(run_dir, filename=folder / "campaign.png"),
+        "utilization": plot_utilization(run_dir, folder / "utilization.png"),
+        "model_error": plot_model_error(run_dir, folder / "model_error.png"),
+        "ie_distribution": plot_ie_distribution(run_dir, folder / "ie.png", load_truth("qm9")),
+    }
+    return {name: None if path is None else
+            hashlib.sha256(np.asarray(Image.open(path).convert("RGBA")).tobytes()).hexdigest()
+            for name, path in drawn.items()}
 
 
 def record_all(real: bool) -> dict[str, Any]:
@@ -120,8 +157,11 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if name not in old or name not in new:
             out.append(f"{name}: only in {'the record' if name in old else 'this run'}")
             continue
-        for key in ("simulations", "iterations", "status", "best"):
-            a, b = old[name][key], new[name][key]
+        for key in ("simulations", "iterations", "status", "best", "message", "stopping",
+                    "figures"):
+            if key not in old[name] and key not in new[name]:
+                continue
+            a, b = old[name].get(key), new[name].get(key)
             if a == b:
                 continue
             if not isinstance(a, list) or not isinstance(b, list):
