@@ -101,20 +101,43 @@ def restart_workers(why: str = "no result for too long") -> int:
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
+class StopRequest:
+    """A stop asked of a run (a signal, the panel's Stop): acted on at its next safe point.
+
+    ``cause`` is None until a stop is asked; :meth:`check` is the safe point: it raises
+    ``KeyboardInterrupt(cause)`` once one was asked, here or from another thread
+    (:func:`request_stop`).
+    """
+
+    def __init__(self) -> None:
+        self.cause: str | None = None
+
+    def ask(self, cause: str) -> None:
+        self.cause = self.cause or cause
+
+    def clear(self) -> None:
+        self.cause = None
+
+    def check(self) -> None:
+        self.cause = self.cause or stop_asked_here()
+        if self.cause:
+            raise KeyboardInterrupt(self.cause)
+
+
 def public_step(method: Callable) -> Callable:
     """A campaign step a notebook may call on its own: it ends on a stop as a whole run does
-    (through the campaign's ``stop_path``), not with a KeyboardInterrupt traceback."""
+    (through the campaign's ``interruptible``), not with a KeyboardInterrupt traceback."""
 
     @functools.wraps(method)
     def step(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with self.stop_path():
+        with self.interruptible():
             return method(self, *args, **kwargs)
 
     return step
 
 
 @contextmanager
-def stop_signals(campaign: Any) -> Iterator[None]:
+def stop_signals(stop: StopRequest) -> Iterator[None]:
     """While a campaign runs, a stop signal only asks it to stop at the next safe point.
 
     The stop button, Ctrl-C, ``kill`` and a closed terminal all take the same path: finished
@@ -127,9 +150,9 @@ def stop_signals(campaign: Any) -> Iterator[None]:
 
     def request(signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
-        if campaign.stop_requested and signum == signal.SIGINT:
+        if stop.cause and signum == signal.SIGINT:
             raise KeyboardInterrupt  # impatient second Ctrl-C
-        campaign.stop_requested = "interrupted" if signum == signal.SIGINT else f"stopped by {name}"
+        stop.ask("interrupted" if signum == signal.SIGINT else f"stopped by {name}")
 
     previous = {}
     for name in STOP_SIGNALS:

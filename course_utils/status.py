@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 COMPLETE = "complete"
+#: A run under way (results.json is rewritten after every batch).
+RUNNING = "running"
 #: Status of a run a rule ended: finished, not an error (``stopped early (converged)``).
 STOPPED_EARLY = "stopped early"
 STOPPED = "stopped"

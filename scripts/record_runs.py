@@ -69,7 +69,7 @@ REAL: dict[str, dict[str, Any]] = {
 
 MODEL_COST_S = 0.05
 #: Runs whose figures are regenerated from their records and compared pixel by pixel.
-FIGURE_RUNS = ("batch-greedy-seed0", "streaming-ucb-seed3", "batch-trust", "batch-converged")
+FIGURE_RUNS = ("batch-greedy-seed0", "streaming-ucb-seed3", "batch-gp-training-ei", "batch-converged")
 
 
 @contextmanager
@@ -159,8 +159,8 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             continue
         for key in ("simulations", "iterations", "status", "best", "message", "stopping",
                     "figures"):
-            if key not in old[name] and key not in new[name]:
-                continue
+            if key not in old[name] or key not in new[name]:
+                continue  # kept since the record was made (message, stopping, figures)
             a, b = old[name].get(key), new[name].get(key)
             if a == b:
                 continue

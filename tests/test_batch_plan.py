@@ -102,7 +102,7 @@ def _session(out: Path, extra: dict, stop: tuple[str, int] | None = None) -> Cam
 
     campaign = Campaign(_params(**extra), out, progress=False, on_update=on_update, plot=False)
     if stop is not None and stop[0] == "submit":
-        campaign.simulator = _StopAfter(campaign.simulator, stop[1])
+        campaign.simulator = campaign.dispatch.simulator = _StopAfter(campaign.simulator, stop[1])
     if stop is None:
         campaign.run()
     else:

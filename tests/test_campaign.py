@@ -222,65 +222,6 @@ def test_max_failures_is_not_overshot_by_simulations_in_flight(parsl_local, tmp_
     assert "more than max_failures=2" in result.results["message"]
 
 
-def _pend(campaign, smiles, err=None, age=0.0):
-    from course_utils.campaign.runner import _Pending
-
-    future: Future = Future()
-    if err is not None:
-        future.set_exception(err)
-    campaign._pending[future] = _Pending(smiles, 1, time.time() - age)
-    return future
-
-
-def test_timeouts_are_failures_and_lost_tasks_are_retried(parsl_local, tmp_path, small_space):
-    from parsl.app.errors import AppTimeout
-
-    campaign = Campaign(CampaignParameters(search_space=str(small_space)), tmp_path,
-                        progress=False)
-    campaign._collect(_pend(campaign, "CC", AppTimeout("walltime exceeded")))
-    campaign._collect(_pend(campaign, "CO", RuntimeError("manager lost")))
-    sims = rec.read_simulations(tmp_path)
-    assert sims["status"].tolist() == ["timeout", "lost"]
-    assert "manager lost" in sims["error"].iloc[1]
-    # The lost molecule was submitted again, for real, and its result arrives.
-    assert [p.smiles for p in campaign._pending.values()] == ["CO"]
-    while campaign._pending:
-        campaign.collect_finished()
-    sims = rec.read_simulations(tmp_path)
-    assert sims["status"].tolist() == ["timeout", "lost", "ok"]
-    assert "CO" in campaign.recorder.attempted and campaign.n_failed == 1
-    campaign.release_lock()
-
-
-def test_a_molecule_that_keeps_losing_its_worker_ends_as_failed(tmp_path, small_space):
-    campaign = Campaign(CampaignParameters(search_space=str(small_space)), tmp_path,
-                        progress=False)
-    campaign.LOST_RETRIES = 0
-    row = campaign._collect(_pend(campaign, "CO", RuntimeError("WorkerLost")))
-    assert row["status"] == "failed" and row["error"].startswith("WorkerLost: the worker died 1")
-    assert not campaign._pending
-    campaign.release_lock()
-
-
-def test_a_vanished_task_is_detected_and_resubmitted(parsl_local, tmp_path, small_space, capsys):
-    # A walltime long enough that the replacement block (slow to start on a busy machine) is
-    # not itself taken for a stall.
-    params = CampaignParameters(search_space=str(small_space), simulation_walltime=60.0)
-    campaign = Campaign(params, tmp_path, progress=False)
-    _pend(campaign, "CC", age=200.0)  # a future nobody will ever complete
-    campaign._last_progress = time.monotonic() - 200.0
-    rows = campaign.collect_finished()
-    assert [r["status"] for r in rows] == ["lost"] and rows[0]["error"].startswith("TaskLost")
-    # The worker block was replaced (a stalled pool may never run anything again), and the
-    # resubmitted simulation runs on the new one.
-    deadline = time.time() + 180
-    while campaign._pending and time.time() < deadline:
-        campaign.collect_finished()
-    assert rec.read_simulations(tmp_path)["status"].tolist() == ["lost", "ok"]
-    assert "restarted 1 worker block" in capsys.readouterr().err
-    campaign.release_lock()
-
-
 def _kill_busy_workers(pid: int) -> int:
     """SIGKILL the run's worker processes that are computing (not those idle in the queue)."""
     import psutil

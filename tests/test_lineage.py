@@ -127,7 +127,7 @@ def _interrupted(out: Path, after_iterations: int) -> None:
         if event["event"] == "iteration":
             seen.append(event)
             if len(seen) == after_iterations:
-                campaign.stop_requested = "stopped by SIGINT"
+                campaign.stop_request.ask("stopped by SIGINT")
 
     campaign = Campaign(_params(retrain="count:4"), out, progress=False, on_update=stop_after)
     with pytest.raises(CampaignInterrupted):

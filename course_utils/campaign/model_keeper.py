@@ -288,6 +288,12 @@ class ModelKeeper:
                   self.table(future.result()))
         return True
 
+    def assume_fitted_at(self, n_ok: int) -> None:
+        """Count the last saved version as this session's model, trained at ``n_ok``
+        successes, without rebuilding it: a resumed run whose retrain policy says a new model
+        is due trains that one instead."""
+        self.n_ok_at_fit = n_ok
+
     def _use(self, model: Model | None, info: dict[str, Any], round_: TrainingRound,
              predictions: pd.DataFrame) -> None:
         self.in_use, self.info = model, info

@@ -1,25 +1,79 @@
-"""What a campaign reports: results.json, its ``evaluation`` and ``models`` blocks, the figures.
+"""What a campaign reports: how it ended, results.json and its blocks, the figures.
 
 Plain functions of what they need: the campaign calls :func:`write_results` after every
-iteration (so an interrupted run still says where it stood) and at the end with its
-``evaluation`` against the ground truth (where there is a table); then :func:`draw_figures`.
-A figure never fails a run.
+batch (so an interrupted run still says where it stood) and at the end with its
+``evaluation`` against the ground truth (where there is a table); :func:`ending` words how the
+run ended; :func:`pick_error` is iterations.csv's measure of the model on its own picks; then
+:func:`draw_figures`. A figure never fails a run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from course_utils import records as rec
 from course_utils.campaign.lineage import ModelLineage
 from course_utils.campaign.simulators import measured_table
+from course_utils.campaign.stopping import StopOutcome
 from course_utils.figures.campaign import plot_campaign, write_run_utilization
 from course_utils.ground_truth.evaluation import evaluate_run
 from course_utils.ground_truth.table import GroundTruthError, table_name
+from course_utils.ml.calibration import calibration
+from course_utils.status import COMPLETE, STOPPED
+
+
+@dataclass
+class CampaignResult:
+    """Everything a finished run produced: its folder, results.json, its records, its plot."""
+
+    out_dir: Path
+    results: dict[str, Any]
+    simulations: pd.DataFrame
+    iterations: pd.DataFrame
+    plot_path: Path | None = None
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return self.results.get("best")
+
+
+def ending(*, n_ok: int, budget: int, stop: StopOutcome, n_failed: int, max_failures: int
+           ) -> tuple[str, str]:
+    """The status and last message of a run that ended on its own: ``complete`` once the
+    budget is met; else stopped early by a rule (its words), or stopped, and why."""
+    if n_ok >= budget:
+        return COMPLETE, ""
+    if stop.status is not None:
+        return stop.status, stop.message
+    if n_failed > max_failures:
+        return STOPPED, (f"stopped with {n_ok} of {budget} successful simulations: {n_failed} "
+                         f"failures, more than max_failures={max_failures}; see failures")
+    return STOPPED, (f"stopped with {n_ok} of {budget} successful simulations: no untried "
+                     "molecule left in the search space")
+
+
+def pick_error(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """iterations.csv's error columns for the picks' predictions: mean absolute error (eV),
+    mean absolute percentage error, R², and how often the truth was within 1 and 2 of the
+    model's predicted std (NaN where not computable)."""
+    picks = [(float(r["ie"]), r["predicted"], r.get("predicted_std", math.nan)) for r in rows
+             if r["status"] == rec.STATUS_OK and not math.isnan(r.get("predicted", math.nan))]
+    if not picks:
+        return {"mae_ev": math.nan, "mape_pct": math.nan, "r2": math.nan,
+                "within_1sd": math.nan, "within_2sd": math.nan}
+    true, pred, std = np.array(picks, dtype=float).T
+    measured = calibration(true, pred, std)
+    return {"mae_ev": measured.mae_ev,
+            "mape_pct": float(np.mean(np.abs(pred - true) / true) * 100),
+            "r2": measured.r2, "within_1sd": measured.within_1sd,
+            "within_2sd": measured.within_2sd}
 
 
 def ground_truth_for(space: str, ground_truth: str | None, space_size: int

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from course_utils.campaign.stopping import StopRule as StopRule  # re-exported: one definition
 from course_utils.registry import Registry as Registry  # re-exported: its home is the ground floor
 
 if TYPE_CHECKING:  # annotations only: the parts' modules import this one
-    from course_utils.campaign.stopping import StopDecision, StopHistory
     from course_utils.ml.contract import Model
 
 
@@ -96,16 +96,6 @@ class RetrainPolicy(Protocol):
 
     def due(self, n_ok: int, n_ok_at_last_model: int | None, batch_mode: bool = False
             ) -> str | None: ...
-
-
-@runtime_checkable
-class StopRule(Protocol):
-    """Says from a campaign's history whether the search is done."""
-
-    @property
-    def text(self) -> str: ...
-
-    def check(self, history: StopHistory) -> StopDecision | None: ...
 
 
 @runtime_checkable

@@ -13,9 +13,15 @@ A rule is spelled as a string, the same in :class:`~course_utils.campaign.parame
     and stop once the rise it predicts from here to the budget is below D eV (the
     learning-curve extrapolation of neural-architecture search, applied to our search).
 
-The engine asks its rule after each iteration (:meth:`StopRule.check`) with a
+With trust checks (``trust_tol``), the trust streak is one more rule (:class:`TrustStreakRule`:
+``trust_streak`` consecutive batches whose every pick the cheap check confirmed); the run asks
+both, the user's first (:func:`first_of`).
+
+The campaign asks its rule after each batch (:meth:`StopRule.check`) with a
 :class:`StopHistory` made from the records (:func:`history_from_records`), so a resumed run
-re-evaluates the rule on everything it holds. Nothing here runs or writes anything.
+re-evaluates the rule on everything it holds. :func:`conclude` turns what the rule decided into
+the run's status, its last message and results.json's ``stopping`` block, in one place.
+Nothing here runs or writes anything.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ import heapq
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -36,6 +42,8 @@ from course_utils.status import is_finished_status as is_finished_status  # as a
 from course_utils.status import stopped_early_status as stopped_early_status  # as above
 
 RULES = ("budget", "converged", "predicted")
+#: The trust streak's name as a rule: a run it ended is ``stopped early (trust)``.
+TRUST_RULE = "trust"
 SPELLINGS = ("budget", "converged:window=W,delta=D[,top=K]", "predicted:delta=D[,min_points=M]")
 
 
@@ -51,13 +59,15 @@ class StopHistory:
     ``ies``: the IE (eV) of each successful simulation, in arrival order. ``ends``: how many of
     them were done at each point of the history: after the initial batch, then after each
     iteration. ``iterations``: the iteration number of each point (0 for the initial batch).
-    ``budget``: successful simulations the run may use in all.
+    ``budget``: successful simulations the run may use in all. ``trust_streak``: consecutive
+    batches, up to now, whose every pick the trust checks confirmed (0 without checks).
     """
 
     ies: tuple[float, ...]
     ends: tuple[int, ...]
     iterations: tuple[int, ...]
     budget: int
+    trust_streak: int = 0
 
     def __post_init__(self) -> None:
         if len(self.ends) != len(self.iterations):
@@ -73,6 +83,9 @@ class StopHistory:
         """A history from the initial batch's size and each iteration's new successes."""
         ends = np.cumsum([initial, *new_per_iteration]).astype(int).tolist()
         return cls(tuple(float(v) for v in ies), tuple(ends), tuple(range(len(ends))), budget)
+
+    def with_trust_streak(self, streak: int) -> StopHistory:
+        return replace(self, trust_streak=int(streak))
 
     @property
     def points(self) -> int:
@@ -230,9 +243,15 @@ class StopDecision:
 # --- the rules -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StopRule:
-    """A stop rule: :meth:`check` says whether the run should stop now."""
+    """A stop rule: :meth:`check` says whether the run should stop now.
+
+    A new rule is a subclass with a ``name``, a ``text`` that :func:`parse_stop_rule` reads
+    back, and :meth:`check`; plus one ``STOP_RULE_REGISTRY.register`` line below.
+    """
 
     name: str = field(default="", init=False)
+    #: What a user does to go on once this rule ended a run (the end of its last message).
+    go_on: ClassVar[str] = "run again with another rule (e.g. --stop budget) to go on"
 
     @property
     def text(self) -> str:
@@ -245,6 +264,10 @@ class StopRule:
     def check(self, history: StopHistory) -> StopDecision | None:
         """A decision if the run should stop now, else None."""
         return None
+
+    def go_on_after(self, decision: StopDecision) -> str:
+        """How to go on after ``decision`` (a combination asks the rule that fired)."""
+        return self.go_on
 
 
 @dataclass(frozen=True)
@@ -316,6 +339,54 @@ class PredictedRule(StopRule):
                             curve=block, predicted_final_ev=final)
 
 
+@dataclass(frozen=True)
+class TrustStreakRule(StopRule):
+    """The trust streak (``trust_streak``, with trust checks): stop once that many consecutive
+    batches had every pick confirmed by the cheap check (within ``tol`` eV of the model)."""
+
+    streak: int = 3
+    tol: float = 0.0
+    name: str = field(default=TRUST_RULE, init=False)
+    go_on: ClassVar[str] = "run again with a larger --trust-streak (or without --trust-tol) to go on"
+
+    @property
+    def text(self) -> str:
+        return f"trust-streak:{self.streak}"
+
+    def check(self, history: StopHistory) -> StopDecision | None:
+        if history.trust_streak < self.streak:
+            return None
+        return StopDecision(self.name, history.iteration, history.simulations,
+                            f"{self.streak} consecutive batches in which the cheap check agreed "
+                            f"with the model on every pick (within {self.tol} eV)")
+
+
+@dataclass(frozen=True)
+class FirstOf(StopRule):
+    """Several rules asked in order; the first that fires decides."""
+
+    rules: tuple[StopRule, ...] = ()
+    name: str = field(default="first-of", init=False)
+
+    @property
+    def text(self) -> str:
+        return " + ".join(rule.text for rule in self.rules)
+
+    def check(self, history: StopHistory) -> StopDecision | None:
+        return next((d for d in (rule.check(history) for rule in self.rules) if d is not None),
+                    None)
+
+    def go_on_after(self, decision: StopDecision) -> str:
+        fired = next((r for r in self.rules if r.name == decision.rule), None)
+        return StopRule.go_on if fired is None else fired.go_on_after(decision)
+
+
+def first_of(*rules: StopRule | None) -> StopRule:
+    """One rule that asks ``rules`` in order (None: left out); a single rule is itself."""
+    kept = tuple(rule for rule in rules if rule is not None)
+    return kept[0] if len(kept) == 1 else FirstOf(kept)
+
+
 def _integer(minimum: int):
     def convert(value: str) -> int:
         try:
@@ -383,7 +454,8 @@ def stopping_block(rule: str, decision: StopDecision | None, stopped_at: Mapping
     return block
 
 
-def stop_message(block: Mapping[str, Any], budget: int) -> str:
+def stop_message(block: Mapping[str, Any], budget: int,
+                 go_on: str = StopRule.go_on) -> str:
     """The one line a stopped run ends with: which rule, when, why, and how to go on."""
     saved = block["saved"]
     text = (f"stopped early by the rule {block['rule']} at iteration {block['at_iteration']} "
@@ -391,8 +463,28 @@ def stop_message(block: Mapping[str, Any], budget: int) -> str:
             f"{block['reason']}")
     if block["on_resume"]:
         return text + ("; the rule already held on the resumed records, so this run stopped "
-                       "at once without a new simulation: run again with another rule "
-                       "(e.g. --stop budget) to go on")
+                       f"at once without a new simulation: {go_on}")
     seconds = f" (about {saved['seconds']:.0f} s)" if saved["seconds"] is not None else ""
-    return text + (f"; saved {saved['simulations']} simulations of the budget{seconds}; run "
-                   "again with another rule (e.g. --stop budget) to go on")
+    return text + f"; saved {saved['simulations']} simulations of the budget{seconds}; {go_on}"
+
+
+@dataclass(frozen=True)
+class StopOutcome:
+    """What a stop decision makes of the run: its status (None: no rule fired), its last
+    message and results.json's ``stopping`` block."""
+
+    status: str | None
+    message: str
+    block: dict[str, Any]
+
+
+def conclude(rule: StopRule, decision: StopDecision | None, stopped_at: Mapping[str, Any], *,
+             left: int, seconds_per_simulation: float | None, workers: int, budget: int
+             ) -> StopOutcome:
+    """The one place a stop decision becomes the run's status, message and ``stopping``."""
+    block = stopping_block(rule.text, decision, stopped_at, left=left,
+                           seconds_per_simulation=seconds_per_simulation, workers=workers)
+    if decision is None:
+        return StopOutcome(None, "", block)
+    return StopOutcome(stopped_early_status(decision.rule),
+                       stop_message(block, budget, rule.go_on_after(decision)), block)

@@ -39,8 +39,6 @@ CHECKS = RecordFile(
      "cheap_seconds": "float?", "model_version": "int?"},
     {"keep_default_na": False, "na_values": [""],
      "dtype": {"smiles": str, "cheap_error": str, "cheap_status": str, "full_status": str}})
-#: Status of a run the trust streak ended (finished, like a stop rule's).
-TRUST_RULE = "trust"
 
 
 def is_trusted(model_ie: float, cheap_ie: float, tol: float) -> bool:
