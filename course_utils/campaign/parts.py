@@ -5,7 +5,9 @@ A campaign holds one part of each kind (``campaign.simulator``, ``.model``, ``.a
 ``.retrain_policy``, ``.stop_rule``, ``.arrival``, ``.trust``) and calls it only through the
 contract below, so a new part is a new class that keeps the contract plus one ``register`` line
 beside it: the loops never change. The model contract lives with the models
-(:mod:`course_utils.ml.contract`).
+(:mod:`course_utils.ml.contract`); the stop rule's is a base class with its rules
+(:class:`course_utils.campaign.stopping.StopRule`, re-exported here), since every rule shares
+how it reports.
 
 Each kind has a :class:`~course_utils.registry.Registry` in the module of its parts (``STOP_RULE_REGISTRY`` in
 ``stopping``, ``RETRAIN_REGISTRY`` in ``retraining``, ``ARRIVAL_REGISTRY`` in ``arrival``,
