@@ -101,7 +101,6 @@ def _yardsticks(search_space: str, ground_truth: str | None, _stamp: Any) -> Yar
     )
 
 
-
 def marks_for(curves: pd.DataFrame, marks: Yardsticks | None) -> Yardsticks:
     """``marks`` if given, else the yardsticks of the space the ``curves`` were replayed on."""
     if marks is not None:
