@@ -1,9 +1,9 @@
 """Tests for the search space's fingerprints: computed once per kind, in parallel, cached.
 
 course_utils.ml.fingerprints computes every kind a model reads in one RDKit pass over forked
-processes; these tests hold it to the serial path bit for bit, to the same error for a bad
-SMILES, and to its caches (counted, never timed). Speed is measured by
-benchmarks/bench_fingerprints.py.
+processes (course_utils.ml.morgan) and caches it (course_utils.ml.fingerprint_cache); these
+tests hold it to the serial path bit for bit, to the same error for a bad SMILES, and to its
+caches (counted, never timed). Speed is measured by benchmarks/bench_fingerprints.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 
 from course_utils.campaign import run_campaign
 from course_utils.campaign.model_keeper import ModelKeeper
+from course_utils.ml import fingerprint_cache, morgan
 from course_utils.ml import fingerprints as fp
 from course_utils.ml.forest import ForestModel
 from course_utils.ml.gp import TanimotoGP
@@ -58,7 +59,7 @@ class CountingPool(ProcessPoolExecutor):
 @pytest.fixture
 def counting_pool(monkeypatch) -> type[CountingPool]:
     CountingPool.submitted = 0
-    monkeypatch.setattr(fp, "ProcessPoolExecutor", CountingPool)
+    monkeypatch.setattr(morgan, "ProcessPoolExecutor", CountingPool)
     return CountingPool
 
 
@@ -66,13 +67,14 @@ def counting_pool(monkeypatch) -> type[CountingPool]:
 def computed(monkeypatch) -> list[tuple[int, tuple[fp.FingerprintKind, ...]]]:
     """Every computation (number of SMILES, kinds), in this process, in order."""
     calls: list[tuple[int, tuple[fp.FingerprintKind, ...]]] = []
-    real = fp._compute_kinds
+    real = morgan.compute_kinds
 
     def spy(smiles, kinds, **kwargs):
         calls.append((len(smiles), tuple(kinds)))
         return real(smiles, kinds, **kwargs)
 
-    monkeypatch.setattr(fp, "_compute_kinds", spy)
+    monkeypatch.setattr(fp, "compute_kinds", spy)  # what prepare_fingerprints calls
+    monkeypatch.setattr(morgan, "compute_kinds", spy)  # and the serial reference paths
     return calls
 
 
@@ -84,8 +86,8 @@ def test_parallel_pass_equals_serial_bit_for_bit(qm9_part, cache_dir, counting_p
     parallel = fp.prepare_fingerprints(qm9_part, kinds, processes=2)
     assert counting_pool.submitted >= 4  # the pool did the work, in several chunks
     for kind, array in zip(kinds, parallel, strict=True):
-        serial = (fp._compute_fingerprints(qm9_part, kind.radius, kind.length)
-                  if kind.form == "bits" else fp._compute_counts(qm9_part, kind.radius, kind.length))
+        serial = (morgan._compute_fingerprints(qm9_part, kind.radius, kind.length)
+                  if kind.form == "bits" else morgan._compute_counts(qm9_part, kind.radius, kind.length))
         assert array.dtype == serial.dtype and array.shape == serial.shape
         np.testing.assert_array_equal(array, serial)
         assert not array.flags.writeable
@@ -96,9 +98,9 @@ def test_parallel_pass_equals_serial_bit_for_bit(qm9_part, cache_dir, counting_p
 
 
 def test_one_pass_gives_bits_and_counts_as_two_passes(qm9_part):
-    both = fp._compute_kinds(qm9_part, [BITS, COUNTS])
-    np.testing.assert_array_equal(both[0], fp._compute_kinds(qm9_part, [BITS])[0])
-    np.testing.assert_array_equal(both[1], fp._compute_kinds(qm9_part, [COUNTS])[0])
+    both = morgan.compute_kinds(qm9_part, [BITS, COUNTS])
+    np.testing.assert_array_equal(both[0], morgan.compute_kinds(qm9_part, [BITS])[0])
+    np.testing.assert_array_equal(both[1], morgan.compute_kinds(qm9_part, [COUNTS])[0])
 
 
 @pytest.mark.parametrize("form", fp.FORMS)
@@ -180,7 +182,7 @@ def test_cache_file_written_atomically(qm9_part, cache_dir, monkeypatch):
     assert not cache_dir.exists() or not list(cache_dir.iterdir())  # no file, no temp file
     monkeypatch.setattr(fp.np, "save", real_save)
     fp.clear_memory_cache()
-    fp._warned_dirs.clear()
+    fingerprint_cache._warned_dirs.clear()
     np.testing.assert_array_equal(fp.fingerprints(qm9_part, radius=2, length=2048), out)
     (path,) = cache_dir.glob("fp-*.npy")
     np.testing.assert_array_equal(np.load(path), out)
@@ -198,8 +200,8 @@ def test_parts_cached_for_workers_equal_their_own_computation(qm9_part, cache_di
     for part in parts:
         bits = fp.fingerprints(part, radius=2, length=2048)
         counts = fp.count_fingerprints(part)
-        np.testing.assert_array_equal(bits, fp._compute_fingerprints(part, 2, 2048))
-        np.testing.assert_array_equal(counts, fp._compute_counts(part, 2, 2048))
+        np.testing.assert_array_equal(bits, morgan._compute_fingerprints(part, 2, 2048))
+        np.testing.assert_array_equal(counts, morgan._compute_counts(part, 2, 2048))
     assert len(computed) == 1 + 4  # the whole once, then only the reference computations
 
 

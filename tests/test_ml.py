@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import pairwise_distances
 
 from course_utils.ml import fingerprints as ml
-from course_utils.ml import knn, neighbours
+from course_utils.ml import knn, morgan, neighbours
 
 # Small QM9-like molecules (C, N, O, F; <= 9 heavy atoms), written for these tests.
 # fmt: off
@@ -144,7 +144,7 @@ def test_disk_cache_reused_without_recomputing(cache_dir, monkeypatch):
         raise AssertionError("fingerprints were recomputed")
 
     ml.clear_memory_cache()
-    monkeypatch.setattr(ml, "_compute_kinds", boom)
+    monkeypatch.setattr(ml, "compute_kinds", boom)
     second = ml.fingerprints(MOLECULES)
     np.testing.assert_array_equal(second, first)
     # A different parameter set is a different key, so it must compute (and hit boom).
@@ -177,7 +177,7 @@ def test_unwritable_cache_dir_does_not_crash(tmp_path, monkeypatch):
     ml.clear_memory_cache()
     with pytest.warns(RuntimeWarning, match="disk cache disabled"):
         out = ml.fingerprints(MOLECULES[:20], cache_dir=blocker / "sub")
-    np.testing.assert_array_equal(out, ml._compute_fingerprints(MOLECULES[:20], 4, 256, False))
+    np.testing.assert_array_equal(out, morgan._compute_fingerprints(MOLECULES[:20], 4, 256, False))
     ml.clear_memory_cache()
 
 

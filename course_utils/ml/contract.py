@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from course_utils.ml.fingerprints import FingerprintKind
+    from course_utils.ml.morgan import FingerprintKind
 
 
 @runtime_checkable

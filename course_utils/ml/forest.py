@@ -15,18 +15,14 @@ from typing import Any, Self
 import numpy as np
 from sklearn.ensemble import RandomForestRegressor
 
-from course_utils.ml.fingerprints import (
-    FingerprintKind,
-    as_smiles_list,
-    count_fingerprints,
-    dense_counts,
-)
+from course_utils.ml.fingerprints import count_fingerprints
 from course_utils.ml.model_options import (
     check_fingerprint_options,
     check_int,
     check_positive,
     check_training_data,
 )
+from course_utils.ml.morgan import FingerprintKind, as_smiles_list, dense_counts
 
 __all__ = ["DEFAULTS", "ForestModel"]
 

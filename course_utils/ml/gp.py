@@ -35,17 +35,13 @@ import numpy as np
 import scipy.linalg
 from scipy.optimize import minimize_scalar
 
-from course_utils.ml.fingerprints import (
-    FingerprintKind,
-    as_smiles_list,
-    count_fingerprints,
-    fingerprints,
-)
+from course_utils.ml.fingerprints import count_fingerprints, fingerprints
 from course_utils.ml.model_options import (
     check_fingerprint_options,
     check_positive,
     check_training_data,
 )
+from course_utils.ml.morgan import FingerprintKind, as_smiles_list
 from course_utils.ml.neighbours import popcounts
 
 __all__ = ["TanimotoGP"]

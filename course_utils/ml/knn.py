@@ -18,12 +18,8 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 
-from course_utils.ml.fingerprints import (
-    FingerprintKind,
-    as_smiles_list,
-    fingerprints,
-    validate_fingerprint_params,
-)
+from course_utils.ml.fingerprints import fingerprints
+from course_utils.ml.morgan import FingerprintKind, as_smiles_list, validate_fingerprint_params
 from course_utils.ml.neighbours import IncrementalNeighbours, check_packed, nearest
 from course_utils.search_space import position_index
 

@@ -10,7 +10,7 @@ the same answer on every machine, sklearn's answer wherever the k nearest are un
 it lets :class:`IncrementalNeighbours` update the neighbours of a whole search space when
 training molecules are appended, instead of searching again (what a replayed campaign does).
 
-Packed layout (see :mod:`course_utils.ml.fingerprints`): ``uint64`` arrays of shape ``(n, bits // 64)``.
+Packed layout (see :mod:`course_utils.ml.morgan`): ``uint64`` arrays of shape ``(n, bits // 64)``.
 """
 
 from __future__ import annotations

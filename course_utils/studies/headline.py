@@ -28,7 +28,9 @@ import pandas as pd
 from course_utils import records as rec
 from course_utils.figures import style as figure_style
 from course_utils.ground_truth.table import package_data_dir
-from course_utils.studies.comparison import CURVE_COLUMNS, REACH_K, band, replay_grid, yardsticks
+from course_utils.studies.marks import REACH_K, yardsticks
+from course_utils.studies.replays import CURVE_COLUMNS, replay_grid
+from course_utils.studies.summaries import band
 
 #: The strategy a campaign's parameters describe: what its replays copy (all else is the grid's).
 STRATEGY_KEYS = ("model", "acquisition", "ucb_kappa", "epsilon", "mode", "retrain")
@@ -88,7 +90,7 @@ def replay_bands(parameters: Mapping[str, Any], out_dir: str | os.PathLike, *,
                  seeds: Sequence[int] = SEEDS, processes: int = 2,
                  shipped: bool = True) -> pd.DataFrame:
     """The curves of :func:`band_strategies` replayed over ``seeds`` with the campaign's
-    budget (:func:`course_utils.studies.comparison.replay_grid`; runs go to
+    budget (:func:`course_utils.studies.replays.replay_grid`; runs go to
     ``out_dir/<strategy>/seed-NNN``), or the shipped ones where they are the same replays."""
     settings = grid_settings(parameters, seeds)
     parameters = {**parameters, **{k: settings[k] for k in GRID_KEYS}}

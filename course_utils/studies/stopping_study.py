@@ -27,7 +27,8 @@ import pandas as pd
 from course_utils import records as rec
 from course_utils.campaign.stopping import StopDecision, StopRule, history_from_records, parse_stop_rule
 from course_utils.figures import style as figure_style
-from course_utils.studies.comparison import Yardsticks, replay_grid, run_curve, slug, yardsticks
+from course_utils.studies.marks import Yardsticks, yardsticks
+from course_utils.studies.replays import replay_grid, run_curve, slug
 
 #: Rules the notebook compares: a name for the legend -> the rule's spelling.
 DEFAULT_RULES: dict[str, str] = {
@@ -151,7 +152,7 @@ def stopping_study(
 
     ``rules``: names -> spellings (or spellings, named by themselves); ``strategy``: further
     campaign parameters (``acquisition``, ...; default greedy). Runs are written into
-    ``out_dir/budget/seed-NNN`` (see :func:`course_utils.studies.comparison.replay_grid`).
+    ``out_dir/budget/seed-NNN`` (see :func:`course_utils.studies.replays.replay_grid`).
 
     Returns ``(outcomes, curves)``: one row per (rule, seed) with the columns of
     :data:`OUTCOME_COLUMNS` (rule: the name given), and the budget runs' curves (best so far

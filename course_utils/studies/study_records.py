@@ -23,13 +23,8 @@ from typing import Any
 import pandas as pd
 
 from course_utils.campaign.simulators import measured_table
-from course_utils.studies.comparison import (
-    CURVE_COLUMNS,
-    replay_grid,
-    run_curve,
-    slug,
-    yardsticks,
-)
+from course_utils.studies.marks import yardsticks
+from course_utils.studies.replays import CURVE_COLUMNS, replay_grid, run_curve, slug
 
 #: The columns of the records: everything else is rebuilt from the ground-truth table.
 RECORD_COLUMNS = ["strategy", "seed", "n", "smiles"]
@@ -79,7 +74,7 @@ def replay_study(study: Study, out_dir: str | os.PathLike, *,
                  strategies: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
                  processes: int = 2) -> pd.DataFrame:
     """Replay the study (or the given ``strategies`` and ``seeds`` of it) into ``out_dir``;
-    the curves of :func:`~course_utils.studies.comparison.replay_grid`."""
+    the curves of :func:`~course_utils.studies.replays.replay_grid`."""
     names = list(study.strategies) if strategies is None else list(strategies)
     unknown = [name for name in names if name not in study.strategies]
     if unknown:
