@@ -466,9 +466,10 @@ def part_parses(package: Package) -> dict[str, list[str]]:
                 parsers.update({a.asname: a.name for a in node.names
                                 if a.asname and a.name in PART_PARSERS})
         own = _defined_here(tree)
+        named = ((node.lineno, _called_name(node, parsers)) for node in ast.walk(tree)
+                 if isinstance(node, ast.Call))
         calls = [f"{line}: {name}" for line, name in sorted(
-            (node.lineno, _called_name(node, parsers)) for node in ast.walk(tree)
-            if isinstance(node, ast.Call)) if name and name not in own]
+            (line, name) for line, name in named if name and name not in own)]
         if calls:
             found[module_id] = calls
     return found
