@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -48,6 +49,16 @@ def _search_space_file_problem(space: Any) -> str | None:
         return None
     return (f"search-space file {text} not found; give 'qm9', 'truth:qm9' or a CSV/TSV file "
             "with a smiles column")
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first caller outside the parameters and the builder: a note
+    names the line that asked (a notebook cell's ``validate()``), as before parts were built."""
+    inside = {__file__, build_parts.__code__.co_filename}
+    frame, level = sys._getframe(1), 1  # _getframe(1): the function that warns
+    while frame is not None and frame.f_code.co_filename in inside:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _param(default: Any, help: str) -> Any:
@@ -304,4 +315,4 @@ class CampaignParameters:
         given = self.__dict__.setdefault("_notes_given", set())  # not a field: not in to_dict()
         if note and note not in given:
             given.add(note)
-            warnings.warn(note, CampaignNote, stacklevel=3)
+            warnings.warn(note, CampaignNote, stacklevel=_caller_level())
