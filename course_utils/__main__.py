@@ -113,15 +113,23 @@ def _predict_parser(sub) -> None:
         description="Predict with RUN/models/vNNNN (the .joblib checked against its .json). "
                     "Invalid SMILES are reported by row; the others are still predicted.")
     predict.add_argument("smiles", nargs="*", help="SMILES to predict")
-    predict.add_argument("--model", type=_out_arg, required=True, help="RUN/models/vNNNN")
+    # `run --model` spells a model (knn, gp:...); a saved version is `--version` here, and
+    # `--model`, which older kits used for it, is still read.
+    version = predict.add_mutually_exclusive_group(required=True)
+    version.add_argument("--version", type=_out_arg, metavar="RUN/models/vNNNN",
+                         help="the saved model version to predict with")
+    version.add_argument("--model", type=_out_arg, metavar="RUN/models/vNNNN",
+                         help="older spelling of --version")
     predict.add_argument("--input", type=Path, default=None,
                          help="file of SMILES: a CSV with a smiles column, or one per line")
     predict.add_argument("--out", type=_out_arg, default=None, help="write the predictions as CSV")
 
 
 def _predict(args: argparse.Namespace) -> int:
-    if isinstance(args.model, str) or not args.model.name:  # '' or '/': no version is named
-        return _fail(f"--model {str(args.model)!r} names no model version; give "
+    flag, version = ("--version", args.version) if args.version is not None else ("--model",
+                                                                                  args.model)
+    if isinstance(version, str) or not version.name:  # '' or '/': no version is named
+        return _fail(f"{flag} {str(version)!r} names no model version; give "
                      "RUN/models/vNNNN (a .joblib with its .json)")
     smiles = list(args.smiles)
     if args.input is not None:
@@ -135,7 +143,7 @@ def _predict(args: argparse.Namespace) -> int:
     if problem:
         return _fail(problem)
     try:
-        frame, info = predict_with_version(args.model, smiles)
+        frame, info = predict_with_version(version, smiles)
     except LineageError as err:
         return _fail(str(err))
     print(lineage_line(info))
@@ -299,7 +307,9 @@ def _run(args: argparse.Namespace) -> int:
         options["workers_per_node"] = args.workers
     try:
         parameters = CampaignParameters.from_mapping(values)
-        parameters.validate()  # before the folder exists: bad input leaves nothing behind
+        # Before the folder exists (bad input leaves nothing behind); builds the parts once:
+        # the campaign takes the same ones from `parameters`.
+        parameters.validate()
         problem = _out_folder_problem(args.out)
         if problem:
             return _fail(problem)

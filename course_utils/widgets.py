@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from course_utils import records as rec
+from course_utils.campaign.build import min_training_of
 from course_utils.campaign.parameters import (
     ACQUISITIONS,
     MODES,
@@ -32,7 +33,7 @@ from course_utils.campaign.parameters import (
 )
 from course_utils.campaign.runner import CampaignResult
 from course_utils.grading import HAND_IN_LABEL
-from course_utils.ml.registry import MODEL_CHOICES, parse_model
+from course_utils.ml.registry import MODEL_CHOICES
 from course_utils.resilience import (
     CampaignInterrupted,
     interrupts_stop,
@@ -194,11 +195,12 @@ class HomeworkPanel:
                                  description=name, style=style, layout=layout,
                                  continuous_update=False, readout_format=".2f")
 
-        # The fewest molecules any offered model learns from; Run checks the chosen model's own.
-        least = min(parse_model(name).min_training for name in MODEL_CHOICES)
+        # The fewest molecules the chosen model learns from (it follows the model dropdown).
+        least = min(_least_training(defaults.model), max_budget - 1)
         self.initial = slider("initial_training_count", least, max_budget - 1,
                               defaults.initial_training_count)
-        self.maximum = slider("max_training_count", 5, max_budget, defaults.max_training_count)
+        self.maximum = slider("max_training_count", least + 1, max_budget,
+                              defaults.max_training_count)
         self.batch = slider("batch_size", 1, 64, defaults.batch_size)
         self.seed = w.IntText(value=defaults.seed, description="seed", style=style,
                               layout=layout)
@@ -227,6 +229,7 @@ class HomeworkPanel:
         self.button.on_click(self._on_click)
         self.stop_button.on_click(self._on_stop)
         self.acquisition.observe(self._on_acquisition, names="value")
+        self.model.observe(self._on_model, names="value")
         self._lock(False)
         self.widget = w.VBox([
             w.HTML("<b>Homework: tune the loop</b>"),
@@ -249,6 +252,11 @@ class HomeworkPanel:
     def _on_acquisition(self, _change: Any = None) -> None:
         if not self.running:  # a run keeps everything locked (and Stop as it is)
             self._lock(False)
+
+    def _on_model(self, change: Any = None) -> None:
+        """The initial training count starts at what the chosen model needs to learn."""
+        least = min(_least_training(self.model.value), self.initial.max)
+        self.initial.min, self.maximum.min = least, least + 1
 
     def parameters(self) -> CampaignParameters:
         """The parameters the controls spell. The knob of an acquisition not chosen stays at
@@ -303,7 +311,7 @@ class HomeworkPanel:
             # A click's warnings end up in the kernel's log, not under the panel: show notes here.
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", CampaignNote)
-                params.validate()
+                params.validate()  # builds the parts once; the run takes the same ones
         except CampaignParameterError as err:
             self.status.value = f"<span style='color:#b00'>Cannot run: {html.escape(str(err))}</span>"
             return
@@ -402,13 +410,22 @@ class HomeworkPanel:
         display(self.widget)
 
 
+def _least_training(model: str) -> int:
+    """The slider minimum for ``model``: what it needs to learn (1 if it spells no model: Run
+    then says why in one line)."""
+    try:
+        return min_training_of(model)
+    except CampaignParameterError:
+        return 1
+
+
 def output_folder_for(parameters: CampaignParameters, root: str | Path) -> Path:
     """One folder per parameter set, so runs from the panel never overwrite each other (the
     default model and knobs at their defaults are left out of the name: folders of earlier
     kits keep theirs)."""
     p = parameters
     plain = CampaignParameters()
-    model = "" if p.model == "knn" else re.sub(r"[^A-Za-z0-9.=-]+", "-", p.model) + "_"
+    model = "" if p.model == plain.model else re.sub(r"[^A-Za-z0-9.=-]+", "-", p.model) + "_"
     knob = ""
     if p.acquisition == KNOB_OF["ucb_kappa"] and p.ucb_kappa != plain.ucb_kappa:
         knob = f"-kappa{p.ucb_kappa:g}"

@@ -26,6 +26,11 @@ engine's parts honest:
   lower module depend on the higher one); a package's `__init__` that Python
   runs on the way is not counted (the faces import lazily).
 
+A sixth rule keeps each part's text parsed in one place: the part parsers
+(`PART_PARSERS`, and a `*_REGISTRY`'s `make`/`build`/`factory`) are called
+only in `campaign.build`, in the module defining them, and in the few modules of
+`PARSED_ELSEWHERE`, each with its reason.
+
 Every rule is also run on a small fake package with one offence, so each
 check is seen to fail when it should.
 """
@@ -65,6 +70,19 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 
 # Upward imports known and not yet removed: "importer -> imported", each with why. Keep it empty.
 KNOWN_UPWARD: dict[str, str] = {}
+
+
+# The functions that turn a part's text into the part. Calling them is building a part, which
+# campaign.build does once for a campaign's parameters (`.validate()` and `.parts()` go through it).
+PART_PARSERS = ("parse_model", "make_model", "make_acquisition", "parse_stop_rule", "parse_arrival",
+                "parse_retrain_policy", "make_simulator")
+REGISTRY_MAKERS = ("make", "build", "factory")  # on a module-level `*_REGISTRY`
+BUILDER = "campaign.build"
+# Modules that parse a part's text outside the builder, each with why. Keep it short.
+PARSED_ELSEWHERE: dict[str, str] = {
+    "ml.learning_curves": "compares models by their spelling on learning curves, with no "
+                          "campaign (and ml sits below campaign.build)",
+}
 
 
 @dataclass(frozen=True)
@@ -410,6 +428,64 @@ def imports_through_init(package: Package) -> list[str]:
     ]
 
 
+def _called_name(call: ast.Call, parsers: dict[str, str]) -> str | None:
+    """The parser a call names (``parse_model(...)``, ``registry.parse_model(...)``,
+    ``STOP_RULE_REGISTRY.make(...)``), or None."""
+    func = call.func
+    if isinstance(func, ast.Name):
+        return parsers.get(func.id)
+    if isinstance(func, ast.Attribute):
+        if func.attr in PART_PARSERS:
+            return func.attr
+        if (func.attr in REGISTRY_MAKERS and isinstance(func.value, ast.Name)
+                and func.value.id.endswith("_REGISTRY")):
+            return f"{func.value.id}.{func.attr}"
+    return None
+
+
+def _defined_here(tree: ast.AST) -> set[str]:
+    """Parsers a module defines (its functions of PART_PARSERS, its `*_REGISTRY` makers)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name in PART_PARSERS:
+            names.add(node.name)
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id.endswith("_REGISTRY"):
+                names.update(f"{target.id}.{m}" for m in REGISTRY_MAKERS)
+    return names
+
+
+def part_parses(package: Package) -> dict[str, list[str]]:
+    """module -> `line: parser` for each call of a part parser it does not define."""
+    found: dict[str, list[str]] = {}
+    for module_id, path in sorted(package.files.items()):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        parsers = {name: name for name in PART_PARSERS}  # local name -> parser
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                parsers.update({a.asname: a.name for a in node.names
+                                if a.asname and a.name in PART_PARSERS})
+        own = _defined_here(tree)
+        named = ((node.lineno, _called_name(node, parsers)) for node in ast.walk(tree)
+                 if isinstance(node, ast.Call))
+        calls = [f"{line}: {name}" for line, name in sorted(
+            (line, name) for line, name in named if name and name not in own)]
+        if calls:
+            found[module_id] = calls
+    return found
+
+
+def parts_parsed_outside_builder(package: Package,
+                                 allowed: dict[str, str] | None = None) -> list[str]:
+    """Part parsers called outside campaign.build (and their own modules and the allow-list)."""
+    allowed = PARSED_ELSEWHERE if allowed is None else allowed
+    return [f"{module_id}:{call} (build it in {BUILDER}: parameters.parts())"
+            for module_id, calls in part_parses(package).items()
+            if module_id != BUILDER and module_id not in allowed for call in calls]
+
+
 # --- the real package ---------------------------------------------------------------------------
 
 
@@ -482,6 +558,16 @@ def test_the_named_upward_imports_are_gone(course_utils: Package) -> None:
             assert not [t for t in graph[importer] if t.startswith(forbidden)], (importer, forbidden)
 
 
+def test_parts_are_parsed_only_by_the_builder(course_utils: Package) -> None:
+    """Issue 31: each part's text is parsed once, in campaign.build (the CLI, the panel,
+    sweeps and the engine all take the parts it built)."""
+    offences = parts_parsed_outside_builder(course_utils)
+    assert offences == [], "parts parsed outside the builder:\n" + "\n".join(offences)
+    parses = part_parses(course_utils)
+    assert BUILDER in parses  # the rule sees the builder's own calls
+    assert [m for m in PARSED_ELSEWHERE if m not in parses] == []  # the list stays current
+
+
 # --- each rule fails on a fake package with one offence -----------------------------------------
 
 
@@ -521,6 +607,20 @@ BAD_PACKAGES = {
     "name through a subpackage __init__": (imports_through_init, {
         "top.py": "from course_utils.sub import Thing\n",
     }),
+    # a part parsed in a second module beside the builder (an alias does not hide it), and a
+    # registry asked directly
+    "part parsed outside the builder": (parts_parsed_outside_builder, {
+        "campaign/__init__.py": "",
+        "campaign/build.py": ("from course_utils.campaign.stopping import parse_stop_rule\n\n\n"
+                              "def build(p):\n    return parse_stop_rule(p.stop)\n"),
+        "campaign/stopping.py": "def parse_stop_rule(text):\n    return text\n",
+        "campaign/runner.py": ("from course_utils.campaign.stopping import parse_stop_rule as rule\n\n\n"
+                               "def run(p):\n    return rule(p.stop)\n"),
+    }),
+    "registry asked outside the builder": (parts_parsed_outside_builder, {
+        "widgets.py": ("from course_utils.ml.registry import MODEL_REGISTRY\n\n"
+                       "least = MODEL_REGISTRY.make('knn').min_training\n"),
+    }),
     # the ground floor reaching up to the campaign, even from inside a function
     "upward import": (lambda package: upward_imports(package, known={}), {
         "chemistry.py": ("def f():\n    # deferred: measured heavy import\n"
@@ -555,7 +655,7 @@ def test_a_clean_fake_package_passes(tmp_path: Path) -> None:
         ),
     })
     for rule in (cycles, private_imports, undeferred_imports, imports_through_init,
-                 lambda p: upward_imports(p, known={})):
+                 lambda p: upward_imports(p, known={}), parts_parsed_outside_builder):
         assert rule(package) == [], rule
 
 

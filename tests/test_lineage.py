@@ -248,17 +248,21 @@ def test_predict_command(finished, tmp_path):
     lineage = read_lineage(finished)
     version = int(lineage.loc[lineage["valid_size"] > 0, "version"].iloc[0])
     model = str(finished / "models" / f"v{version:04d}")
-    good = _cli("--model", model, "CCO", "C#N")
+    good = _cli("--version", model, "CCO", "C#N")
     assert good.returncode == 0, good.stderr
     assert good.stdout.startswith(f"model v{version:04d} (data version ")
     assert "validation MAE" in good.stdout and good.stdout.count(" eV\t± ") == 2
     source = tmp_path / "in.csv"
     source.write_text("smiles\nCCO\nbad((\nC#N\n")
     out = tmp_path / "pred.csv"
-    mixed = _cli("--model", model, "--input", str(source), "--out", str(out))
+    mixed = _cli("--version", model, "--input", str(source), "--out", str(out))
     assert mixed.returncode == 1 and "row 2: 'bad(('" in mixed.stderr
     written = pd.read_csv(out)
     assert written.columns.tolist() == ["row", "smiles", "ie_ev", "ie_spread_ev", "error"]
     assert written["ie_ev"].notna().tolist() == [True, False, True]
-    missing = _cli("--model", str(finished / "models" / "v0999"), "CCO")
+    missing = _cli("--version", str(finished / "models" / "v0999"), "CCO")
     assert missing.returncode == 2 and "error:" in missing.stderr and missing.stdout == ""
+    older = _cli("--model", model, "CCO", "C#N")  # the older spelling of --version still works
+    assert older.returncode == 0 and older.stdout == good.stdout, older.stderr
+    both = _cli("--version", model, "--model", model, "CCO")
+    assert both.returncode == 2 and "not allowed with" in both.stderr

@@ -161,7 +161,7 @@ def _commands(run: Path, out: str) -> dict[str, list[str]]:
     configs.write_text("batch_size=4\nbatch_size=8\n")
     return {
         "run": ["run", *REPLAY, "--quiet", "--out", out],
-        "predict": ["predict", "--model", str(run / "models" / "v0001"), "CCO", "--out", out],
+        "predict": ["predict", "--version", str(run / "models" / "v0001"), "CCO", "--out", out],
         "grade": ["grade", str(run), "--no-verify", "--out", out],
         "figures": ["figures", str(run), "--out", out],
         "sweep": ["sweep", "--configs", str(configs), *REPLAY, "--quiet", "--out", out],
@@ -489,8 +489,10 @@ def _sweep_file(tmp: Path, text: str) -> str:
 
 
 WHY_INPUTS = {  # name: (argv given the replay run and a scratch folder, words of the error)
-    "predict --model ''": (lambda run, tmp: ["predict", "--model", "", "CCO"],
-                           "--model '' names no model version"),
+    "predict --version ''": (lambda run, tmp: ["predict", "--version", "", "CCO"],
+                             "--version '' names no model version"),
+    "predict --model '' (the older spelling)": (lambda run, tmp: ["predict", "--model", "", "CCO"],
+                                                "--model '' names no model version"),
     "predict, garbage model with a matching checksum": (
         lambda run, tmp: ["predict", "--model", _garbage_model(run, tmp), "CCO"],
         "cannot be loaded as a model"),

@@ -62,6 +62,20 @@ def test_the_panel_offers_every_model_and_runs_the_one_chosen():
     assert spelled.model.value == "knn:k=6" and spelled.parameters().model == "knn:k=6"
 
 
+def test_the_initial_count_starts_at_what_the_chosen_model_needs():
+    """The slider's minimum is the chosen model's min_training, not the KNN's 4."""
+    panel = HomeworkPanel(CampaignParameters(), lambda p, u: None)
+    needs = {choice: parse_model(choice).min_training for choice in MODEL_CHOICES}
+    assert panel.initial.min == needs["knn"] == 4
+    for choice in MODEL_CHOICES:
+        panel.model.value = choice
+        assert panel.initial.min == needs[choice] and panel.maximum.min == needs[choice] + 1
+    assert needs["gp"] < 4  # the GP learns from fewer: the slider goes below the KNN's 4
+    spelled = HomeworkPanel(CampaignParameters(model="knn:k=6", initial_training_count=8),
+                            lambda p, u: None)
+    assert spelled.initial.min == 6
+
+
 def test_the_panel_offers_every_acquisition_with_its_knob():
     panel = HomeworkPanel(CampaignParameters(), lambda p, u: None)
     assert list(panel.acquisition.options) == list(ACQUISITIONS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -11,13 +12,12 @@ from typing import Any
 import numpy as np
 
 from course_utils.campaign.acquisition import ACQUISITION_REGISTRY
-from course_utils.campaign.arrival import ArrivalError, parse_arrival
-from course_utils.campaign.retraining import RetrainPolicyError, parse_retrain_policy
+from course_utils.campaign.build import CampaignParameterError, Parts, build_parts
+from course_utils.campaign.parts import RetrainPolicy
 from course_utils.campaign.simulators import SIMULATORS, ground_truth_file_problem
-from course_utils.campaign.stopping import StopRuleError, parse_stop_rule
 from course_utils.chemistry import ENGINES
 from course_utils.configs import CONFIG_NAMES
-from course_utils.ml.registry import MODEL_REGISTRY, ModelError, parse_model
+from course_utils.ml.registry import MODEL_REGISTRY
 
 ACQUISITIONS = ACQUISITION_REGISTRY.names
 MODES = ("batch", "streaming")
@@ -31,8 +31,10 @@ RESUME_KEYS = ("initial_training_count", "batch_size", "seed", "acquisition", "m
                "search_space", "ucb_kappa", "epsilon", "simulator", "valid_fraction", "arrival")
 
 
-class CampaignParameterError(ValueError):
-    """Parameters that cannot make a campaign; the message is one line naming them."""
+# CampaignParameterError is raised where the parts are built (campaign.build, its home) and
+# named here too, beside the parameters it is about.
+__all__ = ["ACQUISITIONS", "ENGINE_NAMES", "MAX_SEED", "MODES", "RESUME_KEYS", "CampaignNote",
+           "CampaignParameterError", "CampaignParameters"]
 
 
 def _search_space_file_problem(space: Any) -> str | None:
@@ -47,6 +49,16 @@ def _search_space_file_problem(space: Any) -> str | None:
         return None
     return (f"search-space file {text} not found; give 'qm9', 'truth:qm9' or a CSV/TSV file "
             "with a smiles column")
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first caller outside the parameters and the builder: a note
+    names the line that asked (a notebook cell's ``validate()``), as before parts were built."""
+    inside = {__file__, build_parts.__code__.co_filename}
+    frame, level = sys._getframe(1), 1  # _getframe(1): the function that warns
+    while frame is not None and frame.f_code.co_filename in inside:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _param(default: Any, help: str) -> Any:
@@ -130,10 +142,10 @@ class CampaignParameters:
     trust_streak: int = _param(3, "stop after this many consecutive fully trusted batches")
     trust_ranks: int = _param(2, "MPI ranks of each batch's cheap check")
 
-    def retrain_policy(self):
-        """The retrain policy; ``retrain_after`` (older spelling) is ``count:N`` when streaming."""
-        return parse_retrain_policy(self.retrain, self.batch_size,
-                                    self.retrain_after if self.mode == "streaming" else None)
+    def retrain_policy(self) -> RetrainPolicy:
+        """The retrain policy; ``retrain_after`` (older spelling) is ``count:N`` when streaming.
+        One of the built parts (:meth:`parts`)."""
+        return self.parts().retrain_policy
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> CampaignParameters:
@@ -165,8 +177,43 @@ class CampaignParameters:
                             f"runs them (charged as {self.trust_ranks} ranks on the simulated "
                             "clock); with simulator='xtb' they need config='local-mpi'")
 
-    def validate(self, search_space_size: int | None = None) -> None:
-        """Raise :class:`CampaignParameterError` with a one-line reason naming the parameters."""
+    def validate(self, search_space_size: int | None = None) -> Parts:
+        """Raise :class:`CampaignParameterError` with a one-line reason naming the parameters;
+        valid parameters return their parts: validating means building them (:meth:`parts`)."""
+        return self.parts(search_space_size)
+
+    def parts(self, search_space_size: int | None = None) -> Parts:
+        """The campaign's parts (:func:`course_utils.campaign.build.build_parts`), built the
+        first time and kept on this object until a field changes: the command line, the
+        panel and the campaign then share them, and each text is parsed once.
+        ``search_space_size``: also check the budget against the search space."""
+        key = self._field_values()
+        built = self.__dict__.get("_parts")  # not a field: not in to_dict()
+        if built is None or built[0] != key:
+            built = (key, build_parts(self, search_space_size))
+            self.__dict__["_parts"] = built
+        else:
+            self._check_space(search_space_size)
+        self._note_once(self.budget_note())
+        return built[1]
+
+    def _field_values(self) -> tuple:
+        """What the kept parts were built from (types too: ``1`` and ``True`` differ here)."""
+        return tuple((type(v), v) for v in (getattr(self, f.name) for f in fields(self)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the kept parts (rebuilt where needed)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_parts"}
+
+    def _check_space(self, search_space_size: int | None) -> None:
+        if search_space_size is not None and self.max_training_count > search_space_size:
+            raise CampaignParameterError(
+                f"max_training_count ({self.max_training_count}) is larger than the search "
+                f"space ({search_space_size} molecules)")
+
+    def check_values(self, search_space_size: int | None = None) -> None:
+        """The rules on plain values, in order (the first broken one is raised);
+        :func:`~course_utils.campaign.build.build_parts` runs them before building parts."""
         def fail(message: str) -> None:
             raise CampaignParameterError(message)
 
@@ -204,9 +251,7 @@ class CampaignParameters:
                  "simulation would run")
         if self.batch_size < 1:
             fail(f"batch_size ({self.batch_size}) must be at least 1")
-        if search_space_size is not None and self.max_training_count > search_space_size:
-            fail(f"max_training_count ({self.max_training_count}) is larger than the search "
-                 f"space ({search_space_size} molecules)")
+        self._check_space(search_space_size)
         if self.acquisition not in ACQUISITIONS:  # exactly as listed, like model names
             fail(f"acquisition {self.acquisition!r} is unknown; choose one of "
                  f"{', '.join(ACQUISITIONS)} (names are lower case)")
@@ -238,34 +283,16 @@ class CampaignParameters:
         if self.retrain_after is not None and self.retrain != "every-batch":
             fail(f"retrain_after ({self.retrain_after}) and retrain ({self.retrain!r}) both say "
                  "when to retrain; use retrain='count:N' alone")
-        for name, parse, error in (("retrain", lambda t: parse_retrain_policy(t), RetrainPolicyError),
-                                   ("arrival", parse_arrival, ArrivalError)):
-            try:
-                parse(getattr(self, name))
-            except error as err:
-                fail(str(err))
-        try:
-            least = parse_model(self.model).min_training
-        except ModelError as err:
-            fail(str(err))
-        if self.initial_training_count < least:  # the model says what it needs to learn at all
-            fail(f"initial_training_count ({self.initial_training_count}) must be at least "
-                 f"{least}: the model {self.model!r} needs {least} training molecules")
-        if not isinstance(self.stop, str):
-            fail(f"stop must be a string such as 'budget' or 'converged:window=3,delta=0.01', "
-                 f"got {self.stop!r}")
-        try:
-            parse_stop_rule(self.stop)
-        except StopRuleError as err:
-            fail(str(err))
+
+    def check_files(self) -> None:
+        """The search space's file, and replay's ground-truth table, are there."""
         problem = _search_space_file_problem(self.search_space)
         if problem:
-            fail(problem)
+            raise CampaignParameterError(problem)
         if self.simulator == "replay" and self.ground_truth is not None:
             problem = ground_truth_file_problem(self.ground_truth)
             if problem:
-                fail(problem)
-        self._note_once(self.budget_note())
+                raise CampaignParameterError(problem)
 
     def budget_note(self) -> str | None:
         """One line when ``batch_size`` exceeds the budget left after the initial training set:
@@ -288,4 +315,4 @@ class CampaignParameters:
         given = self.__dict__.setdefault("_notes_given", set())  # not a field: not in to_dict()
         if note and note not in given:
             given.add(note)
-            warnings.warn(note, CampaignNote, stacklevel=3)
+            warnings.warn(note, CampaignNote, stacklevel=_caller_level())

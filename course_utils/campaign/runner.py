@@ -34,8 +34,6 @@ import numpy as np
 import pandas as pd
 
 from course_utils import records as rec
-from course_utils.campaign.acquisition import make_acquisition
-from course_utils.campaign.arrival import parse_arrival
 from course_utils.campaign.batch_loop import run_batches
 from course_utils.campaign.batch_plan import BatchPlan
 from course_utils.campaign.batch_steps import (
@@ -68,14 +66,11 @@ from course_utils.campaign.parameters import (
 )
 from course_utils.campaign.progress import Progress
 from course_utils.campaign.retraining import ValidationSplit
-from course_utils.campaign.simulators import ReplayMissingError, make_simulator
+from course_utils.campaign.simulators import ReplayMissingError
 from course_utils.campaign.stop_checks import StopChecks
-from course_utils.campaign.stopping import TrustStreakRule, first_of, parse_stop_rule
 from course_utils.campaign.streaming_loop import run_streaming
-from course_utils.campaign.trust import TrustLedger
 from course_utils.configs import make_config
 from course_utils.ground_truth.evaluation import HeldOutSample, heldout_sample
-from course_utils.ml.registry import parse_model
 from course_utils.resilience import (
     CampaignInterrupted,
     CampaignStopped,
@@ -110,7 +105,7 @@ class Campaign:
         space = load_search_space(p.search_space)
         self.space: list[str] = space["smiles"].tolist()
         self.workers: int = p.workers or os.cpu_count() or 1
-        p.validate(len(self.space))
+        parts = p.parts(len(self.space))  # validated, each part built once (campaign.build)
         # Only after validation: bad parameters must leave no folder or file behind.
         self._lock: rec.RunLock | None = rec.acquire_run_lock(self.out_dir)
         try:
@@ -118,10 +113,7 @@ class Campaign:
             self.recorder.check_parameters(p.to_dict(), RESUME_KEYS,
                                            defaults=CampaignParameters().to_dict())
             self.resumed = len(self.recorder.simulations)
-            self.simulator = make_simulator(
-                p.simulator, engine=p.engine, walltime=p.simulation_walltime,
-                workers=self.workers, space=self.space, space_name=str(p.search_space),
-                ground_truth=p.ground_truth)
+            self.simulator = parts.simulator(workers=self.workers, space=self.space)
             ledger = self.recorder.ledger  # appends every record file of the run, one flag:
             ledger.durable = self.simulator.needs_parsl  # a replay (ms a row) skips the fsync
             self.lineage = ModelLineage.open(self.out_dir, ledger)  # versions go on from the last
@@ -129,18 +121,14 @@ class Campaign:
         except BaseException:
             self.release_lock()  # a campaign that cannot start must not keep the folder
             raise
-        # --- the parts, each called through its contract (campaign.parts)
-        self.model = parse_model(p.model)
-        self.acquisition = make_acquisition(p.acquisition, ucb_kappa=p.ucb_kappa,
-                                            epsilon=p.epsilon)
-        self.retrain_policy = p.retrain_policy()
-        self.arrival = parse_arrival(p.arrival)
-        self.trust = (None if p.trust_tol is None else
-                      TrustLedger.open(self.out_dir, p.trust_tol, p.trust_streak, p.trust_ranks,
-                                       ledger))
-        #: When the search is done: the user's rule, then the trust streak (with trust checks).
-        self.stop_rule = first_of(parse_stop_rule(p.stop), None if p.trust_tol is None else
-                                  TrustStreakRule(p.trust_streak, p.trust_tol))
+        # --- the parts, built once from the parameters (campaign.build), each called through
+        # its contract (campaign.parts)
+        self.model = parts.model  # unfitted: the keeper fits copies of it
+        self.acquisition = parts.acquisition
+        self.retrain_policy = parts.retrain_policy
+        self.stop_rule = parts.stop_rule  # when the search is done (the trust streak included)
+        self.arrival = parts.arrival
+        self.trust = None if parts.trust is None else parts.trust.open(self.out_dir, ledger)
         # --- its collaborators
         self.split = ValidationSplit(p.valid_fraction, p.seed)
         self.history = RunHistory(self.recorder, space=self.space, arrival=self.arrival,

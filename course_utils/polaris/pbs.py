@@ -31,8 +31,8 @@ from pathlib import Path
 from course_utils.campaign.parameters import CampaignParameterError, CampaignParameters
 from course_utils.configs import POLARIS_FILESYSTEMS
 from course_utils.resilience import error_message, fail
-from course_utils.studies.sweep import SweepError, check_sweep, parse_rungs, read_configs
 from course_utils.studies.sweep_file import SweepFileError, parse_assignments, parse_value, read_sweep
+from course_utils.studies.sweep_plan import SweepError, check_sweep, parse_rungs, read_configs
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_SCRIPT = REPO / "submit" / "run_notebook.pbs"

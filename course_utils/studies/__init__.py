@@ -4,7 +4,7 @@
 (``marks``), the grid of replayed seeds (``replays``), the tables per run and per strategy
 (``summaries``) and the figure (``comparison_plot``). ``stopping_study``: what a stop rule saves
 and costs. ``sweep`` runs a sweep (successive halving included) from a sweep file
-(``sweep_file``: its format).
+(``sweep_file``: its format; ``sweep_plan``: its checks and rung budgets).
 """
 
 from course_utils import lazy_exports
@@ -19,5 +19,5 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "yardsticks": "marks",
     "summarize_stopping": "stopping_study",
     "plot_stopping_study": "stopping_study",
-    "read_configs": "sweep", "run_sweep": "sweep", "plot_sweep": "sweep",
+    "read_configs": "sweep_plan", "run_sweep": "sweep", "plot_sweep": "sweep",
 })

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from course_utils import records as rec
-from course_utils.campaign.stopping import StopDecision, StopRule, history_from_records, parse_stop_rule
+from course_utils.campaign.build import stop_rule_of
+from course_utils.campaign.stopping import StopDecision, StopRule, history_from_records
 from course_utils.figures import style as figure_style
 from course_utils.studies.marks import Yardsticks, yardsticks
 from course_utils.studies.replays import replay_grid, run_curve, slug
@@ -55,7 +56,7 @@ def stop_point(simulations: pd.DataFrame, iterations: pd.DataFrame, rule: StopRu
     Asks the rule after each iteration with the records the engine held then (the simulations
     of batches up to that iteration), and only while budget was left, as the engine does.
     """
-    rule = parse_stop_rule(rule)
+    rule = stop_rule_of(rule)  # a rule given as a rule is used as it is
     if not len(iterations):
         return None
     batches = pd.to_numeric(simulations["batch"], errors="coerce").to_numpy()
@@ -92,6 +93,7 @@ def rule_outcome(run_dir: str | os.PathLike, rule: StopRule | str, marks: Yardst
     budget = int(parameters["max_training_count"])
     sims, its = rec.read_simulations(run_dir), rec.read_iterations(run_dir)
     curve = run_curve(sims, marks)
+    rule = stop_rule_of(rule)  # once: stop_point uses it as it is
     decision = stop_point(sims, its, rule, budget)
     full_n = len(curve)
     full_s = float(results.get("totals", {}).get("wall_time_s", math.nan))
@@ -107,7 +109,7 @@ def rule_outcome(run_dir: str | os.PathLike, rule: StopRule | str, marks: Yardst
                                                                      full_n)
     top = marks.global_best_ie if marks.global_best_ie is not None else math.nan
     return {
-        "rule": parse_stop_rule(rule).text, "seed": int(parameters.get("seed", 0)),
+        "rule": rule.text, "seed": int(parameters.get("seed", 0)),
         "fired": decision is not None, "stop_iteration": iteration,
         "simulations": n, "saved_simulations": budget - n if decision is not None else 0,
         "elapsed_s": elapsed, "saved_seconds": full_s - elapsed if decision is not None else 0.0,
@@ -131,7 +133,7 @@ def _named_rules(rules: Mapping[str, str] | Sequence[str]) -> dict[str, StopRule
     named = dict(rules) if isinstance(rules, Mapping) else {str(r): str(r) for r in rules}
     if not named:
         raise ValueError("the study needs at least one stop rule")
-    return {str(name): parse_stop_rule(text) for name, text in named.items()}
+    return {str(name): stop_rule_of(text) for name, text in named.items()}
 
 
 def stopping_study(
