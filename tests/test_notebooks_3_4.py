@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import copy
 import json
 import subprocess
 import time
@@ -107,6 +109,106 @@ def test_notebook3_runs_twice_in_one_kernel(tmp_path):
     _check_run(tmp_path / "out", 6)
 
 
+#: The names of run_batches (course_utils/campaign/batch_loop.py) as notebook 3 spells them.
+AS_IN_NOTEBOOK = {"steps": "campaign", "history": "campaign.history", "plan": "campaign.plan",
+                  "batch_size": "batch_size", "budget": "max_training_count"}
+
+
+class _Rename(ast.NodeTransformer):
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id not in AS_IN_NOTEBOOK:
+            return node
+        return ast.copy_location(ast.parse(AS_IN_NOTEBOOK[node.id], mode="eval").body, node)
+
+
+def _only_while(tree: ast.AST, where: str) -> ast.While:
+    loops = [n for n in ast.walk(tree) if isinstance(n, ast.While)]
+    assert len(loops) == 1, f"{where}: {len(loops)} while loops"
+    return loops[0]
+
+
+def engine_loop() -> ast.While:
+    """run_batches's while loop, with the notebook's names."""
+    tree = ast.parse((REPO / "course_utils" / "campaign" / "batch_loop.py").read_text())
+    (func,) = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+               and n.name == "run_batches"]
+    return _Rename().visit(_only_while(func, "run_batches"))
+
+
+def notebook3_loop_cell() -> ast.Module:
+    """The code cell of notebook 3 that holds a while loop (there must be exactly one)."""
+    nb = nbformat.read(NOTEBOOKS / "3_ml_in_the_loop.ipynb", as_version=4)
+    trees = [ast.parse(c.source) for c in nb.cells if c.cell_type == "code"]
+    (cell,) = [t for t in trees if any(isinstance(n, ast.While) for n in ast.walk(t))]
+    return cell
+
+
+def _is_bar_line(statement: ast.stmt) -> bool:
+    """A progress-bar call (``bar.update(...)``), the one kind of line the notebook adds."""
+    return (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
+            and isinstance(statement.value.func, ast.Attribute)
+            and isinstance(statement.value.func.value, ast.Name)
+            and statement.value.func.value.id == "bar")
+
+
+def loop_drift(engine: ast.While, notebook: ast.While) -> list[str]:
+    """How the notebook's loop differs from the engine's, one line each (none: the same)."""
+    problems = []
+    if ast.dump(engine.test) != ast.dump(notebook.test):
+        problems.append(f"condition: engine `{ast.unparse(engine.test)}`, "
+                        f"notebook `{ast.unparse(notebook.test)}`")
+    if notebook.orelse or engine.orelse:
+        problems.append("a while-else clause")
+    wanted = list(engine.body)
+    for statement in notebook.body:
+        if wanted and ast.dump(statement) == ast.dump(wanted[0]):
+            wanted.pop(0)
+        elif not _is_bar_line(statement):
+            problems.append(f"notebook line not in the engine's order: {ast.unparse(statement)}")
+    problems += [f"engine line missing: {ast.unparse(s)}" for s in wanted]
+    return problems
+
+
+def test_notebook3_loop_is_the_engines_batch_loop():
+    """The loop a student reads in notebook 3 runs the statements run_batches runs, in order:
+    the same batch plan, retrain policy and stop rule; only the progress bar is added."""
+    engine = engine_loop()
+    assert len(engine.body) >= 8  # the batch loop was found, not some other while
+    notebook = _only_while(notebook3_loop_cell(), "notebook 3's loop cell")
+    assert loop_drift(engine, notebook) == []
+
+
+def _drifted(change: str) -> ast.While:
+    """Notebook 3's loop with one drift from the engine's: ``drop:i`` removes the engine's
+    i-th line, ``swap:i`` swaps it with the next line, ``extra:i`` adds a line before it,
+    ``condition`` and ``edit`` change the loop's condition and its target line to the old loop's."""
+    loop = copy.deepcopy(_only_while(notebook3_loop_cell(), "notebook 3's loop cell"))
+    engine = [ast.dump(s) for s in engine_loop().body]
+    kind, _, at = change.partition(":")
+    i = [n for n, s in enumerate(loop.body) if ast.dump(s) in engine][int(at or 0)]
+    if kind == "drop":
+        del loop.body[i]
+    elif kind == "swap":
+        loop.body[i], loop.body[i + 1] = loop.body[i + 1], loop.body[i]
+    elif kind == "extra":
+        loop.body.insert(i, ast.parse("predictions = campaign.predictions(scores)").body[0])
+    elif kind == "condition":
+        loop.test = ast.parse("campaign.n_ok < max_training_count", mode="eval").body
+    elif kind == "edit":  # the old loop's target: successes now, not when the batch began
+        (i,) = [n for n, s in enumerate(loop.body) if ast.unparse(s).startswith("target =")]
+        loop.body[i] = ast.parse("target = min(batch_size, max_training_count - campaign.n_ok)"
+                                 ).body[0]
+    return loop
+
+
+@pytest.mark.parametrize("change", [f"drop:{i}" for i in range(len(engine_loop().body))]
+                         + ["swap:4", "extra:2", "condition", "edit"])
+def test_notebook3_loop_drift_is_found(change):
+    """Each drift from the engine's loop (a line removed, moved, added or edited; another
+    condition) is found, so the test above fails on it."""
+    assert loop_drift(engine_loop(), _drifted(change))
+
+
 def test_notebook4_headless_uses_the_parameters_cell(tmp_path):
     nb, out = _execute("4_homework.ipynb", tmp_path, seed=2, initial_training_count=4,
                        max_training_count=8, batch_size=2, acquisition="ucb", model="gp")
@@ -192,7 +294,7 @@ def test_notebook3_stop_button_keeps_results_and_a_rerun_resumes(small_space, tm
             if "campaign.initial_batch()" in code:
                 kept += _press_stop_during(kernel, code, lambda: _ok_rows(out) >= 2, out)
                 kernel.run(code)  # the same cell again resumes the initial batch
-            elif "while campaign.n_ok" in code:
+            elif "while campaign.budget_left()" in code:
                 kept += _press_stop_during(kernel, code, lambda: _ok_rows(out, 1) >= 1, out)
                 break
             else:
