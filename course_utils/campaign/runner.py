@@ -316,6 +316,7 @@ class Campaign:
         """
         return self.dispatch.simulate(candidates, target, batch, self._predicted(predictions))
 
+    @public_step
     def simulate_batch(self, batch: int, candidates: Iterable[str], target: int,
                        predictions: pd.DataFrame | None = None) -> list[dict]:
         """Step 4: simulate batch ``batch`` as planned until ``target`` of it succeeded (with
