@@ -18,8 +18,8 @@ import pytest
 from process_tools import SLOW, start_slow_run
 
 from course_utils import records as rec
+from course_utils.campaign.dispatch import Dispatch
 from course_utils.campaign.lost_workers import WorkerWatch, is_worker_lost, worker_losses
-from course_utils.campaign.runner import Campaign
 
 #: From the kill to the ``lost`` record: about 2-5 s measured; generous for a loaded machine.
 NOTICED_WITHIN_S = 15.0
@@ -126,7 +126,7 @@ def _finish(proc: subprocess.Popen, out: Path, restarts: int | None) -> pd.DataF
     slow = sims[sims["smiles"] == SLOW]
     statuses = slow["status"].tolist()
     if restarts is None:  # Parsl's own replacement of the block may race ours: a second loss
-        assert statuses[-1] == "ok" and 1 <= statuses.count("lost") <= Campaign.LOST_RETRIES, slow
+        assert statuses[-1] == "ok" and 1 <= statuses.count("lost") <= Dispatch.LOST_RETRIES, slow
         assert statuses.count("lost") == len(statuses) - 1, slow
     else:
         assert statuses == ["lost", "ok"], slow  # retried, and then it worked
