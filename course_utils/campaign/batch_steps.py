@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from course_utils import records as rec
 from course_utils.campaign.batch_plan import PLANNED, REPLACEMENT, BatchPlan
 from course_utils.campaign.dispatch import Dispatch
 from course_utils.campaign.history import RunHistory
@@ -99,21 +100,21 @@ def planned_batch(batch: int, candidates: Iterable[str], target: int, predicted:
 
 def checked_batch(batch: int, picks: Iterable[str], predicted: Predicted, size: int, *,
                   keeper: ModelKeeper, trust: TrustCheck, ranks: int, checks_dir: Path,
-                  plan: BatchPlan, history: RunHistory, dispatch: Dispatch
-                  ) -> tuple[list[dict], int]:
+                  plan: BatchPlan, history: RunHistory, dispatch: Dispatch) -> list[dict]:
     """One batch of ``size`` picks with trust checks: the model's values and the cheap MPI
     check of the picks run as two futures at once; only the picks they disagree on get full
-    simulations (so the budget is never overshot). Its full simulations' rows, picks checked.
+    simulations (so the budget is never overshot). Its full simulations' rows (the picks are
+    in the plan, which is how the loop tells a batch that found nothing to pick).
     """
     timeout = keeper.SCORING_TIMEOUT_S
     simulator = keeper.simulator
     picked = plan.smiles(batch)[:size] or list(islice(picks, size))
     if not picked:
-        return [], 0
+        return []
     version = keeper.version
     plan.add(batch, picked, model_version=version, predicted=predicted)
     if any(int(r["iteration"]) == batch for r in trust.rows):
-        return history.batch_rows(batch, predicted), len(picked)  # done before a stop
+        return history.batch_rows(batch, predicted)  # done before a stop
     model_values = simulator.predict(keeper.in_use, picked)
     cheap = simulator.cheap(picked, ranks, checks_dir / f"iteration-{batch:04d}.csv")
     dispatch.wait_bounded([model_values, cheap], timeout)
@@ -136,7 +137,7 @@ def checked_batch(batch: int, picks: Iterable[str], predicted: Predicted, size: 
     if todo:  # no replacements: a failed full simulation leaves its pick unlabelled
         rows += dispatch.simulate(iter(todo), len(todo), batch, predicted)
     trust.record(checks, rows)
-    return rows, len(picked)
+    return rows
 
 
 def resume_model(keeper: ModelKeeper, plan: BatchPlan, history: RunHistory,
@@ -163,7 +164,7 @@ def resume_model(keeper: ModelKeeper, plan: BatchPlan, history: RunHistory,
         upto = int(row["data_version"])
     except (TypeError, ValueError):
         return
-    n_then = sum(r["status"] == "ok" for r in history.recorder.simulations[:upto])
+    n_then = sum(r["status"] == rec.STATUS_OK for r in history.recorder.simulations[:upto])
     if not planned and retrain_policy.due(history.n_ok, n_then, batch_mode=True):
         keeper.assume_fitted_at(n_then)
         return

@@ -324,16 +324,12 @@ class Campaign:
         resumed batch included. The picks go to batches.csv before they are submitted."""
         predicted = self._predicted(predictions)
         if self.trust is not None and batch > 0:
-            rows, _ = self._checked_batch(batch, candidates, predicted, target)
-            return rows
+            return checked_batch(batch, candidates, predicted, target, keeper=self.keeper,
+                                 trust=self.trust, ranks=self.parameters.trust_ranks,
+                                 checks_dir=self.out_dir / "checks", plan=self.plan,
+                                 history=self.history, dispatch=self.dispatch)
         version = self.keeper.version if predictions is not None else None
         return planned_batch(batch, candidates, target, predicted, version=version,
-                             plan=self.plan, history=self.history, dispatch=self.dispatch)
-
-    def _checked_batch(self, batch: int, picks: Iterable[str], predicted: Predicted,
-                       size: int) -> tuple[list[dict], int]:
-        return checked_batch(batch, picks, predicted, size, keeper=self.keeper, trust=self.trust,
-                             ranks=self.parameters.trust_ranks, checks_dir=self.out_dir / "checks",
                              plan=self.plan, history=self.history, dispatch=self.dispatch)
 
     def _initial(self, n_ok: int | None = None) -> Iterator[str]:
